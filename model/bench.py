@@ -1,0 +1,129 @@
+"""`tinygpt bench`: training and decoding speed, measured, with MFU against a
+matmul peak measured in the same process.
+
+Every figure printed is measured in this run; ratios compare runs made here,
+side by side, so they hold for this machine whatever else is on it.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .config import LADDER, GPTConfig, named
+from .device import autocast, describe, peak_flops, pick_device, pick_dtype, set_threads, sync
+from .errors import UserError
+from .generate import generate
+from .gpt import GPT, flops_per_token
+
+
+@dataclass(frozen=True)
+class Shape:
+    size: str
+    block: int
+    batch: int
+    vocab: int
+
+
+SHAPES = {
+    "nano-cpu": Shape("nano-cpu", 64, 12, 65),       # nanoGPT's shakespeare_char on a laptop
+    "nano-gpu": Shape("nano-gpu", 256, 64, 65),      # nanoGPT's shakespeare_char on a GPU
+    "gpt2-124m": Shape("gpt2-124m", 1024, 8, 50304),
+    **{s: Shape(s, 256, 4, 84) for s in LADDER},     # the scaling ladder's training shape
+}
+
+
+def build(shape: Shape, arch: str, device: str, block: int | None = None) -> GPT:
+    torch.manual_seed(0)
+    cfg: GPTConfig = named(shape.size, arch, vocab_size=shape.vocab, block_size=block or shape.block)
+    return GPT(cfg).to(device)
+
+
+def train_speed(model: GPT, shape: Shape, device: str, dtype: torch.dtype, compile_: bool,
+                steps: int, warmup: int = 3) -> float:
+    """Training tokens per second (forward, backward, AdamW step) on random tokens."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+    step_model = torch.compile(model) if compile_ else model
+    x = torch.randint(0, shape.vocab, (shape.batch, shape.block), device=device)
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            t0 = time.perf_counter()
+        with autocast(device, dtype):
+            _, loss = step_model(x, x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync(device)
+    return steps * shape.batch * shape.block / (time.perf_counter() - t0)
+
+
+def decode_speed(model: GPT, device: str, new_tokens: int, use_cache: bool) -> float:
+    """Tokens per second generating new_tokens after a one-token prompt, batch 1."""
+    model.eval()
+    idx = torch.zeros(1, 1, dtype=torch.long, device=device)
+    generate(model, idx, 8, temperature=0, use_cache=use_cache)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    generate(model, idx, new_tokens, temperature=0, use_cache=use_cache)
+    sync(device)
+    model.train()
+    return new_tokens / (time.perf_counter() - t0)
+
+
+def peak_memory_mb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def report_train(label: str, tok_s: float, fpt: int, peaks: dict) -> None:
+    achieved = tok_s * fpt
+    mfu = "  ".join(f"MFU {100 * achieved / p:.1f}% of {k} peak" for k, p in peaks.items())
+    print(f"  {label:<34} {tok_s:>10,.0f} tok/s  {achieved / 1e9:8.1f} GFLOP/s  {mfu}")
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="tinygpt bench", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="nano-cpu", help=f"one of: {', '.join(SHAPES)}")
+    p.add_argument("--arch", default="gpt2", help="architecture of the measured model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20, help="timed training steps")
+    p.add_argument("--decode_tokens", type=int, default=500)
+    p.add_argument("--decode_context", type=int, default=512,
+                   help="context of the model used for the decoding figures")
+    p.add_argument("--vs", choices=("baseline",), help="also run the plain GPT-2 block, fp32 eager")
+    a = p.parse_args(argv)
+    if a.config not in SHAPES:
+        raise UserError(f"unknown bench config {a.config!r}; choose one of {', '.join(SHAPES)}")
+    set_threads(a.threads)
+    device = pick_device(a.device)
+    dtype = pick_dtype(device, a.dtype)
+    shape = SHAPES[a.config]
+    model = build(shape, a.arch, device)
+    fpt = flops_per_token(model.cfg, model.num_params())
+    peaks = {"fp32": peak_flops(device, torch.float32)}
+    if device != "cpu" or dtype == torch.bfloat16:
+        peaks["bf16"] = peak_flops(device, torch.bfloat16)
+    print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
+          f"batch {shape.batch}) on {describe(device)}")
+    print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
+    ours = train_speed(model, shape, device, dtype, a.compile, a.steps)
+    report_train(f"train {a.arch} {dtype} {'compiled' if a.compile else 'eager'}", ours, fpt, peaks)
+    if a.vs:
+        base_model = build(shape, "gpt2", device)
+        base = train_speed(base_model, shape, device, torch.float32, False, a.steps)
+        report_train("train baseline gpt2 fp32 eager", base, fpt, peaks)
+        print(f"  speedup over baseline: {ours / base:.2f}x")
+    dec_model = build(shape, a.arch, device, block=a.decode_context)
+    cached = decode_speed(dec_model, device, a.decode_tokens, True)
+    full = decode_speed(dec_model, device, a.decode_tokens, False)
+    print(f"  decode {a.decode_tokens} tokens (context {a.decode_context}): {cached:,.0f} tok/s "
+          f"with KV cache, {full:,.0f} tok/s recomputing; ratio {cached / full:.1f}x")
+    print(f"  peak memory: {peak_memory_mb(device):,.0f} MB")

@@ -1,0 +1,67 @@
+"""Checkpoints: written atomically, loaded with weights_only=True.
+
+A checkpoint holds the weights, the optimizer state, the step, the RNG state,
+the training config and the tokenizer metadata as plain containers, so that
+torch.load(weights_only=True) can read it and a resumed run continues exactly.
+It is written to a temporary file in the same folder, flushed to disk, then
+renamed over the old one: a crash or a full disk never leaves a torn file.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import torch
+
+from .config import GPTConfig
+from .errors import UserError
+from .gpt import GPT
+
+FORMAT = 1
+
+
+def save(path: str | Path, state: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space" in str(e):
+            kept = "the previous checkpoint is intact" if path.exists() else "nothing was saved"
+            raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
+                            "resume with --init_from=resume") from None
+        raise
+
+
+def load(path: str | Path, device: str = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train one first or check --out_dir")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a damaged file fails in many ways inside torch's unpickler
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"checkpoint {path} is corrupt or not a tinygpt checkpoint ({first[:120]}); "
+                        "delete it or point at another one") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT}; "
+                        "was it written by another program or version?")
+    return state
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
+    """The model of a checkpoint (in eval mode) and the checkpoint dict."""
+    state = load(path, device)
+    try:
+        model = GPT(GPTConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"checkpoint {path} does not fit this version's model "
+                        f"({str(e).splitlines()[0][:120]}); retrain or use a matching version") from None
+    return model.to(device).eval(), state

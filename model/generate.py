@@ -1,0 +1,96 @@
+"""Autoregressive decoding with a KV cache; temperature, top-k, top-p sampling.
+
+With the cache each new token costs one position's worth of compute instead of
+a forward pass over the whole context. Without it (use_cache=False) every step
+recomputes the full window, as nanoGPT does; tests check both give the same tokens.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .gpt import GPT
+
+
+class KVCache:
+    """Keys and values of one attention layer, preallocated to block_size."""
+
+    def __init__(self, batch: int, n_head: int, length: int, head_dim: int, device, dtype):
+        self.k = torch.empty(batch, n_head, length, head_dim, device=device, dtype=dtype)
+        self.v = torch.empty_like(self.k)
+        self.size = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.size + k.size(2)
+        self.k[:, :, self.size:end] = k
+        self.v[:, :, self.size:end] = v
+        self.size = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+def new_caches(model: GPT, batch: int, dtype: torch.dtype) -> list[KVCache]:
+    cfg = model.cfg
+    device = model.wte.weight.device
+    return [KVCache(batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head, device, dtype)
+            for _ in range(cfg.n_layer)]
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                top_p: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from last-position logits (B, V); temperature 0 is greedy."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token once the mass before it already reaches top_p; the most
+        # likely token is always kept.
+        drop = (cum - sorted_logits.softmax(-1)) >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+           top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+           use_cache: bool = True) -> Iterator[torch.Tensor]:
+    """Yield (B, 1) new tokens one step at a time after the prompt idx (B, T).
+
+    The prompt must fit the context (callers crop or refuse longer ones). Past
+    block_size the window slides: without the cache each step sees the last
+    block_size tokens; with it, the cache is rebuilt from the last half-block
+    when it fills, which keeps decoding cheap but sees a shorter window.
+    """
+    block = model.cfg.block_size
+    if idx.size(1) > block:
+        raise ValueError(f"prompt of {idx.size(1)} tokens is longer than the context ({block})")
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=idx.device).manual_seed(seed)
+    dtype = model.wte.weight.dtype
+    caches, logits = None, None
+    for _ in range(max_new_tokens):
+        if not use_cache:
+            logits, _ = model(idx[:, -block:])
+        elif caches is None or caches[0].size == block:
+            window = idx[:, -(block // 2):] if caches is not None else idx
+            caches = new_caches(model, idx.size(0), dtype)
+            logits, _ = model(window, caches=caches)
+        else:
+            logits, _ = model(idx[:, -1:], caches=caches, start=caches[0].size)
+        nxt = sample_next(logits[:, -1], temperature, top_k, top_p, gen)
+        idx = torch.cat((idx, nxt), dim=1)
+        yield nxt
+
+
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **kw) -> torch.Tensor:
+    """The prompt followed by max_new_tokens sampled tokens, (B, T + new)."""
+    new = list(stream(model, idx, max_new_tokens, **kw))
+    return torch.cat([idx, *new], dim=1)

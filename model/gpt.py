@@ -1,0 +1,185 @@
+"""The GPT: attention, MLP, block, model; parameter and FLOP counts.
+
+Read top to bottom. The default is GPT-2's pre-norm block; each option of
+GPTConfig (rotary, RMSNorm, QK-norm, ReLU², zero-init, softcap) changes one
+small thing and is named where it acts.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import GPTConfig
+
+
+def make_norm(cfg: GPTConfig, dim: int) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(dim, eps=1e-6)
+    return nn.LayerNorm(dim, bias=cfg.bias)
+
+
+def rotary_tables(head_dim: int, length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (length, head_dim/2) for rotary position embedding."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of each head by position-dependent angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head, self.head_dim = cfg.n_head, cfg.n_embd // cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.proj.residual = True  # marks the GPT-2 scaled init
+        self.q_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
+        self.dropout = cfg.dropout
+
+    def forward(self, x, rotary=None, cache=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, hd)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        # Causal masking is only needed when queries see their own chunk; a
+        # single decoded token may look at everything in the cache.
+        causal = T > 1
+        if causal and k.size(2) != T:
+            raise ValueError("multi-token chunks are only supported on an empty cache")
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.proj.residual = True
+        self.relu2 = cfg.mlp == "relu2"
+
+    def forward(self, x):
+        h = self.fc(x)
+        h = F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh")
+        return self.proj(h)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1, self.attn = make_norm(cfg, cfg.n_embd), CausalSelfAttention(cfg)
+        self.ln2, self.mlp = make_norm(cfg, cfg.n_embd), MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, rotary=None, cache=None):
+        x = x + self.drop(self.attn(self.ln1(x), rotary, cache))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg, cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head.weight = self.wte.weight  # tied input and output embeddings
+        if cfg.pos == "rope":
+            cos, sin = rotary_tables(cfg.n_embd // cfg.n_head, cfg.block_size)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            # GPT-2: residual projections shrink with depth so the residual
+            # stream's variance does not grow with n_layer.
+            std = 0.02 / math.sqrt(2 * self.cfg.n_layer) if getattr(m, "residual", False) else 0.02
+            if getattr(m, "residual", False) and self.cfg.zero_init:
+                std = 0.0
+            nn.init.normal_(m.weight, 0.0, std) if std else nn.init.zeros_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, caches=None,
+                start: int = 0, reduction: str = "mean"):
+        """Logits for idx (B, T) and, with targets, the cross-entropy loss.
+
+        caches (one per block) and start (the position of idx[:, 0]) are used by
+        KV-cache decoding; training passes neither.
+        """
+        T = idx.size(1)
+        if start + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.cfg.block_size}")
+        x = self.wte(idx)
+        rotary = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+        else:
+            rotary = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rotary, None if caches is None else caches[i])
+        logits = self.head(self.ln_f(x))
+        if self.cfg.softcap:
+            logits = self.cfg.softcap * torch.tanh(logits / self.cfg.softcap)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-1, reduction=reduction)
+        return logits, loss
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; non_embedding drops the token and position tables
+        (Kaplan's N; the tied head is the token table, so it is dropped too)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if self.wpe is not None:
+                n -= self.wpe.weight.numel()
+        return n
+
+
+def n_nonemb_formula(cfg: GPTConfig) -> int:
+    """Kaplan's N = 12·n_layer·d², plus the small norm and bias terms this
+    implementation really has, so that it equals GPT.num_params() exactly."""
+    d, L = cfg.n_embd, cfg.n_layer
+
+    def norm(dim: int) -> int:  # only LayerNorm with bias has a second vector
+        return 2 * dim if cfg.bias and cfg.norm == "layernorm" else dim
+
+    per_layer = 12 * d * d + 2 * norm(d)
+    if cfg.qk_norm:
+        per_layer += 2 * norm(d // cfg.n_head)
+    if cfg.bias:
+        per_layer += 3 * d + d + 4 * d + d  # qkv, attn proj, fc, mlp proj
+    return L * per_layer + norm(d)
+
+
+def flops_per_token(cfg: GPTConfig, n_nonemb: int | None = None) -> int:
+    """Training FLOPs per token, forward + backward (DESIGN §3):
+    6·N + 6·n_layer·n_ctx·d (attention scores) + 6·d·V (unembedding).
+    At tiny width the last two terms are large; never use bare 6·N there."""
+    N = n_nonemb if n_nonemb is not None else 12 * cfg.n_layer * cfg.n_embd ** 2
+    return 6 * N + 6 * cfg.n_layer * cfg.block_size * cfg.n_embd + 6 * cfg.n_embd * cfg.vocab_size

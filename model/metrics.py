@@ -1,0 +1,79 @@
+"""Run logging: metrics.jsonl always, wandb when asked, a progress line on stdout.
+
+wandb is imported only when a run asks for it, so the default path never
+touches the network or the user's home folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class RunLog:
+    """Appends metric records to out_dir/metrics.jsonl and mirrors them to wandb."""
+
+    def __init__(self, out_dir: Path, config: dict, mode: str = "disabled", project: str = "tinygpt",
+                 group: str = "", name: str = "", resume_step: int | None = None):
+        self.path = Path(out_dir) / "metrics.jsonl"
+        if resume_step is not None:
+            self._truncate_after(resume_step)
+        elif self.path.exists():
+            self.path.unlink()
+        self.wandb = None
+        if mode != "disabled":
+            self.wandb = start_wandb(mode, project, group, name or Path(out_dir).name, config)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop records a killed run wrote after its last checkpoint: they are redone."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def start_wandb(mode: str, project: str, group: str, name: str, config: dict):
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("wandb logging needs the wandb package: pip install wandb") from None
+    if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _has_netrc_login()):
+        raise UserError("wandb=online needs a login (wandb login or WANDB_API_KEY); "
+                        "use --wandb=offline and `wandb sync` later")
+    try:
+        return wandb.init(project=project, group=group or None, name=name, config=config,
+                          mode=mode, reinit=True)
+    except Exception as e:  # wandb raises many types; all mean the same to the user
+        raise UserError(f"wandb could not start ({str(e).splitlines()[0][:120]}); "
+                        "use --wandb=offline or --wandb=disabled") from None
+
+
+def _has_netrc_login() -> bool:
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def read_metrics(out_dir: str | Path) -> list[dict]:
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

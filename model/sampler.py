@@ -1,0 +1,89 @@
+"""Sampling text from a checkpoint, streamed to stdout as it is generated."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from . import checkpoint
+from .device import pick_device
+from .errors import UserError
+from .generate import stream
+from .tokenizer import from_meta
+
+
+@dataclass
+class SampleOptions:
+    prompt: str = ""
+    max_new_tokens: int = 500
+    temperature: float = 0.8
+    top_k: int = 200
+    top_p: float = 1.0
+    seed: int = 1337
+    stop: str = ""
+    use_cache: bool = True
+    crop: bool = False
+
+
+def start_token(tok) -> int:
+    """What an empty prompt starts from: end-of-text (BPE) or a newline (chars)."""
+    if hasattr(tok, "eot"):
+        return tok.eot
+    return tok.stoi.get("\n", 0)
+
+
+def prompt_ids(tok, text: str, block_size: int, crop: bool) -> list[int]:
+    if not text:
+        return [start_token(tok)]
+    ids = tok.encode(text)
+    if len(ids) > block_size:
+        if not crop:
+            raise UserError(f"the prompt is {len(ids)} tokens but the model's context is "
+                            f"{block_size}; shorten it or pass --crop to keep its last {block_size}")
+        ids = ids[-block_size:]
+    return ids
+
+
+def sample_text(model, tok, opts: SampleOptions, seed: int) -> Iterator[str]:
+    """Yield pieces of new text; stops early at opts.stop (which is not yielded)."""
+    device = model.wte.weight.device
+    ids = prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)
+    idx = torch.tensor([ids], device=device)
+    new: list[int] = []
+    shown = ""
+    for token in stream(model, idx, opts.max_new_tokens, opts.temperature, opts.top_k,
+                        opts.top_p, seed, opts.use_cache):
+        new.append(token.item())
+        text = tok.decode(new)
+        if opts.stop and opts.stop in text:
+            yield text[len(shown):text.index(opts.stop)]
+            return
+        if not text.endswith("\ufffd"):  # a multi-byte character still incomplete
+            yield text[len(shown):]
+            shown = text
+    if len(tok.decode(new)) > len(shown):
+        yield tok.decode(new)[len(shown):]
+
+
+def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str = "auto",
+        out=None) -> list[str]:
+    """Print num_samples samples from a checkpoint; returns them too."""
+    out = out or sys.stdout
+    device = pick_device(device)
+    model, state = checkpoint.load_model(ckpt, device)
+    tok = from_meta(state["tokenizer"])
+    prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)  # refuse a bad prompt up front
+    samples = []
+    for i in range(num_samples):
+        out.write(opts.prompt)
+        pieces = []
+        for piece in sample_text(model, tok, opts, opts.seed + i):
+            out.write(piece)
+            out.flush()
+            pieces.append(piece)
+        out.write("\n---------------\n")
+        samples.append("".join(pieces))
+    return samples

@@ -1,0 +1,175 @@
+"""The training loop: one function, train(cfg), on one process or under torchrun.
+
+Step s always trains on the same windows (Batches is a pure function of seed,
+step and shard), the checkpoint carries the optimizer and RNG state, so a run
+resumed from step s continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from . import checkpoint, distributed
+from .data import Batches, dataset_dir, prepare
+from .device import autocast, describe, peak_flops, pick_device, pick_dtype, set_threads
+from .errors import UserError
+from .gpt import GPT, flops_per_token
+from .metrics import RunLog, fmt_time
+from .optim import lr_at, make_optimizer
+from .options import TrainConfig, as_dict
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: Batches, cfg: TrainConfig, device: str,
+             dtype: torch.dtype) -> float:
+    """Mean loss over the same fixed validation windows every time."""
+    model.eval()
+    total = 0.0
+    for x, y in batches.val_batches(cfg.eval_batches, cfg.batch_size):
+        with autocast(device, dtype):
+            _, loss = model(x.to(device), y.to(device))
+        total += loss.item()
+    model.train()
+    return total / cfg.eval_batches
+
+
+def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str) -> dict | None:
+    """The checkpoint to continue from, or None to start fresh (init_from rules)."""
+    if cfg.init_from == "scratch":
+        if ckpt_path.exists():
+            raise UserError(f"{ckpt_path} already exists; continue it with --init_from=resume "
+                            "or choose another --out_dir")
+        return None
+    if not ckpt_path.exists():
+        if cfg.init_from == "resume":
+            raise UserError(f"--init_from=resume but there is no checkpoint at {ckpt_path}")
+        return None
+    state = checkpoint.load(ckpt_path, device)
+    if state.get("model_config") != model_cfg:
+        raise UserError(f"{ckpt_path} holds a different model ({state.get('model_config')}); "
+                        "use another --out_dir or --init_from=scratch in a fresh folder")
+    return state
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train per cfg; returns a summary (final val loss, tokens, wall time...)."""
+    device = pick_device(cfg.device)
+    dist = distributed.init(device)
+    if dist.enabled and device == "cuda":
+        device = f"cuda:{dist.local_rank}"
+    dev_type = device.split(":")[0]
+    set_threads(cfg.threads)
+    dtype = pick_dtype(dev_type, cfg.dtype)
+    out = Path(cfg.out_dir)
+    if dist.master:  # one process downloads and tokenizes; the others wait for it
+        out.mkdir(parents=True, exist_ok=True)
+        prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
+    distributed.barrier(dist)
+    batches = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+    gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
+    ckpt_path = out / "ckpt.pt"
+    state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device)
+
+    torch.manual_seed(cfg.seed)
+    raw = GPT(gcfg).to(device)
+    opt = make_optimizer(raw, cfg, dev_type)
+    step, elapsed_before = 0, 0.0
+    if state is not None:
+        raw.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"].cpu())
+        step, elapsed_before = state["step"], state.get("elapsed", 0.0)
+    model = torch.compile(raw) if cfg.compile else raw
+    if dist.enabled:
+        model = DDP(model, device_ids=[dist.local_rank] if dev_type == "cuda" else None)
+
+    log = RunLog(out, as_dict(cfg), cfg.wandb if dist.master else "disabled", cfg.wandb_project,
+                 cfg.wandb_group, cfg.run_name, resume_step=step if state else None)
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * dist.world
+    fpt = flops_per_token(gcfg, raw.num_params())
+    peak = peak_flops(dev_type, dtype) if dist.master else 1.0
+    if dist.master:
+        print(f"tinygpt: {raw.num_params():,} non-embedding params, {describe(dev_type)}, {dtype}, "
+              f"{tokens_per_step:,} tokens/step, starting at step {step}/{cfg.max_iters}", flush=True)
+
+    def save(val_loss: float | None) -> None:
+        if not (dist.master and cfg.save_checkpoints):
+            return
+        snapshot = {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "model_config": dataclasses.asdict(gcfg), "train_config": as_dict(cfg),
+                    "tokenizer": batches.meta["tokenizer"], "rng": torch.get_rng_state(),
+                    "val_loss": val_loss, "elapsed": elapsed_before + time.perf_counter() - t0}
+        checkpoint.save(ckpt_path, snapshot)
+        if cfg.keep_checkpoints:
+            checkpoint.save(out / f"ckpt_{step:06d}.pt", snapshot)
+
+    t0 = time.perf_counter()
+    t_log, steps_since_log, val_loss = t0, 0, None
+    while True:
+        if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+            val_loss = distributed.mean(evaluate(raw, batches, cfg, device, dtype), dist, device)
+            if dist.master:
+                log.log({"step": step, "val_loss": val_loss, "tokens": step * tokens_per_step,
+                         "flops": step * tokens_per_step * fpt})
+                print(f"step {step}: val loss {val_loss:.4f}", flush=True)
+            if state is None or step > state["step"]:
+                save(val_loss)
+        if step >= cfg.max_iters:
+            break
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = train_step(model, opt, batches, cfg, step, dist, device, dtype)
+        step += 1
+        steps_since_log += 1
+        if step % cfg.log_interval == 0 and dist.master:
+            now = time.perf_counter()
+            tok_s = steps_since_log * tokens_per_step / (now - t_log)
+            mfu = tok_s * fpt / peak
+            eta = (cfg.max_iters - step) * (now - t_log) / steps_since_log
+            log.log({"step": step, "train_loss": loss, "lr": lr, "tok_per_s": tok_s, "mfu": mfu})
+            print(f"step {step}/{cfg.max_iters} | loss {loss:.4f} | lr {lr:.2e} | "
+                  f"{tok_s / 1e3:.1f}k tok/s | MFU {100 * mfu:.1f}% | "
+                  f"{fmt_time(now - t0)} elapsed, ETA {fmt_time(eta)}", flush=True)
+            t_log, steps_since_log = now, 0
+
+    wall = elapsed_before + time.perf_counter() - t0
+    summary = {"val_loss": val_loss, "steps": step, "tokens": step * tokens_per_step,
+               "flops": step * tokens_per_step * fpt, "wall_s": wall,
+               "n_nonemb": raw.num_params(), "n_total": raw.num_params(non_embedding=False)}
+    log.close()
+    del model, raw, opt
+    distributed.shutdown(dist)
+    return summary
+
+
+def train_step(model, opt, batches: Batches, cfg: TrainConfig, step: int, dist, device: str,
+               dtype: torch.dtype) -> float:
+    """One optimizer step over grad_accum micro-batches; returns the mean loss."""
+    total = 0.0
+    for micro in range(cfg.grad_accum):
+        shard = dist.rank * cfg.grad_accum + micro
+        x, y = batches.train_batch(cfg.seed, step, shard, cfg.batch_size)
+        last = micro == cfg.grad_accum - 1
+        # DDP would all-reduce after every backward; only the last one counts.
+        sync = nullcontext() if last or not dist.enabled else model.no_sync()
+        with sync:
+            with autocast(device.split(":")[0], dtype):
+                _, loss = model(x.to(device), y.to(device))
+            # The mean over micro-batches, not their sum, so the learning rate
+            # means the same whatever grad_accum is.
+            (loss / cfg.grad_accum).backward()
+        total += loss.item()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if not math.isfinite(total):
+        raise UserError(f"loss became {total} at step {step}; lower --lr or raise --warmup_iters")
+    return total / cfg.grad_accum

@@ -1,0 +1,99 @@
+"""The GPT itself: initial loss, learning, counts against formulas, causality, decoding."""
+import math
+
+import pytest
+import torch
+
+from model.config import GPTConfig, named
+from model.generate import generate
+from model.gpt import GPT, flops_per_token, n_nonemb_formula
+
+SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
+          GPTConfig(n_layer=3, n_head=3, n_embd=48, bias=True),
+          named("2x48", "modern"), named("nano-cpu", "modern", bias=True, norm="layernorm")]
+
+
+@pytest.mark.parametrize("cfg", SHAPES[:3])
+def test_initial_loss_is_uniform(cfg):
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    x = torch.randint(0, cfg.vocab_size, (8, 64))
+    y = torch.randint(0, cfg.vocab_size, (8, 64))
+    _, loss = model(x, y)
+    assert abs(loss.item() - math.log(cfg.vocab_size)) < 0.1
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "modern"])
+def test_overfits_one_batch(arch):
+    torch.manual_seed(0)
+    model = GPT(named("2x32", arch, block_size=16))
+    x = torch.randint(0, 65, (4, 16))
+    y = torch.randint(0, 65, (4, 16))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+@pytest.mark.parametrize("cfg", SHAPES)
+def test_parameter_count_matches_formula(cfg):
+    model = GPT(cfg)
+    assert model.num_params() == n_nonemb_formula(cfg)
+    emb = cfg.vocab_size * cfg.n_embd + (cfg.block_size * cfg.n_embd if cfg.pos == "learned" else 0)
+    assert model.num_params(non_embedding=False) == n_nonemb_formula(cfg) + emb
+
+
+def test_plain_block_is_twelve_d_squared():
+    cfg = GPTConfig(n_layer=6, n_head=4, n_embd=160)
+    # Kaplan's N = 12·L·d², plus two LayerNorm gains per layer and the final one.
+    assert n_nonemb_formula(cfg) == 12 * 6 * 160**2 + (2 * 6 + 1) * 160
+
+
+def test_flops_per_token_formula():
+    cfg = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=65)
+    N = 12 * 4 * 128**2
+    assert flops_per_token(cfg) == 6 * N + 6 * 4 * 256 * 128 + 6 * 128 * 65
+    assert flops_per_token(cfg, n_nonemb=1000) == 6000 + 6 * 4 * 256 * 128 + 6 * 128 * 65
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "modern"])
+def test_causality(arch):
+    torch.manual_seed(0)
+    model = GPT(named("2x32", arch, block_size=32)).eval()
+    x = torch.randint(0, 65, (1, 32))
+    t = 20
+    x2 = x.clone()
+    x2[0, t] = (x[0, t] + 1) % 65
+    with torch.no_grad():
+        a, _ = model(x)
+        b, _ = model(x2)
+    assert torch.equal(a[0, :t], b[0, :t])
+    assert not torch.allclose(a[0, t:], b[0, t:])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "modern"])
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=1.0, seed=5),
+                                      dict(temperature=0.8, top_k=10, top_p=0.9, seed=9)])
+def test_kv_cache_matches_full_recomputation(arch, sampling):
+    torch.manual_seed(0)
+    model = GPT(named("nano-cpu", arch, block_size=64)).eval()
+    prompt = torch.randint(0, 65, (2, 7))
+    cached = generate(model, prompt, 57, use_cache=True, **sampling)
+    full = generate(model, prompt, 57, use_cache=False, **sampling)
+    assert cached.shape == (2, 64)
+    assert torch.equal(cached, full)
+
+
+def test_generation_past_the_context_keeps_going():
+    model = GPT(named("2x32", block_size=16)).eval()
+    out = generate(model, torch.zeros(1, 3, dtype=torch.long), 40, temperature=0)
+    assert out.shape == (1, 43)
+
+
+def test_prompt_longer_than_context_is_refused():
+    model = GPT(named("2x32", block_size=16)).eval()
+    with pytest.raises(ValueError, match="longer than the context"):
+        generate(model, torch.zeros(1, 17, dtype=torch.long), 1)

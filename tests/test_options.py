@@ -1,0 +1,51 @@
+"""Config files and --key=value overrides: typed, checked, one-line errors."""
+import pytest
+
+from model.errors import UserError
+from model.options import load_config
+
+
+def test_overrides_are_cast_by_field_type(tmp_path):
+    cfg = load_config(None, ["--dropout=0", "--compile=true", "--max_iters=7", "--lr=3e-4",
+                             "--n_layer=3", "--dataset=foo.txt"])
+    assert cfg.dropout == 0.0 and isinstance(cfg.dropout, float)
+    assert cfg.compile is True and cfg.max_iters == 7 and cfg.lr == 3e-4 and cfg.n_layer == 3
+    assert cfg.dataset == "foo.txt"
+
+
+def test_toml_then_overrides(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('size = "2x32"\nlr = 1\nmax_iters = 10\n')
+    cfg = load_config(str(path), ["--max_iters=20"])
+    assert cfg.lr == 1.0 and cfg.max_iters == 20
+    gcfg = cfg.gpt_config(vocab_size=50)
+    assert (gcfg.n_layer, gcfg.n_embd, gcfg.vocab_size) == (2, 32, 50)
+
+
+def test_explicit_fields_override_size_and_arch():
+    cfg = load_config(None, ["--size=2x32", "--arch=modern", "--n_layer=3", "--pos=learned"])
+    g = cfg.gpt_config(65)
+    assert (g.n_layer, g.n_embd, g.pos, g.norm) == (3, 32, "learned", "rmsnorm")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--learning_rate=1"], "unknown config key 'learning_rate'.*valid keys: .*lr"),
+    (["--max_iters=ten"], "max_iters='ten' is not a valid int"),
+    (["--compile=maybe"], "compile='maybe' is not a valid bool"),
+    (["--dtype=float8"], "dtype='float8' is not one of"),
+    (["--size=huge"], "size='huge' is unknown"),
+    (["max_iters=3"], "overrides look like --key=value"),
+])
+def test_bad_overrides(args, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, args)
+
+
+def test_toml_value_of_wrong_type(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('max_iters = "many"\n')
+    with pytest.raises(UserError, match="max_iters must be int"):
+        load_config(str(path))
+    path.write_text('compile = 1\n')
+    with pytest.raises(UserError, match="compile must be bool"):
+        load_config(str(path))

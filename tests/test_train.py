@@ -1,0 +1,112 @@
+"""The trainer: exact resume, data parallelism, logging."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import tiny_config
+from model.metrics import read_metrics
+from model.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_resume_is_bitwise_identical(corpus, tmp_path):
+    # dropout > 0 so that the restored RNG state matters too
+    full = tiny_config(corpus, tmp_path / "full", max_iters=8, eval_interval=4,
+                       keep_checkpoints=True, dropout=0.1)
+    train(full)
+    # A run killed right after its step-4 checkpoint leaves exactly that file behind.
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(tmp_path / "full" / "ckpt_000004.pt", part / "ckpt.pt")
+    train(tiny_config(corpus, part, max_iters=8, eval_interval=4, dropout=0.1,
+                      init_from="resume"))
+    a, b = weights(tmp_path / "full" / "ckpt.pt"), weights(part / "ckpt.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    late = lambda rows: [r for r in rows if r["step"] > 4]
+    assert late(read_metrics(tmp_path / "full"))[-1]["val_loss"] == \
+        late(read_metrics(part))[-1]["val_loss"]
+    assert [r.get("train_loss") for r in late(read_metrics(tmp_path / "full"))] == \
+        [r.get("train_loss") for r in late(read_metrics(part))]
+
+
+def test_training_lowers_the_loss_and_logs(corpus, tmp_path):
+    summary = train(tiny_config(corpus, tmp_path / "run", max_iters=30, eval_interval=15))
+    rows = read_metrics(tmp_path / "run")
+    vals = [r["val_loss"] for r in rows if "val_loss" in r]
+    assert len(vals) == 3 and vals[-1] < vals[0] - 0.5
+    assert summary["val_loss"] == vals[-1]
+    assert any("mfu" in r and r["tok_per_s"] > 0 for r in rows)
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
+    """Two micro-batches of 4 must give the gradient of one batch of those 8 windows."""
+    from model.data import Batches, prepare
+    from model.distributed import Dist
+    from model.gpt import GPT
+    from model.trainer import train_step
+
+    cfg = tiny_config(corpus, tmp_path / "acc", grad_accum=2, grad_clip=0.0)
+    b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+    model = GPT(cfg.gpt_config(b.tokenizer.vocab_size))
+
+    class Recorder:  # stands in for the optimizer: keeps the gradient it is given
+        def step(self):
+            self.grads = [p.grad.clone() for p in model.parameters()]
+
+        def zero_grad(self, set_to_none=True):
+            model.zero_grad(set_to_none=set_to_none)
+
+    rec = Recorder()
+    train_step(model, rec, b, cfg, step=3, dist=Dist(), device="cpu", dtype=torch.float32)
+    xs, ys = zip(*(b.train_batch(cfg.seed, 3, shard, cfg.batch_size) for shard in range(2)))
+    _, loss = model(torch.cat(xs), torch.cat(ys))
+    loss.backward()
+    for got, want in zip(rec.grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-4)
+
+
+def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
+    common = [f"--dataset={corpus}", "--n_layer=2", "--n_head=2", "--n_embd=32",
+              "--block_size=32", "--batch_size=4", "--max_iters=6", "--warmup_iters=2",
+              "--eval_interval=3", "--eval_batches=2", "--dtype=float32", "--threads=1",
+              "--seed=7", "--lr=3e-3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", str(ROOT / "train.py"), f"--out_dir={tmp_path / 'ddp'}",
+                    *common], check=True, env=env, capture_output=True, timeout=300)
+    # One process accumulating 2 micro-batches sees the same 8 windows per step.
+    train(tiny_config(corpus, tmp_path / "one", grad_accum=2))
+    a, b = weights(tmp_path / "ddp" / "ckpt.pt"), weights(tmp_path / "one" / "ckpt.pt")
+    for k in a:  # all-reduce sums in another order: equal to float32 rounding
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    va = read_metrics(tmp_path / "ddp")[-1]["val_loss"]
+    vb = read_metrics(tmp_path / "one")[-1]["val_loss"]
+    assert abs(va - vb) < 1e-4
+
+
+def test_wandb_offline_stays_in_the_temp_dir(corpus, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "WANDB_DIR": str(tmp_path / "wb"),
+           "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        env[var] = str(tmp_path / "wb")
+    (tmp_path / "wb").mkdir()
+    subprocess.run([sys.executable, str(ROOT / "train.py"), f"--dataset={corpus}",
+                    f"--out_dir={tmp_path / 'run'}", "--size=2x32", "--block_size=16",
+                    "--max_iters=4", "--eval_interval=2", "--wandb=offline", "--dtype=float32"],
+                   check=True, env=env, capture_output=True, timeout=300)
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    assert list(home.iterdir()) == []
