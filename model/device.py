@@ -46,6 +46,27 @@ def pick_dtype(device: str, name: str = "auto") -> torch.dtype:
     return torch.float32
 
 
+def faster_cpu_dtype(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> torch.dtype:
+    """float32 or bfloat16, whichever trains this model on this batch faster.
+
+    On a CPU with bf16 units the answer depends on the shape: bf16 wins for
+    wide layers, loses to fp32 for the tiny ones (autocast's casts cost more
+    than the faster matmuls save), so we time a few forward+backward passes.
+    """
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        best = float("inf")
+        for _ in range(repeats + 1):  # the first pass warms up kernels and caches
+            t0 = time.perf_counter()
+            with autocast("cpu", dtype):
+                _, loss = model(x, x)
+            loss.backward()
+            best = min(best, time.perf_counter() - t0)
+        timings[dtype] = best
+    model.zero_grad(set_to_none=True)
+    return min(timings, key=timings.get)
+
+
 def autocast(device: str, dtype: torch.dtype):
     """Mixed precision where it applies; a no-op for float32."""
     if dtype == torch.float32:

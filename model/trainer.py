@@ -17,7 +17,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import checkpoint, distributed
 from .data import Batches, dataset_dir, prepare
-from .device import autocast, describe, peak_flops, pick_device, pick_dtype, set_threads
+from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_device, pick_dtype,
+                     set_threads)
 from .errors import UserError
 from .gpt import GPT, flops_per_token
 from .metrics import RunLog, fmt_time
@@ -78,6 +79,11 @@ def train(cfg: TrainConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     raw = GPT(gcfg).to(device)
+    if state is not None:  # a resumed run keeps its precision, or it would not be exact
+        dtype = getattr(torch, state["dtype"])
+    elif cfg.dtype == "auto" and dev_type == "cpu" and dtype == torch.bfloat16:
+        with torch.random.fork_rng():
+            dtype = faster_cpu_dtype(raw, batches.train_batch(cfg.seed, 0, 0, cfg.batch_size)[0])
     opt = make_optimizer(raw, cfg, dev_type)
     step, elapsed_before = 0, 0.0
     if state is not None:
@@ -104,6 +110,7 @@ def train(cfg: TrainConfig) -> dict:
         snapshot = {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step,
                     "model_config": dataclasses.asdict(gcfg), "train_config": as_dict(cfg),
                     "tokenizer": batches.meta["tokenizer"], "rng": torch.get_rng_state(),
+                    "dtype": str(dtype).removeprefix("torch."),
                     "val_loss": val_loss, "elapsed": elapsed_before + time.perf_counter() - t0}
         checkpoint.save(ckpt_path, snapshot)
         if cfg.keep_checkpoints:

@@ -3,13 +3,16 @@ home folder (caches, wandb) for every test."""
 import os
 import random
 
-import pytest
-import torch
-
-# Tiny models run fastest on one thread, and two test processes (the DDP test)
-# must not oversubscribe a 2-core machine.
-torch.set_num_threads(1)
+# Tiny models and small fits run fastest on one thread, and two test processes
+# (the DDP test) must not oversubscribe a 2-core machine: busy-waiting OpenMP
+# and OpenBLAS threads slow everything down many times when cores are shared.
 os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 WORDS = ("the king queen lord lady love death night day sword crown heart blood sweet fair "
          "good my thy thou art shall will not what why how come go speak hear see").split()

@@ -1,0 +1,29 @@
+# The README's commands. Each sets up .venv on first use (python3 and pip are
+# all a fresh machine needs), then runs.
+#   make demo   prepare the corpus, train the default char model, print samples
+#   make test   the test suite (what CI runs)
+# TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/tinygpt prepare --dataset=shakespeare --tokenizer=char
+	$(BIN)/tinygpt train configs/shakespeare_char.toml
+	$(BIN)/tinygpt sample --out_dir=out/shakespeare-char --num_samples=2 --max_new_tokens=300
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) out data
