@@ -1,7 +1,8 @@
 # The README's commands. Each sets up .venv on first use (python3 and pip are
 # all a fresh machine needs), then runs.
-#   make demo   prepare the corpus, train the default char model, print samples
+#   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
 #   make test   the test suite (what CI runs)
+#   make demo   prepare the corpus, train the default char model, print samples
 # TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.
 
 PYTHON ?= python3
@@ -9,13 +10,16 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: study demo test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
+
+study: $(BIN)/.installed
+	$(BIN)/tinygpt study --preset=laptop
 
 demo: $(BIN)/.installed
 	$(BIN)/tinygpt prepare --dataset=shakespeare --tokenizer=char

@@ -4,6 +4,9 @@
     tinygpt train [configs/x.toml] [--key=value ...]
     tinygpt sample --out_dir=out/x [--prompt=...] [--num_samples=3]
     tinygpt bench [--config=nano-cpu] [--vs=baseline]
+    tinygpt study [--preset=laptop] [--dataset=my.txt]    (the scaling study)
+    tinygpt sweep [--preset=laptop]                       (its learning-rate sweep)
+    tinygpt report out/study-laptop                       (fits, plots, report again)
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from .errors import UserError, exits_cleanly
 
-COMMANDS = ("prepare", "train", "sample", "bench")
+COMMANDS = ("prepare", "train", "sample", "bench", "study", "sweep", "report")
 
 
 def cmd_prepare(argv: list[str]) -> None:
@@ -85,6 +88,60 @@ def cmd_sample(argv: list[str]) -> None:
 def cmd_bench(argv: list[str]) -> None:
     from .bench import main as bench_main
     bench_main(argv)
+
+
+def study_args(prog: str, argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("--preset", default="laptop", help="laptop | quick | gpu, or a plan .toml")
+    p.add_argument("--dataset", default="", help="train on this text file, folder or hf:<name>")
+    p.add_argument("--out", default="", help="folder of the runs (default out/<study>)")
+    p.add_argument("--wandb", default="disabled", choices=("disabled", "offline", "online"))
+    p.add_argument("--threads", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def load_study(prog: str, argv: list[str], kind: str):
+    from .scaling.plan import load_plan
+
+    a = study_args(prog, argv)
+    plan = load_plan(a.preset)
+    if a.dataset:
+        plan.dataset = a.dataset
+        plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
+    root = Path(a.out or f"out/{kind}-{plan.name}")
+    return plan, root, dict(wandb=a.wandb, threads=a.threads)
+
+
+def cmd_study(argv: list[str]) -> None:
+    from .scaling.report import write_report
+    from .scaling.runner import run_study
+
+    plan, root, kw = load_study("tinygpt study", argv, "study")
+    run_study(plan, root, **kw)
+    print(f"report: {write_report(root, plan, command=' '.join(['tinygpt', 'study', *argv]))}")
+
+
+def cmd_sweep(argv: list[str]) -> None:
+    from .scaling.sweep import run_sweep
+
+    plan, root, kw = load_study("tinygpt sweep", argv, "sweep")
+    run_sweep(plan, root, **kw)
+
+
+def cmd_report(argv: list[str]) -> None:
+    from .scaling.plan import load_plan
+    from .scaling.report import write_report
+
+    p = argparse.ArgumentParser(prog="tinygpt report")
+    p.add_argument("root", help="the study folder, e.g. out/study-laptop")
+    p.add_argument("--preset", default="", help="its plan (default: read from the folder)")
+    a = p.parse_args(argv)
+    root = Path(a.root)
+    plan_file = root / "plan.json"
+    if not a.preset and not plan_file.exists():
+        raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
+    plan = load_plan(a.preset) if a.preset else None
+    print(f"report: {write_report(root, plan)}")
 
 
 @exits_cleanly

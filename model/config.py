@@ -54,6 +54,7 @@ ARCHS: dict[str, dict] = {
 # ladder (about 2x apart in non-embedding parameters); the rest are the
 # reference shapes of nanoGPT and GPT-2 used by recipes and the benchmark.
 SIZES: dict[str, tuple[int, int, int]] = {
+    "2x24": (2, 2, 24),
     "2x32": (2, 2, 32),
     "2x48": (2, 3, 48),
     "3x56": (3, 4, 56),
@@ -61,11 +62,14 @@ SIZES: dict[str, tuple[int, int, int]] = {
     "4x104": (4, 4, 104),
     "5x128": (5, 4, 128),
     "6x160": (6, 5, 160),
+    "6x192": (6, 6, 192),        # larger sizes for the GPU study
+    "8x256": (8, 8, 256),
+    "8x320": (8, 10, 320),
     "nano-cpu": (4, 4, 128),     # nanoGPT's shakespeare_char CPU recipe
     "nano-gpu": (6, 6, 384),     # nanoGPT's shakespeare_char GPU recipe
     "gpt2-124m": (12, 12, 768),
 }
-LADDER = ("2x32", "2x48", "3x56", "4x72", "4x104", "5x128", "6x160")
+LADDER = ("2x24", "2x32", "2x48", "3x56", "4x72", "4x104", "5x128", "6x160")
 
 
 def named(size: str, arch: str = "gpt2", **overrides) -> GPTConfig:

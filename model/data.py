@@ -147,6 +147,10 @@ class Batches:
         high = len(self.splits["train"]) - self.block_size - 1
         return self._windows("train", rng.integers(0, high + 1, size=batch_size))
 
+    def batches_to_cover_val(self, batch_size: int) -> int:
+        """How many val batches tile the whole validation split once."""
+        return -(-(len(self.splits["val"]) - 1) // (self.block_size * batch_size))
+
     def val_batches(self, n_batches: int, batch_size: int):
         """Evenly spaced windows over the whole validation split, the same every call."""
         high = len(self.splits["val"]) - self.block_size - 1

@@ -25,7 +25,7 @@ class TrainConfig:
     dataset: str = "shakespeare"   # "shakespeare", a text file or folder, or "hf:<name>"
     tokenizer: str = "char"        # "char" | "gpt2"
     data_root: str = "data"
-    init_from: str = "scratch"     # "scratch" | "resume" (continue from out_dir/ckpt.pt)
+    init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
     # model: a named size and arch preset; explicit fields below override them
     size: str = ""
     arch: str = "gpt2"
@@ -86,7 +86,7 @@ class TrainConfig:
             raise UserError(f"bad model shape: {e}") from None
 
     def validate(self) -> "TrainConfig":
-        choices = {"tokenizer": ("char", "gpt2"), "init_from": ("scratch", "resume"),
+        choices = {"tokenizer": ("char", "gpt2"), "init_from": ("scratch", "resume", "auto"),
                    "arch": tuple(ARCHS), "schedule": ("cosine", "wsd"),
                    "wandb": ("disabled", "offline", "online"),
                    "device": ("auto", "cpu", "cuda", "mps"),

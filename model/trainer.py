@@ -27,17 +27,17 @@ from .options import TrainConfig, as_dict
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Batches, cfg: TrainConfig, device: str,
-             dtype: torch.dtype) -> float:
+def evaluate(model: torch.nn.Module, batches: Batches, n_batches: int, batch_size: int,
+             device: str, dtype: torch.dtype) -> float:
     """Mean loss over the same fixed validation windows every time."""
     model.eval()
     total = 0.0
-    for x, y in batches.val_batches(cfg.eval_batches, cfg.batch_size):
-        with autocast(device, dtype):
+    for x, y in batches.val_batches(n_batches, batch_size):
+        with autocast(device.split(":")[0], dtype):
             _, loss = model(x.to(device), y.to(device))
         total += loss.item()
     model.train()
-    return total / cfg.eval_batches
+    return total / n_batches
 
 
 def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str) -> dict | None:
@@ -120,13 +120,17 @@ def train(cfg: TrainConfig) -> dict:
     t_log, steps_since_log, val_loss = t0, 0, None
     while True:
         if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-            val_loss = distributed.mean(evaluate(raw, batches, cfg, device, dtype), dist, device)
+            # The last evaluation covers the whole held-out split: it is the run's result.
+            n_eval = batches.batches_to_cover_val(cfg.batch_size) if step >= cfg.max_iters \
+                else cfg.eval_batches
+            val_loss = evaluate(raw, batches, n_eval, cfg.batch_size, device, dtype)
+            val_loss = distributed.mean(val_loss, dist, device)
+            if state is None or step > state["step"]:
+                save(val_loss)  # before the log line: a logged eval always has its checkpoint
             if dist.master:
                 log.log({"step": step, "val_loss": val_loss, "tokens": step * tokens_per_step,
                          "flops": step * tokens_per_step * fpt})
                 print(f"step {step}: val loss {val_loss:.4f}", flush=True)
-            if state is None or step > state["step"]:
-                save(val_loss)
         if step >= cfg.max_iters:
             break
         lr = lr_at(step, cfg)
@@ -149,7 +153,8 @@ def train(cfg: TrainConfig) -> dict:
     wall = elapsed_before + time.perf_counter() - t0
     summary = {"val_loss": val_loss, "steps": step, "tokens": step * tokens_per_step,
                "flops": step * tokens_per_step * fpt, "wall_s": wall,
-               "n_nonemb": raw.num_params(), "n_total": raw.num_params(non_embedding=False)}
+               "n_nonemb": raw.num_params(), "n_total": raw.num_params(non_embedding=False),
+               "dtype": str(dtype).removeprefix("torch.")}
     log.close()
     del model, raw, opt
     distributed.shutdown(dist)

@@ -17,7 +17,7 @@ objective by delta**2 (quadratic part becomes 0.5 (r/delta)^2) and tighten ftol/
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
@@ -135,9 +135,17 @@ class PowerLawFit:
     E_ci: CI
     A_ci: CI
     alpha_ci: CI
+    boot: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False, compare=False)
 
     def predict(self, N: np.ndarray | float) -> np.ndarray:
         return self.E + self.A * np.asarray(N, dtype=float) ** (-self.alpha)
+
+    def band(self, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise 95% band of the fitted curve over the bootstrap refits (A, alpha, E)."""
+        N = np.asarray(N, dtype=float)
+        curves = self.boot[:, 2:3] + self.boot[:, 0:1] * N[None, :] ** (-self.boot[:, 1:2])
+        lo, hi = np.percentile(curves, [2.5, 97.5], axis=0)
+        return lo, hi
 
 
 def fit_power_law(N: np.ndarray, L: np.ndarray, *, delta: float = 1e-3, n_boot: int = 1000,
@@ -151,7 +159,8 @@ def fit_power_law(N: np.ndarray, L: np.ndarray, *, delta: float = 1e-3, n_boot: 
     theta, boot = _fit_lse(np.log(N)[:, None], np.log(L), delta, n_boot, seed)
     A, alpha, E = map(float, _natural(theta))
     A_ci, alpha_ci, E_ci = _cis(boot)
-    return PowerLawFit(E=E, A=A, alpha=alpha, E_ci=E_ci, A_ci=A_ci, alpha_ci=alpha_ci)
+    return PowerLawFit(E=E, A=A, alpha=alpha, E_ci=E_ci, A_ci=A_ci, alpha_ci=alpha_ci,
+                       boot=_natural(boot))
 
 
 def fit_loglog_line(N: np.ndarray, L: np.ndarray) -> tuple[float, float]:

@@ -1,0 +1,111 @@
+"""A study plan: which runs make up a ladder, read from configs/study/<preset>.toml.
+
+A plan names the sizes with their learning rates, one data set and one token
+(or FLOP) budget shared by every size, and the seeds. Each (size, budget,
+seed) becomes a RunSpec, which turns into an ordinary TrainConfig: the study
+trains with exactly the trainer a user runs by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import SIZES, named
+from ..errors import UserError
+from ..gpt import flops_per_token, n_nonemb_formula
+from ..options import TrainConfig, cast, check_keys
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs" / "study"
+PLAN_KEYS = {"name", "description", "dataset", "tokenizer", "arch", "block_size", "batch_size",
+             "tokens", "flops", "seeds", "evals", "lr", "train", "sweep"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    size: str
+    lr: float
+    tokens: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.size}-{self.tokens / 1e6:g}M-lr{self.lr:.3g}-s{self.seed}"
+
+
+@dataclass
+class StudyPlan:
+    name: str
+    lr: dict[str, float]
+    dataset: str = "shakespeare"
+    tokenizer: str = "char"
+    arch: str = "gpt2"
+    block_size: int = 256
+    batch_size: int = 4
+    tokens: list[int] = field(default_factory=list)
+    flops: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [1337])
+    evals: int = 20
+    train: dict = field(default_factory=dict)
+    sweep: dict = field(default_factory=dict)
+    description: str = ""
+    vocab_size: int = 0  # set from the prepared data; FLOP budgets need it to count tokens
+
+    def tokens_for(self, size: str) -> list[int]:
+        """The token budgets of one size: the fixed ones, and one per FLOP budget."""
+        per_token = flops_per_token(self.model(size), n_nonemb_formula(self.model(size)))
+        return sorted({*self.tokens, *(int(c / per_token) for c in self.flops)})
+
+    def model(self, size: str):
+        return named(size, self.arch, block_size=self.block_size, vocab_size=self.vocab_size)
+
+    def runs(self) -> list[RunSpec]:
+        return [RunSpec(size, lr, tokens, seed) for size, lr in self.lr.items()
+                for tokens in self.tokens_for(size) for seed in self.seeds]
+
+    def train_config(self, spec: RunSpec, out_dir: Path, **extra) -> TrainConfig:
+        steps = max(spec.tokens // (self.block_size * self.batch_size), 1)
+        values = dict(
+            out_dir=str(out_dir), dataset=self.dataset, tokenizer=self.tokenizer, size=spec.size,
+            arch=self.arch, block_size=self.block_size, batch_size=self.batch_size,
+            max_iters=steps, lr=spec.lr, seed=spec.seed, init_from="auto",
+            eval_interval=max(steps // self.evals, 1), log_interval=max(steps // 10, 1),
+            run_name=spec.name, wandb_group=f"study-{self.name}")
+        values.update({k: cast(k, v) for k, v in self.train.items()})
+        values.update(extra)
+        return TrainConfig(**values).validate()
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """A short hash of everything that shapes a run's result (not where it is written)."""
+    d = {k: v for k, v in vars(cfg).items() if k not in ("out_dir", "run_name", "wandb",
+                                                         "wandb_group", "wandb_project", "threads")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_plan(preset_or_path: str) -> StudyPlan:
+    path = Path(preset_or_path)
+    if not path.suffix:
+        path = PRESETS / f"{preset_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        raise UserError(f"no study plan {preset_or_path!r}; presets: {known}, or a .toml path")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"study plan {path} is not valid TOML: {e}") from None
+    unknown = set(raw) - PLAN_KEYS
+    if unknown:
+        raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
+                        + ", ".join(sorted(PLAN_KEYS)))
+    check_keys(raw.get("train", {}), f"[train] of {path}")
+    bad = [s for s in raw.get("lr", {}) if s not in SIZES]
+    if bad or not raw.get("lr"):
+        raise UserError(f"{path}: [lr] must map known sizes to learning rates; "
+                        f"unknown: {bad}; known sizes: {', '.join(SIZES)}")
+    raw["tokens"] = [raw["tokens"]] if isinstance(raw.get("tokens"), int) else raw.get("tokens", [])
+    if not raw["tokens"] and not raw.get("flops"):
+        raise UserError(f"{path}: give a token budget (tokens = ...) or FLOP budgets (flops = [...])")
+    return StudyPlan(**{"name": path.stem, **raw})

@@ -1,0 +1,149 @@
+"""Fits, plots and the markdown report of a finished (or partly finished) study."""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..data import dataset_dir
+from ..metrics import fmt_time, read_metrics
+from . import fit as F
+from . import plots
+from .ngram import baselines
+from .plan import StudyPlan
+
+PREDICTION_TOLERANCE = 0.03  # nats: the issue's bar for predicting the largest size
+
+
+def load_runs(root: Path) -> list[dict]:
+    runs = [json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))]
+    for run in runs:
+        rows = read_metrics(root / run["name"])
+        run["curve"] = [(r["flops"], r["val_loss"]) for r in rows if "val_loss" in r and r["flops"]]
+    return sorted(runs, key=lambda r: (r["n_nonemb"], r["tokens"], r["seed"]))
+
+
+def ladder(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, mean L, std L) per size at the largest token budget: the L(N) points."""
+    budget = max(r["tokens"] for r in runs)
+    by_n = defaultdict(list)
+    for r in runs:
+        if r["tokens"] == budget:
+            by_n[r["n_nonemb"]].append(r["val_loss"])
+    N = np.array(sorted(by_n), dtype=float)
+    return N, np.array([np.mean(by_n[n]) for n in N]), np.array([np.std(by_n[n]) for n in N])
+
+
+def analyse(runs: list[dict], n_boot: int = 1000) -> dict:
+    N, L, L_std = ladder(runs)
+    out = {"N": N, "L": L, "L_std": L_std, "falls_everywhere": bool(np.all(np.diff(L) < 0))}
+    out["fit"] = F.fit_power_law(N, L, n_boot=n_boot)
+    out["line"] = F.fit_loglog_line(N, L)
+    if len(N) >= 4:
+        out["held_out"] = F.leave_largest_out(N, L)
+    C = np.array([c for r in runs for c, _ in r["curve"]])
+    Lc = np.array([l for r in runs for _, l in r["curve"]])
+    out["frontier"] = F.frontier(C, Lc)
+    try:
+        out["frontier_fit"] = F.fit_frontier(C, Lc, n_boot=n_boot)
+    except ValueError:
+        out["frontier_fit"] = None
+    budgets = defaultdict(set)
+    for r in runs:
+        budgets[r["n_nonemb"]].add(r["tokens"])
+    if min(len(b) for b in budgets.values()) >= 2:  # several D per size: Chinchilla approach 3
+        n, d, l = (np.array([r[k] for r in runs], dtype=float) for k in ("n_nonemb", "tokens",
+                                                                          "val_loss"))
+        out["chinchilla"] = F.fit_chinchilla(n, d, l, n_boot=min(n_boot, 400))
+        out["isoflop"] = F.isoflop_parabolas(n, np.array([r["flops"] for r in runs]), l)
+    return out
+
+
+def ci(pair) -> str:
+    return f"[{pair[0]:.4g}, {pair[1]:.4g}]"
+
+
+def runs_table(runs: list[dict]) -> list[str]:
+    lines = ["| run | N_nonemb | N_total | tokens | FLOPs | lr | wall | val loss | config |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        lines.append(f"| {r['name']} | {r['n_nonemb']:,} | {r['n_total']:,} | {r['tokens']:,} | "
+                     f"{r['flops']:.3g} | {r['lr']:.3g} | {fmt_time(r['wall_s'])} | "
+                     f"{r['val_loss']:.4f} | `{r['config_hash']}` |")
+    return lines
+
+
+def findings(a: dict) -> list[str]:
+    fit = a["fit"]
+    lines = [f"- Val loss falls with N at every step of the ladder: **{'yes' if a['falls_everywhere'] else 'no'}**."]
+    if "held_out" in a:
+        pred, actual, err = a["held_out"]
+        ok = abs(err) <= PREDICTION_TOLERANCE
+        lines.append(f"- The largest size predicted from the others: {pred:.4f} vs {actual:.4f} "
+                     f"measured, error {err:+.4f} nats: **{'within' if ok else 'outside'}** "
+                     f"{PREDICTION_TOLERANCE} nats.")
+    excl = fit.alpha_ci[0] > 0
+    lines.append(f"- alpha = {fit.alpha:.3f}, 95% CI {ci(fit.alpha_ci)}: "
+                 f"**{'excludes' if excl else 'does not exclude'} 0**.")
+    return lines
+
+
+def fit_table(a: dict) -> list[str]:
+    fit = a["fit"]
+    slope, _ = a["line"]
+    lines = ["| law | parameter | estimate | 95% CI |", "|---|---|---:|---|",
+             f"| L(N) = E' + A·N^-alpha | E' | {fit.E:.4f} | {ci(fit.E_ci)} |",
+             f"| | A | {fit.A:.4g} | {ci(fit.A_ci)} |",
+             f"| | alpha | {fit.alpha:.4f} | {ci(fit.alpha_ci)} |",
+             f"| floor-free log-log line (no floor; shown for contrast) | slope | {slope:.4f} | |"]
+    ff = a.get("frontier_fit")
+    if ff is not None:
+        lines += [f"| frontier L(C) = E + A·C^-alpha | E | {ff.E:.4f} | {ci(ff.E_ci)} |",
+                  f"| | alpha | {ff.alpha:.4f} | {ci(ff.alpha_ci)} |"]
+    ch = a.get("chinchilla")
+    if ch is not None:
+        lines += [f"| Chinchilla approach 3 L(N, D) | {k} | {getattr(ch, k):.4g} | "
+                  f"{ci(getattr(ch, k + '_ci'))} |" for k in ("E", "A", "B", "alpha", "beta")]
+    return lines
+
+
+def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -> Path:
+    """Fit, plot and write root/report.md; returns its path."""
+    if plan is None:
+        plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
+    runs = load_runs(root)
+    if len({r["n_nonemb"] for r in runs}) < 3:
+        from ..errors import UserError
+        raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
+    folder = dataset_dir(plan.dataset, plan.tokenizer)
+    meta = json.loads((folder / "meta.json").read_text())
+    tr = np.fromfile(folder / "train.bin", dtype=np.uint16)
+    va = np.fromfile(folder / "val.bin", dtype=np.uint16)
+    base = baselines(tr, va, meta["tokenizer"]["vocab_size"])
+    unit = "nats/char" if plan.tokenizer == "char" else "nats/token"
+    a = analyse(runs)
+    N, L = a["N"], a["L"]
+    held = (N[-1], a["held_out"][0]) if "held_out" in a else None
+    plots.loss_vs_n(root, N, L, a["fit"], a["line"], base, unit, held)
+    curves = {r["name"]: tuple(map(np.array, zip(*r["curve"]))) for r in runs if r["curve"]}
+    plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
+    plots.residuals(root, N, L, a["fit"])
+    wall = sum(r["wall_s"] for r in runs)
+    text = [f"# Scaling study `{plan.name}`", "", plan.description, "",
+            f"- Data: `{plan.dataset}` ({plan.tokenizer} tokens), validation on held-out "
+            f"{', '.join(meta['held_out'][:6])}{' ...' if len(meta['held_out']) > 6 else ''}",
+            f"- Machine: {runs[0]['machine']}",
+            f"- Command: `{command or 'tinygpt study --preset ' + plan.name}`",
+            f"- Training wall time, all runs: {fmt_time(wall)}; report written "
+            f"{time.strftime('%Y-%m-%d %H:%M')}", "", "## Findings", "", *findings(a), "",
+            "## Fits", "", *fit_table(a), "",
+            "n-gram baselines on the same split (" + unit + "): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in base.items()), "",
+            "![loss vs N](loss_vs_n.png)", "", "![learning curves](curves_vs_flops.png)", "",
+            "![residuals](residuals.png)", "", "## Runs", "", *runs_table(runs), ""]
+    path = root / "report.md"
+    path.write_text("\n".join(text))
+    return path

@@ -1,0 +1,89 @@
+"""Run every run of a study plan, resumably, with overall progress and ETA.
+
+Each run lives in root/<run name>/ with its checkpoint, metrics.jsonl and, once
+finished, summary.json. Starting the study again skips finished runs and
+resumes an interrupted one from its last checkpoint (kill -9 included: the
+checkpoint and summary are written atomically).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ..data import Batches, prepare
+from ..gpt import flops_per_token, n_nonemb_formula
+from ..metrics import fmt_time
+from ..trainer import train
+from .plan import RunSpec, StudyPlan, config_hash
+
+
+def run_flops(plan: StudyPlan, spec: RunSpec) -> float:
+    model = plan.model(spec.size)
+    return spec.tokens * flops_per_token(model, n_nonemb_formula(model))
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def machine() -> str:
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} threads{gpu}, "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def ready(plan: StudyPlan) -> None:
+    """Prepare the plan's data set and learn its vocabulary size (FLOP budgets need it)."""
+    folder = prepare(plan.dataset, plan.tokenizer)
+    plan.vocab_size = Batches(folder, plan.block_size).tokenizer.vocab_size
+
+
+def run_study(plan: StudyPlan, root: Path, wandb: str = "disabled", threads: int = 0) -> list[dict]:
+    """Train every run of the plan not yet finished; returns the summaries of all runs."""
+    ready(plan)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "plan.json", dataclasses.asdict(plan))  # lets `tinygpt report` redo it
+    return run_specs(plan, plan.runs(), root, wandb, threads)
+
+
+def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "disabled",
+              threads: int = 0) -> list[dict]:
+    """Train the given runs under root/, skipping finished ones and resuming a broken one."""
+    root.mkdir(parents=True, exist_ok=True)
+    total = sum(run_flops(plan, s) for s in specs)
+    done_flops, spent_flops, t0 = 0.0, 0.0, time.perf_counter()
+    summaries = []
+    for i, spec in enumerate(specs, 1):
+        out = root / spec.name
+        summary_path = out / "summary.json"
+        flops = run_flops(plan, spec)
+        if summary_path.exists():
+            print(f"[{i}/{len(specs)}] {spec.name}: finished earlier, skipped", flush=True)
+            summaries.append(json.loads(summary_path.read_text()))
+            done_flops += flops
+            continue
+        rate = spent_flops / (time.perf_counter() - t0) if spent_flops else 0.0
+        eta = f", study ETA {fmt_time((total - done_flops) / rate)}" if rate else ""
+        print(f"[{i}/{len(specs)}] {spec.name} (lr {spec.lr:g}, {spec.tokens:,} tokens): "
+              f"{100 * done_flops / total:.0f}% of the study's FLOPs done{eta}", flush=True)
+        cfg = plan.train_config(spec, out, wandb=wandb, threads=threads)
+        result = train(cfg)
+        summary = {**result, "name": spec.name, "size": spec.size, "lr": spec.lr,
+                   "seed": spec.seed, "config_hash": config_hash(cfg), "machine": machine()}
+        write_json(summary_path, summary)
+        print(f"[{i}/{len(specs)}] {spec.name}: val loss {result['val_loss']:.4f} "
+              f"in {fmt_time(result['wall_s'])}", flush=True)
+        summaries.append(summary)
+        done_flops += flops
+        spent_flops += flops
+    print(f"{plan.name}: {len(specs)} runs done ({fmt_time(time.perf_counter() - t0)} "
+          f"in this session)", flush=True)
+    return summaries

@@ -1,0 +1,100 @@
+"""The scaling study: plans, the resumable runner (kill -9 included), the report."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.errors import UserError
+from model.gpt import flops_per_token, n_nonemb_formula
+from model.scaling.ngram import ngram_loss
+from model.scaling.plan import load_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_presets_load_and_the_laptop_ladder_spans_two_decades():
+    plan = load_plan("laptop")
+    plan.vocab_size = 84
+    sizes = [plan.model(s) for s in plan.lr]
+    N = [n_nonemb_formula(m) for m in sizes]
+    assert len(N) >= 7 and all(m.n_layer >= 2 for m in sizes)
+    assert N[-1] / N[0] >= 100
+    assert all(1.5 <= b / a <= 2.5 for a, b in zip(N, N[1:]))  # about 2x apart
+    assert len({r.tokens for r in plan.runs()}) == 1           # one token budget for all
+    for name in ("quick", "gpu"):
+        load_plan(name)
+
+
+def test_run_flops_follow_the_formula():
+    from model.scaling.runner import run_flops
+
+    plan = load_plan("quick")
+    plan.vocab_size = 84
+    spec = plan.runs()[0]
+    m = plan.model(spec.size)
+    d, L, T, V = m.n_embd, m.n_layer, m.block_size, m.vocab_size
+    assert run_flops(plan, spec) == spec.tokens * (6 * n_nonemb_formula(m) + 6 * L * T * d + 6 * d * V)
+    assert flops_per_token(m, n_nonemb_formula(m)) > 6 * n_nonemb_formula(m)
+
+
+def test_bad_plan_is_named(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('tokens = 1000\n[lr]\n"9x999" = 1e-3\n')
+    with pytest.raises(UserError, match="unknown: \\['9x999'\\]"):
+        load_plan(str(path))
+    with pytest.raises(UserError, match="no study plan 'nope'"):
+        load_plan("nope")
+
+
+def test_ngram_baseline_on_a_known_sequence():
+    # 0 1 0 1 ...: a bigram model knows the next symbol; add-1 smoothing over 2 symbols
+    seq = np.array([0, 1] * 50, dtype=np.uint16)
+    unigram = ngram_loss(seq, seq, 1, 2)
+    bigram = ngram_loss(seq, seq, 2, 2)
+    assert unigram == pytest.approx(np.log(2), abs=1e-3)
+    assert bigram == pytest.approx(-np.log(50 / 51), abs=2e-3)
+
+
+def study(out, env):
+    return subprocess.Popen([sys.executable, "-m", "model.cli", "study", "--preset=quick",
+                             f"--out={out}", "--threads=1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def test_quick_study_survives_kill_9_and_reports(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "study"
+    first = study(out, env)
+    deadline = time.time() + 240
+    # Kill once the first run is finished and the second has a checkpoint mid-run.
+    while time.time() < deadline and first.poll() is None:
+        done = list(out.glob("*/summary.json"))
+        mid = [p for p in out.glob("*/ckpt.pt") if not (p.parent / "summary.json").exists()]
+        if done and mid and any(json.loads(l)["step"] > 0 for l in
+                                (mid[0].parent / "metrics.jsonl").read_text().splitlines()
+                                if "val_loss" in l):
+            break
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    finished = {p.parent.name for p in out.glob("*/summary.json")}
+    assert finished, "the study was killed before any run finished"
+    second = study(out, env)
+    log, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, log
+    assert all(f"{name}: finished earlier, skipped" in log for name in finished)
+    assert "starting at step 0/" in log and any(
+        line.startswith("tinygpt:") and "starting at step 0/" not in line
+        for line in log.splitlines()), "the interrupted run did not resume from its checkpoint"
+    report = (out / "report.md").read_text()
+    assert "## Findings" in report and "alpha" in report
+    for stem in ("loss_vs_n", "curves_vs_flops", "residuals"):
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
+    assert len(list(out.glob("*/summary.json"))) == 5
