@@ -7,6 +7,7 @@
     tinygpt study [--preset=laptop] [--dataset=my.txt]    (the scaling study)
     tinygpt sweep [--preset=laptop]                       (its learning-rate sweep)
     tinygpt report out/study-laptop                       (fits, plots, report again)
+    tinygpt fewshot out/study-laptop/*/ [--items=200]     (few-shot and in-context study)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from .errors import UserError, exits_cleanly
 
-COMMANDS = ("prepare", "train", "sample", "bench", "study", "sweep", "report")
+COMMANDS = ("prepare", "train", "sample", "bench", "study", "sweep", "report", "fewshot")
 
 
 def cmd_prepare(argv: list[str]) -> None:
@@ -83,6 +84,11 @@ def cmd_sample(argv: list[str]) -> None:
     opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,
                          a.stop.encode().decode("unicode_escape"), not a.no_cache, a.crop)
     run(a.ckpt or Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
+
+
+def cmd_fewshot(argv: list[str]) -> None:
+    from .fewshot.run import main as fewshot_main
+    fewshot_main(argv)
 
 
 def cmd_bench(argv: list[str]) -> None:

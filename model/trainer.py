@@ -58,6 +58,26 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
     return state
 
 
+def build(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches, device: str,
+          dtype: torch.dtype, distributed_run: bool):
+    """The model, its optimizer and the precision: fresh, or restored from state."""
+    dev_type = device.split(":")[0]
+    torch.manual_seed(cfg.seed)
+    raw = GPT(gcfg).to(device)
+    if state is not None:  # a resumed run keeps its precision, or it would not be exact
+        dtype = getattr(torch, state["dtype"])
+    elif cfg.dtype == "auto" and dev_type == "cpu" and dtype == torch.bfloat16 \
+            and not distributed_run:  # (each process would time for itself, maybe differently)
+        with torch.random.fork_rng():
+            dtype = faster_cpu_dtype(raw, batches.train_batch(cfg.seed, 0, 0, cfg.batch_size)[0])
+    opt = make_optimizer(raw, cfg, dev_type)
+    if state is not None:
+        raw.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"].cpu())
+    return raw, opt, dtype
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train per cfg; returns a summary (final val loss, tokens, wall time...)."""
     device = pick_device(cfg.device)
@@ -77,20 +97,9 @@ def train(cfg: TrainConfig) -> dict:
     ckpt_path = out / "ckpt.pt"
     state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device)
 
-    torch.manual_seed(cfg.seed)
-    raw = GPT(gcfg).to(device)
-    if state is not None:  # a resumed run keeps its precision, or it would not be exact
-        dtype = getattr(torch, state["dtype"])
-    elif cfg.dtype == "auto" and dev_type == "cpu" and dtype == torch.bfloat16:
-        with torch.random.fork_rng():
-            dtype = faster_cpu_dtype(raw, batches.train_batch(cfg.seed, 0, 0, cfg.batch_size)[0])
-    opt = make_optimizer(raw, cfg, dev_type)
-    step, elapsed_before = 0, 0.0
-    if state is not None:
-        raw.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"].cpu())
-        step, elapsed_before = state["step"], state.get("elapsed", 0.0)
+    raw, opt, dtype = build(cfg, gcfg, state, batches, device, dtype, dist.enabled)
+    step = state["step"] if state else 0
+    elapsed_before = state.get("elapsed", 0.0) if state else 0.0
     model = torch.compile(raw) if cfg.compile else raw
     if dist.enabled:
         model = DDP(model, device_ids=[dist.local_rank] if dev_type == "cuda" else None)

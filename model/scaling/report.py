@@ -110,6 +110,17 @@ def fit_table(a: dict) -> list[str]:
     return lines
 
 
+def fewshot_section(root: Path) -> list[str]:
+    """The few-shot study's findings, when `tinygpt fewshot` has written them under root/fewshot."""
+    md = root / "fewshot" / "fewshot.md"
+    if not md.exists():
+        return ["## Few-shot and in-context learning", "",
+                f"Not measured yet: `tinygpt fewshot {root}/*/ --out {root}/fewshot`.", ""]
+    body = md.read_text().split("\n", 1)[1]  # its own title is replaced by this section's
+    return ["## Few-shot and in-context learning", "",
+            "(from [fewshot/fewshot.md](fewshot/fewshot.md); figures in fewshot/)", body]
+
+
 def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -> Path:
     """Fit, plot and write root/report.md; returns its path."""
     if plan is None:
@@ -143,7 +154,8 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
             "n-gram baselines on the same split (" + unit + "): "
             + ", ".join(f"{k} {v:.3f}" for k, v in base.items()), "",
             "![loss vs N](loss_vs_n.png)", "", "![learning curves](curves_vs_flops.png)", "",
-            "![residuals](residuals.png)", "", "## Runs", "", *runs_table(runs), ""]
+            "![residuals](residuals.png)", "", "## Runs", "", *runs_table(runs), "",
+            *fewshot_section(root)]
     path = root / "report.md"
     path.write_text("\n".join(text))
     return path

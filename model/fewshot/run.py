@@ -1,0 +1,215 @@
+"""`tinygpt fewshot <checkpoints...>`: every task at every k, the controls and the
+in-context instruments for each checkpoint; then results.json, figures and fewshot.md.
+
+The tasks run on the last checkpoint of each run (the points of the metric-vs-N plots);
+the cheaper instruments run on every checkpoint given, so several ckpt_<step>.pt of a run
+trace them over training. Python API: evaluate_checkpoint(path, options) for one
+checkpoint, run_fewshot(paths, out, options) for a set. Results are written after every
+checkpoint and reused on a rerun with the same options: an interrupted evaluation picks up
+where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import load_model
+from ..data import load_documents, split_documents
+from ..device import pick_device, set_threads
+from ..errors import UserError, exits_cleanly
+from ..scaling.runner import write_json
+from ..tokenizer import from_meta
+from .icl import icl_score, induction_probe, loss_by_position
+from .metrics import encode, score_prompts, summarize
+from .plots import write_figures
+from .report import write_section
+from .tasks import KS, TASKS, build_prompts
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    items: int = 200
+    seed: int = 0
+    tasks: tuple[str, ...] = tuple(TASKS)
+    windows: int = 2000
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+@functools.lru_cache(maxsize=4)
+def held_out_text(dataset: str) -> str:
+    """The validation works of the checkpoint's own corpus: text it never trained on."""
+    return split_documents(load_documents(dataset))[1]
+
+
+def describe(path: Path, model, state: dict) -> dict:
+    """Who a checkpoint is: its run, step, N and val loss (the run's final full-split value
+    from summary.json when this is the final step, else the value logged at this step)."""
+    summary_file = path.parent / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    final = summary.get("steps") == state["step"]
+    return {"checkpoint": str(path), "mtime": path.stat().st_mtime,
+            "run": summary.get("name", path.parent.name), "step": state["step"],
+            "n_nonemb": model.num_params(), "block_size": model.cfg.block_size,
+            "n_layer": model.cfg.n_layer,
+            "val_loss": summary["val_loss"] if final else state.get("val_loss")}
+
+
+def prompt_groups(tokenizer, text: str, block_size: int, opts: Options):
+    """(task, k, shuffled, prompts) for every evaluated case, and the k skipped per task
+    because some prompt would not fit in the context."""
+    groups, skipped = [], {}
+    for name in opts.tasks:
+        task, skipped[name] = TASKS[name], []
+        for k in KS:
+            variants = (False, True) if k >= 2 and not task.recall else (False,)
+            cases = [(s, build_prompts(task, k, opts.items, opts.seed, text, s)) for s in variants]
+            longest = max(len(encode(tokenizer, p)[0]) - 1 for _, ps in cases for p in ps)
+            if longest > block_size:
+                skipped[name].append(k)
+                continue
+            groups += [(name, k, s, ps) for s, ps in cases]
+    return groups, skipped
+
+
+def evaluate_tasks(model, tokenizer, text: str, opts: Options) -> dict:
+    """Summaries per task, k and control, from one batched pass over all prompts at once
+    (sorting the whole set by length packs the batches best)."""
+    groups, skipped = prompt_groups(tokenizer, text, model.cfg.block_size, opts)
+    flat = [p for *_, ps in groups for p in ps]
+    scores = score_prompts(model, tokenizer, flat, opts.batch_size, opts.device) if flat else {}
+    out = {name: {"k": {}, "shuffled": {}, "skipped_k": skipped[name]} for name in opts.tasks}
+    start = 0
+    for name, k, shuffled, prompts in groups:
+        part = {key: v[start:start + len(prompts)] for key, v in scores.items()}
+        n_chars = np.array([len(p.target) for p in prompts])
+        out[name]["shuffled" if shuffled else "k"][str(k)] = summarize(part, n_chars)
+        start += len(prompts)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def held_out_tokens(dataset: str, tokenizer_meta: str) -> np.ndarray:
+    """The held-out text encoded once per corpus and tokenizer (the metadata comes as JSON
+    because a cache key must be hashable)."""
+    return np.array(from_meta(json.loads(tokenizer_meta)).encode(held_out_text(dataset)))
+
+
+def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
+                        with_tasks: bool = True) -> dict:
+    """Every number of the study for one checkpoint: task scores (unless with_tasks is False)
+    and the in-context instruments."""
+    t0 = time.perf_counter()
+    path = Path(path)
+    model, state = load_model(path, opts.device)
+    entry = describe(path, model, state)
+    tokenizer = from_meta(state["tokenizer"])
+    dataset = state["train_config"]["dataset"]
+    text = held_out_text(dataset)
+    entry["tasks"] = evaluate_tasks(model, tokenizer, text, opts) if with_tasks else {}
+    tokens = held_out_tokens(dataset, json.dumps(state["tokenizer"], sort_keys=True))
+    losses = loss_by_position(model, tokens, opts.windows, device=opts.device)
+    entry["icl"] = {**icl_score(losses, opts.seed),
+                    "loss_by_position": losses.mean(0).round(5).tolist()}
+    entry["induction"] = induction_probe(model, seed=opts.seed, device=opts.device)
+    entry["seconds"] = time.perf_counter() - t0
+    return entry
+
+
+def checkpoint_paths(args: list[str]) -> list[Path]:
+    """Files as given; a run folder stands for its final ckpt.pt."""
+    return [Path(a) / "ckpt.pt" if Path(a).is_dir() else Path(a) for a in args]
+
+
+def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]:
+    """Entries of an earlier run with the same options, by (checkpoint, modification time)."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if old.get("options") != json.loads(json.dumps(dataclasses.asdict(opts))):
+        return {}
+    return {(e["checkpoint"], e["mtime"]): e for e in old["models"]}
+
+
+def last_of_each_run(paths: list[Path]) -> set[Path]:
+    """Per run folder, the checkpoint the tasks run on: ckpt.pt (the trainer rewrites it at
+    every evaluation, so it is the latest) or else the highest-numbered ckpt_<step>.pt."""
+    runs: dict[Path, list[Path]] = {}
+    for p in paths:
+        runs.setdefault(p.parent, []).append(p)
+    return {max(ps, key=lambda p: (p.name == "ckpt.pt", p.name)) for ps in runs.values()}
+
+
+def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
+                every_checkpoint: bool = False) -> dict:
+    """Instruments on every checkpoint, tasks on the last of each run (or on every one), once
+    per run and step; then the figures and fewshot.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    cached = previous_results(out / "results.json", opts)
+    with_tasks = set(paths) if every_checkpoint else last_of_each_run(paths)
+    results, kept = {"options": dataclasses.asdict(opts), "models": []}, {}
+    for i, path in enumerate(paths, 1):
+        wants_tasks = path in with_tasks and bool(opts.tasks)
+        entry = cached.get((str(path), path.stat().st_mtime if path.exists() else None))
+        if entry is None or (wants_tasks and not entry["tasks"]):
+            entry = evaluate_checkpoint(path, opts, wants_tasks)
+        key = (entry["run"], entry["step"])
+        # ckpt.pt repeats its run's last ckpt_<step>.pt: keep one, the one with task scores
+        if key not in kept or (entry["tasks"] and not kept[key]["tasks"]):
+            kept[key] = entry
+        results["models"] = list(kept.values())
+        write_json(out / "results.json", results)
+        print(f"[{i}/{len(paths)}] {entry['run']} step {entry['step']}: N {entry['n_nonemb']:,}, "
+              f"ICL score {entry['icl']['score']:+.3f}, best prefix-matching "
+              f"{entry['induction']['best']:.3f}{', tasks' if entry['tasks'] else ''} "
+              f"({entry['seconds']:.0f} s)", flush=True)
+    write_figures(results, out)
+    print(f"results: {out / 'results.json'}\nreport: {write_section(results, out)}")
+    return results
+
+
+def parse_tasks(spec: str) -> tuple[str, ...]:
+    if spec == "all":
+        return tuple(TASKS)
+    names = tuple(n for n in spec.split(",") if n and n != "none")
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        raise UserError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}, "
+                        "or all, or none (instruments only)")
+    return names
+
+
+def main(argv: list[str]) -> None:
+    """tinygpt fewshot <checkpoints...> [--items 200] [--seed 0] [--out DIR] ..."""
+    p = argparse.ArgumentParser(prog="tinygpt fewshot",
+                                description="few-shot tasks and in-context instruments")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint files, or run folders (ckpt.pt)")
+    p.add_argument("--items", type=int, default=200, help="prompts per task and k")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/fewshot", help="folder for results, figures, report")
+    p.add_argument("--tasks", default="all", help="comma-separated names, all, or none")
+    p.add_argument("--every_checkpoint", action="store_true",
+                   help="run the tasks on every checkpoint, not only on the last of each run")
+    p.add_argument("--windows", type=int, default=2000, help="held-out windows for the ICL score")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
+    if a.items < 2 or a.windows < 2 or a.batch_size < 1:
+        raise UserError("--items and --windows need at least 2 (an interval needs a spread) "
+                        "and --batch_size at least 1")
+    set_threads(a.threads)
+    opts = Options(a.items, a.seed, parse_tasks(a.tasks), a.windows, a.batch_size,
+                   pick_device(a.device))
+    run_fewshot(checkpoint_paths(a.checkpoints), Path(a.out), opts, a.every_checkpoint)
+
+
+if __name__ == "__main__":
+    sys.exit(exits_cleanly(main)(sys.argv[1:]))

@@ -1,0 +1,323 @@
+"""The few-shot study: metrics on hand-made logits, Wilson bounds, seeded task generators,
+a perfect copier, the in-context instruments on tiny random GPTs, and the CLI end to end."""
+import json
+import math
+import random
+import string
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import save
+from model.config import GPTConfig
+from model.fewshot import analysis
+from model.fewshot.icl import (attention_probs, icl_positions, icl_score, induction_probe,
+                               loss_by_position, prefix_matching)
+from model.fewshot.metrics import (batch_rows, mean_ci, score_logits, score_prompts, summarize,
+                                   wilson)
+from model.fewshot.run import last_of_each_run, main
+from model.fewshot.tasks import END, SEP, TASKS, build_prompts
+from model.gpt import GPT
+from model.tokenizer import CharTokenizer
+
+WORDS = ("grace king sword crown heart blood sweet fair good shall will speak hear come "
+         "night lady lord queen death love thou art honour mother brother father cousin "
+         "master pardon answer gentle noble virtue fortune letter daughter").split()
+NAMES = ("HELENA", "COUNTESS", "KING", "LAFEU", "PAROLLES", "CLOWN", "DIANA", "WIDOW")
+CHARS = sorted(set("\n" + string.ascii_letters + string.digits + " !,.:;?/'"))
+
+
+def play(n_speeches: int, seed: int = 0) -> str:
+    """A small play in the corpus's layout: "NAME.", then the speech, then a blank line."""
+    rng = random.Random(seed)
+    speeches = []
+    for _ in range(n_speeches):
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize()
+        speeches.append(f"{rng.choice(NAMES)}.\n{line}{rng.choice('.,;!?')}\n")
+    return "\n".join(speeches)
+
+
+TEXT = play(300)
+TOKENIZER = CharTokenizer(CHARS)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+def test_wilson_against_known_values():
+    # z = 1.959964, z^2 = 3.841459. 0 of n: the upper bound is z^2/(n + z^2) = 0.277533 at n=10.
+    # n of n: the lower bound is n/(n + z^2) = 200/203.841459 = 0.981154.
+    # 5 of 10: centre 0.5, half-width z*sqrt(n/4 + z^2/4)/(n + z^2) = 3.645938/13.841459.
+    # (Newcombe 1998, Table I, lists 0.0000-0.2775 for 0/10 and 0.2366-0.7634 for 5/10.)
+    assert wilson(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
+    assert wilson(5, 10) == pytest.approx((0.5 - 0.263407, 0.5 + 0.263407), abs=1e-6)
+    assert wilson(200, 200) == pytest.approx((0.981154, 1.0), abs=1e-6)
+    lo, hi = wilson(37, 200)
+    assert lo < 37 / 200 < hi
+
+
+def test_mean_ci_is_normal_interval():
+    lo, hi = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))  # sd 1.290994, se 0.645497
+    assert (lo, hi) == pytest.approx((2.5 - 1.265151, 2.5 + 1.265151), abs=1e-5)
+
+
+def hand_made():
+    """Two items of two target tokens each; the logits are log-probabilities, so every
+    number below can be read off the table."""
+    probs = torch.tensor([
+        [[.25, .25, .25, .25], [.7, .1, .1, .1], [.2, .5, .2, .1]],   # targets 0, 1: both right
+        [[1., 0., 0., 0.], [.1, .6, .2, .1], [.1, .1, .1, .7]],      # targets 2 (wrong), 3 (right)
+    ])
+    targets = torch.tensor([[3, 0, 1], [1, 2, 3]])  # position 0 is context, not scored
+    mask = torch.tensor([[False, True, True], [False, True, True]])
+    return probs.log(), targets, mask  # item 1, position 0: log 0 = -inf outside the mask
+
+
+def test_metrics_on_hand_made_logits():
+    scores = score_logits(*hand_made())
+    assert scores["exact"].tolist() == [True, False]
+    assert scores["correct"].tolist() == [2, 1]
+    assert scores["n_tokens"].tolist() == [2, 2]
+    assert scores["logprob"] == pytest.approx([math.log(.7 * .5), math.log(.2 * .7)])
+    s = summarize(scores, n_chars=np.array([2, 2]))
+    assert s["exact_match"] == 0.5 and s["resolution"] == 0.5
+    assert s["exact_ci"] == pytest.approx(wilson(1, 2))
+    assert s["loglik_per_char"] == pytest.approx((math.log(.35) + math.log(.14)) / 4)
+    assert s["char_accuracy"] == 0.75
+    assert s["predicted_exact"] == pytest.approx((.35 + .14) / 2)  # Schaeffer's prediction
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+def demo_lines(context: str) -> list[tuple[str, str]]:
+    return [tuple(line.rsplit(SEP, 1)) for line in context.split(END)[:-1]]
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_generators_are_seeded_and_show_k_demonstrations(name):
+    task = TASKS[name]
+    for k in (0, 1, 4, 16):
+        prompts = build_prompts(task, k, 20, seed=0, text=TEXT)
+        assert prompts == build_prompts(task, k, 20, seed=0, text=TEXT)
+        assert prompts != build_prompts(task, k, 20, seed=1, text=TEXT)
+        for p in prompts:
+            shots = demo_lines(p.context)
+            assert len(shots) == k and p.context.endswith(SEP) and p.target.endswith(END)
+            query = p.context.split(END)[-1][:-len(SEP)]
+            inputs = [x for x, _ in shots]
+            assert len(set(inputs)) == k  # no key defined twice
+            if task.recall and k:  # by design: the query repeats exactly one demonstration
+                assert inputs.count(query) == 1
+                assert dict(shots)[query] + END == p.target
+            else:  # no leak: the query's own item is never among its demonstrations
+                assert query not in inputs
+
+
+def test_queries_are_shared_across_k_and_shuffling_only_moves_targets():
+    task = TASKS["symbol_removal"]
+    right = build_prompts(task, 8, 30, 0, TEXT)
+    wrong = build_prompts(task, 8, 30, 0, TEXT, shuffled=True)
+    none = build_prompts(task, 0, 30, 0, TEXT)
+    assert [p.target for p in right] == [p.target for p in none] == [p.target for p in wrong]
+    for r, w in zip(right, wrong):
+        rs, ws = demo_lines(r.context), demo_lines(w.context)
+        assert [x for x, _ in rs] == [x for x, _ in ws]
+        assert sorted(y for _, y in rs) == sorted(y for _, y in ws)
+        assert all(a != b for (_, a), (_, b) in zip(rs, ws) if len({y for _, y in rs}) == 8)
+    with pytest.raises(ValueError):
+        build_prompts(TASKS["pair_recall"], 4, 2, 0, TEXT, shuffled=True)
+
+
+def test_task_items_are_what_they_say():
+    rng = random.Random(0)
+    x, y = TASKS["symbol_removal"].make_item(rng, TEXT)
+    assert y in WORDS and "".join(c for c in x if c.isalpha()) == y and len(x) == 2 * len(y) - 1
+    x, y = TASKS["addition"].make_item(rng, TEXT)
+    a, b = map(int, x.split(" plus "))
+    assert int(y) == a + b and 10 <= a <= 99 and 10 <= b <= 99
+    x, y = TASKS["speaker_recall"].make_item(rng, TEXT)
+    assert y in NAMES and f"{y}.\n{x}" in TEXT
+
+
+# --- a perfect copier ----------------------------------------------------------------------
+
+class Copier:
+    """Stands in for GPT: on a line "input: " it puts all mass on the next character of the
+    input, then on the end of line, i.e. it copies perfectly and nothing else."""
+    cfg = SimpleNamespace(block_size=512)
+
+    def __call__(self, idx: torch.Tensor):
+        logits = torch.zeros(*idx.shape, len(CHARS))
+        for b, row in enumerate(idx.tolist()):
+            text = TOKENIZER.decode(row)
+            for t in range(len(row)):
+                line = text[:t + 1].rsplit(END, 1)[-1]
+                if SEP in line:
+                    source, written = line.split(SEP, 1)
+                    nxt = source[len(written)] if len(written) < len(source) else END
+                    logits[b, t, TOKENIZER.stoi[nxt]] = 100.0
+        return logits, None
+
+
+def test_perfect_copier_scores_exact_match_one_on_copy_only():
+    for k in (0, 2, 8):
+        prompts = build_prompts(TASKS["copy"], k, 200, 0, TEXT)
+        scores = score_prompts(Copier(), TOKENIZER, prompts, batch_size=50)
+        n_chars = np.array([len(p.target) for p in prompts])
+        assert (scores["n_tokens"] == n_chars).all()  # every target char and the end of line
+        s = summarize(scores, n_chars)
+        assert s["exact_match"] == 1.0 and s["exact_ci"][1] == 1.0 and s["n"] == 200
+        assert s["char_accuracy"] == 1.0
+        assert s["loglik_per_char"] == pytest.approx(0.0, abs=1e-6)
+        assert s["predicted_exact"] == pytest.approx(1.0, abs=1e-6)
+    prompts = build_prompts(TASKS["reversal"], 2, 50, 0, TEXT)  # no palindromes in WORDS
+    s = summarize(score_prompts(Copier(), TOKENIZER, prompts), np.array([8] * 50))
+    assert s["exact_match"] == 0.0 and s["loglik_per_char"] < -10
+
+
+def test_batching_and_padding_change_no_score():
+    model = tiny_gpt(block_size=128)
+    prompts = build_prompts(TASKS["uppercase"], 2, 12, 0, TEXT)
+    one = score_prompts(model, TOKENIZER, prompts, batch_size=1)
+    padded = score_prompts(model, TOKENIZER, prompts, batch_size=12)
+    assert np.allclose(one["logprob"], padded["logprob"], atol=1e-4)
+    assert (one["correct"] == padded["correct"]).all()
+    assert batch_rows(256, 84, 64) == 64 and batch_rows(256, 50257, 64) == 2  # GPT-2 BPE
+
+
+# --- in-context instruments ----------------------------------------------------------------
+
+CONFIGS = {"gpt2": dict(), "modern": dict(pos="rope", norm="rmsnorm", qk_norm=True)}
+
+
+def tiny_gpt(arch: str = "gpt2", block_size: int = 32) -> GPT:
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=len(CHARS), block_size=block_size, n_layer=2, n_head=2,
+                    n_embd=16, **CONFIGS[arch])
+    return GPT(cfg).eval()
+
+
+@pytest.mark.parametrize("arch", list(CONFIGS))
+def test_recomputed_attention_reproduces_the_block(arch):
+    model = tiny_gpt(arch)
+    attn, x = model.blocks[1].attn, torch.randn(3, 20, 16)
+    rotary = (model.rope_cos[:20], model.rope_sin[:20]) if arch == "modern" else None
+    probs = attention_probs(attn, x, rotary)
+    assert probs.shape == (3, 2, 20, 20)
+    assert torch.allclose(probs.sum(-1), torch.ones(3, 2, 20)) and probs.triu(1).abs().max() == 0
+    v = attn.qkv(x).view(3, 20, 3, 2, 8)[:, :, 2].transpose(1, 2)
+    rebuilt = attn.proj((probs @ v).transpose(1, 2).reshape(3, 20, 16))
+    assert torch.allclose(rebuilt, attn(x, rotary), atol=1e-5)
+
+
+def test_prefix_matching_on_hand_made_attention():
+    L = 8
+    rows = torch.arange(2 * L)
+    induction = torch.zeros(2 * L, 2 * L)  # second copy: the token after the first occurrence
+    induction[rows[L:], rows[L:] - L + 1] = 1
+    induction[rows[:L], 0] = 1
+    previous = torch.zeros(2 * L, 2 * L)   # a previous-token head
+    previous[rows, (rows - 1).clamp(min=0)] = 1
+    maps = [torch.stack([induction, previous])[None], torch.stack([previous, induction])[None]]
+    assert prefix_matching(maps, L).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("arch", list(CONFIGS))
+def test_instruments_on_a_tiny_random_gpt(arch):
+    model = tiny_gpt(arch)
+    tokens = np.array(TOKENIZER.encode(TEXT[:3000]))
+    losses = loss_by_position(model, tokens, n_windows=40)
+    assert losses.shape == (40, 32) and np.isfinite(losses).all()
+    icl = icl_score(losses)
+    assert (icl["early"], icl["late"]) == icl_positions(32) == (3, 31)
+    assert icl["ci"][0] <= icl["score"] <= icl["ci"][1] and np.isfinite(icl["score"])
+    probe = induction_probe(model, n_seq=4)
+    scores = np.array(probe["prefix_matching"])
+    assert scores.shape == (2, 2) and ((scores >= 0) & (scores <= 1)).all()
+    assert probe["length"] == 16 and probe["chance"] == pytest.approx(
+        np.mean([1 / (i + 1) for i in range(16, 32)]))
+    assert all(np.isfinite(probe["repeat_loss"])) and probe["formed"] in ("yes", "weak", "no")
+    assert icl_positions(256) == (25, 250) and icl_positions(512) == (50, 500)
+
+
+# --- analysis ------------------------------------------------------------------------------
+
+def fake_entry(n: int, p0: float, p8: float, items: int = 200) -> dict:
+    """A results.json entry whose task 'copy' has exact-match rates p0 at k=0 and p8 at k=8."""
+    def part(p):
+        exact = [1 if i < round(p * items) else 0 for i in range(items)]
+        return {"items": {"exact": exact, "loglik": [e - 1.0 for e in exact]}}
+    return {"run": f"r{n}", "step": 1, "n_nonemb": n,
+            "tasks": {"copy": {"k": {"0": part(p0), "8": part(p8)}, "shuffled": {}}}}
+
+
+def test_gain_k_is_the_largest_k_up_to_8_that_every_model_has():
+    a = {"tasks": {"t": {"k": dict.fromkeys(["0", "1", "4", "8", "16"])}}}
+    b = {"tasks": {"t": {"k": dict.fromkeys(["0", "1", "4"])}}}
+    assert analysis.gain_k([a], "t") == 8 and analysis.gain_k([a, b], "t") == 4
+
+
+def test_trend_sees_a_growing_gain_and_not_a_flat_one():
+    growing = [fake_entry(10 ** e, 0.1, 0.1 + 0.2 * i) for i, e in enumerate((3, 4, 5, 6))]
+    t = analysis.trend(growing, "copy", "exact_match")
+    assert t["k"] == 8 and t["slope"] == pytest.approx(0.2) and t["verdict"] == "grows"
+    flat = [fake_entry(10 ** e, 0.1, 0.3) for e in (3, 4, 5, 6)]
+    assert analysis.trend(flat, "copy", "exact_match")["verdict"] == "no clear trend"
+    assert analysis.trend(growing[:1], "copy", "exact_match") is None
+    trends = {"copy": t, "addition": {**t, "slope": 0.5}}
+    assert analysis.beyond_controls(trends, {"addition"}) == []  # a control grows faster
+    assert analysis.beyond_controls({"copy": t}, {"addition"}) == ["copy"]
+    # a gain that rises with N from -0.6 to 0 grows, but is no in-context gain
+    rising = [fake_entry(10 ** e, 0.7, 0.1 + 0.2 * i) for i, e in enumerate((3, 4, 5, 6))]
+    t = analysis.trend(rising, "copy", "exact_match")
+    assert t["verdict"] == "grows" and analysis.beyond_controls({"copy": t}, set()) == []
+
+
+# --- the command ---------------------------------------------------------------------------
+
+def test_tasks_run_on_the_last_checkpoint_of_each_run():
+    paths = [Path(p) for p in ("a/ckpt_000010.pt", "a/ckpt_000200.pt", "b/ckpt_000300.pt",
+                               "b/ckpt.pt", "c/ckpt.pt")]
+    assert last_of_each_run(paths) == {paths[1], paths[3], paths[4]}
+
+
+def write_checkpoint(path, model: GPT, step: int, corpus) -> None:
+    save(path, {"model": model.state_dict(), "model_config": asdict(model.cfg), "step": step,
+                "tokenizer": TOKENIZER.meta(), "train_config": {"dataset": str(corpus)},
+                "val_loss": 4.0 - step / 10})
+
+
+def test_fewshot_command_end_to_end(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):  # the last work is the held-out one
+        (corpus / f"work{i}.txt").write_text(play(200, seed=i))
+    run = tmp_path / "run"
+    run.mkdir()
+    write_checkpoint(run / "ckpt_000000.pt", tiny_gpt(block_size=64), 0, corpus)
+    write_checkpoint(run / "ckpt_000005.pt", tiny_gpt("modern", block_size=64), 5, corpus)
+    write_checkpoint(run / "ckpt.pt", tiny_gpt("modern", block_size=64), 5, corpus)
+    out = tmp_path / "fewshot"
+    main([str(run / "ckpt_000000.pt"), str(run / "ckpt_000005.pt"), str(run), "--items", "6",
+          "--windows", "8", "--tasks", "copy,pair_recall", "--out", str(out), "--device", "cpu"])
+    results = json.loads((out / "results.json").read_text())
+    first, last = results["models"]
+    assert (first["step"], last["step"]) == (0, 5)  # ckpt.pt repeats ckpt_000005.pt: one entry
+    assert first["tasks"] == {} and last["checkpoint"].endswith("ckpt.pt")  # tasks: last only
+    assert all(np.isfinite(m["icl"]["score"]) for m in results["models"])
+    copy = last["tasks"]["copy"]
+    # 17 lines of at least 9 characters cannot fit in 64 tokens; k=0 always fits
+    assert 16 in copy["skipped_k"] and "0" in copy["k"]
+    assert sorted(int(k) for k in [*copy["k"], *copy["skipped_k"]]) == [0, 1, 2, 4, 8, 16]
+    assert set(copy["shuffled"]) == {k for k in copy["k"] if int(k) >= 2}
+    assert copy["k"]["1"]["n"] == 6 and len(copy["k"]["1"]["items"]["exact"]) == 6
+    assert set(last["tasks"]) == {"copy", "pair_recall"}
+    report = (out / "fewshot.md").read_text()
+    assert "### copy" in report and "Induction heads formed in" in report
+    assert "### Over training" in report
+    for stem in ("fewshot_vs_k_exact_match", "fewshot_vs_n_loglik_per_char", "icl_tracks",
+                 "loss_by_position", "instruments_vs_n"):
+        assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
