@@ -63,9 +63,27 @@ def test_ngram_baseline_on_a_known_sequence():
 
 def study(out, env):
     return subprocess.Popen([sys.executable, "-m", "model.cli", "study", "--preset=quick",
-                             f"--out={out}", "--threads=1"], cwd=ROOT, env=env,
+                             f"--out={out}", "--threads=1"], cwd=out.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
+
+
+def mid_run_checkpoint(out: Path) -> bool:
+    """True once a run has finished and the next one logged an evaluation past step 0
+    (the trainer writes the checkpoint before that log line)."""
+    if not list(out.glob("*/summary.json")):
+        return False
+    for metrics in out.glob("*/metrics.jsonl"):
+        if (metrics.parent / "summary.json").exists():
+            continue
+        for line in metrics.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line still being written
+                continue
+            if "val_loss" in row and row["step"] > 0:
+                return True
+    return False
 
 
 def test_quick_study_survives_kill_9_and_reports(tmp_path):
@@ -73,14 +91,7 @@ def test_quick_study_survives_kill_9_and_reports(tmp_path):
     out = tmp_path / "study"
     first = study(out, env)
     deadline = time.time() + 240
-    # Kill once the first run is finished and the second has a checkpoint mid-run.
-    while time.time() < deadline and first.poll() is None:
-        done = list(out.glob("*/summary.json"))
-        mid = [p for p in out.glob("*/ckpt.pt") if not (p.parent / "summary.json").exists()]
-        if done and mid and any(json.loads(l)["step"] > 0 for l in
-                                (mid[0].parent / "metrics.jsonl").read_text().splitlines()
-                                if "val_loss" in l):
-            break
+    while time.time() < deadline and first.poll() is None and not mid_run_checkpoint(out):
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
