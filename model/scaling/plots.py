@@ -48,11 +48,15 @@ def loss_vs_n(folder: Path, N, L, fit: PowerLawFit, line: tuple[float, float],
         n_big, predicted = held_out
         ax.plot([n_big], [predicted], "rx", ms=9, mew=2,
                 label="largest size predicted from the others")
-    draw_baselines(ax, baselines, unit)
+    # Zoom on the runs: the bigram line is the reference worth seeing; the unigram
+    # line would squash the curve into a sliver, so it is left out above the axis.
+    top = max(max(L), baselines.get("bigram", max(L))) + 0.08
+    draw_baselines(ax, {k: v for k, v in baselines.items() if v <= top}, unit)
+    ax.set_ylim(min(L) - 0.08, top)
     ax.set_xscale("log")
     ax.set_xlabel("non-embedding parameters N")
     ax.set_ylabel(f"held-out loss ({unit})")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
     ax.grid(alpha=0.3, which="both")
     return save(fig, folder, "loss_vs_n")
 
