@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from .errors import UserError
@@ -16,6 +17,29 @@ def fmt_time(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """Throughput, MFU and ETA over the steps since the previous progress line."""
+
+    def __init__(self, step: int, max_iters: int, tokens_per_step: int, flops_per_token: int,
+                 peak_flops: float):
+        self.t0 = self.t_last = time.perf_counter()
+        self.last_step, self.max_iters = step, max_iters
+        self.tokens_per_step, self.fpt, self.peak = tokens_per_step, flops_per_token, peak_flops
+
+    def report(self, step: int, loss: float, lr: float) -> tuple[dict, str]:
+        """The metrics record and the progress line for this step."""
+        now = time.perf_counter()
+        per_step = (now - self.t_last) / max(step - self.last_step, 1)
+        tok_s = self.tokens_per_step / per_step
+        mfu = tok_s * self.fpt / self.peak
+        eta = (self.max_iters - step) * per_step
+        self.t_last, self.last_step = now, step
+        line = (f"step {step}/{self.max_iters} | loss {loss:.4f} | lr {lr:.2e} | "
+                f"{tok_s / 1e3:.1f}k tok/s | MFU {100 * mfu:.1f}% | "
+                f"{fmt_time(now - self.t0)} elapsed, ETA {fmt_time(eta)}")
+        return {"step": step, "train_loss": loss, "lr": lr, "tok_per_s": tok_s, "mfu": mfu}, line
 
 
 class RunLog:

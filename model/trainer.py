@@ -21,7 +21,7 @@ from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_devi
                      set_threads)
 from .errors import UserError
 from .gpt import GPT, flops_per_token
-from .metrics import RunLog, fmt_time
+from .metrics import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
 
@@ -126,7 +126,7 @@ def train(cfg: TrainConfig) -> dict:
             checkpoint.save(out / f"ckpt_{step:06d}.pt", snapshot)
 
     t0 = time.perf_counter()
-    t_log, steps_since_log, val_loss = t0, 0, None
+    progress, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), None
     while True:
         if step % cfg.eval_interval == 0 or step == cfg.max_iters:
             # The last evaluation covers the whole held-out split: it is the run's result.
@@ -147,17 +147,10 @@ def train(cfg: TrainConfig) -> dict:
             group["lr"] = lr
         loss = train_step(model, opt, batches, cfg, step, dist, device, dtype)
         step += 1
-        steps_since_log += 1
         if step % cfg.log_interval == 0 and dist.master:
-            now = time.perf_counter()
-            tok_s = steps_since_log * tokens_per_step / (now - t_log)
-            mfu = tok_s * fpt / peak
-            eta = (cfg.max_iters - step) * (now - t_log) / steps_since_log
-            log.log({"step": step, "train_loss": loss, "lr": lr, "tok_per_s": tok_s, "mfu": mfu})
-            print(f"step {step}/{cfg.max_iters} | loss {loss:.4f} | lr {lr:.2e} | "
-                  f"{tok_s / 1e3:.1f}k tok/s | MFU {100 * mfu:.1f}% | "
-                  f"{fmt_time(now - t0)} elapsed, ETA {fmt_time(eta)}", flush=True)
-            t_log, steps_since_log = now, 0
+            record, line = progress.report(step, loss, lr)
+            log.log(record)
+            print(line, flush=True)
 
     wall = elapsed_before + time.perf_counter() - t0
     summary = {"val_loss": val_loss, "steps": step, "tokens": step * tokens_per_step,
