@@ -158,3 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     globals()[f"cmd_{argv[0]}"](argv[1:])
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

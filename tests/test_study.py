@@ -93,6 +93,7 @@ def test_quick_study_survives_kill_9_and_reports(tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and first.poll() is None and not mid_run_checkpoint(out):
         time.sleep(0.2)
+    assert first.poll() is None, "the study ended before it could be killed:\n" + first.stdout.read()
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     finished = {p.parent.name for p in out.glob("*/summary.json")}
