@@ -86,6 +86,39 @@ def report_train(label: str, tok_s: float, fpt: int, peaks: dict) -> None:
     print(f"  {label:<34} {tok_s:>10,.0f} tok/s  {achieved / 1e9:8.1f} GFLOP/s  {mfu}")
 
 
+def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads: int) -> None:
+    """Train the recipe for about `minutes` of wall clock per architecture and
+    compare held-out loss: each arch gets the step count its own measured speed
+    affords, with the schedule fitted to that count (not a run cut short)."""
+    from .data import Batches, dataset_dir, prepare
+    from .options import load_config
+    from .trainer import train
+
+    results = {}
+    for arch in archs:
+        cfg = load_config(recipe, [f"--arch={arch}", f"--threads={threads}"])
+        prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
+        vocab = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root),
+                        cfg.block_size).tokenizer.vocab_size
+        shape = Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab)
+        model = GPT(cfg.gpt_config(vocab))
+        dtype = pick_dtype("cpu", cfg.dtype) if pick_device(cfg.device) == "cpu" else torch.float32
+        tok_s = train_speed(model, shape, pick_device(cfg.device), dtype, cfg.compile, steps=20)
+        # 8% of the budget goes to evaluations and start-up, measured on the default recipe
+        steps = int(0.92 * minutes * 60 * tok_s / (cfg.batch_size * cfg.block_size))
+        out = f"out/fixed-time-{arch}"
+        cfg = load_config(recipe, [f"--arch={arch}", f"--threads={threads}", f"--max_iters={steps}",
+                                   f"--out_dir={out}", f"--eval_interval={max(steps // 4, 1)}",
+                                   "--init_from=auto", f"--log_interval={max(steps // 10, 1)}"])
+        results[arch] = train(cfg)
+    print(f"fixed wall clock ({minutes:g} min each, recipe {recipe}):")
+    for arch, r in results.items():
+        print(f"  {arch:<8} {r['steps']:>6} steps  {r['wall_s']:6.0f} s  val loss {r['val_loss']:.4f}")
+    base = results[archs[0]]["val_loss"]
+    for arch in archs[1:]:
+        print(f"  {arch} - {archs[0]}: {results[arch]['val_loss'] - base:+.4f} nats")
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="tinygpt bench", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="nano-cpu", help=f"one of: {', '.join(SHAPES)}")
@@ -99,7 +132,12 @@ def main(argv: list[str]) -> None:
     p.add_argument("--decode_context", type=int, default=512,
                    help="context of the model used for the decoding figures")
     p.add_argument("--vs", choices=("baseline",), help="also run the plain GPT-2 block, fp32 eager")
+    p.add_argument("--fixed_minutes", type=float, default=0,
+                   help="instead: train --recipe for this long per arch (gpt2, modern), compare val loss")
+    p.add_argument("--recipe", default="configs/shakespeare_char.toml")
     a = p.parse_args(argv)
+    if a.fixed_minutes:
+        return fixed_time_comparison(a.fixed_minutes, a.recipe, ["gpt2", "modern"], a.threads)
     if a.config not in SHAPES:
         raise UserError(f"unknown bench config {a.config!r}; choose one of {', '.join(SHAPES)}")
     set_threads(a.threads)
