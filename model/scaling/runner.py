@@ -59,7 +59,7 @@ def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "d
     """Train the given runs under root/, skipping finished ones and resuming a broken one."""
     root.mkdir(parents=True, exist_ok=True)
     total = sum(run_flops(plan, s) for s in specs)
-    done_flops, spent_flops, t0 = 0.0, 0.0, time.perf_counter()
+    done_flops, rate, t0 = 0.0, 0.0, time.perf_counter()
     summaries = []
     for i, spec in enumerate(specs, 1):
         out = root / spec.name
@@ -70,8 +70,9 @@ def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "d
             summaries.append(json.loads(summary_path.read_text()))
             done_flops += flops
             continue
-        rate = spent_flops / (time.perf_counter() - t0) if spent_flops else 0.0
-        eta = f", study ETA {fmt_time((total - done_flops) / rate)}" if rate else ""
+        # FLOP/s of the latest run: larger models run at higher MFU, so an average
+        # over the small early runs would overstate the time left several-fold.
+        eta = f", study ETA about {fmt_time((total - done_flops) / rate)}" if rate else ""
         print(f"[{i}/{len(specs)}] {spec.name} (lr {spec.lr:g}, {spec.tokens:,} tokens): "
               f"{100 * done_flops / total:.0f}% of the study's FLOPs done{eta}", flush=True)
         cfg = plan.train_config(spec, out, wandb=wandb, threads=threads)
@@ -83,7 +84,7 @@ def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "d
               f"in {fmt_time(result['wall_s'])}", flush=True)
         summaries.append(summary)
         done_flops += flops
-        spent_flops += flops
+        rate = flops / max(result["wall_s"], 1e-9)
     print(f"{plan.name}: {len(specs)} runs done ({fmt_time(time.perf_counter() - t0)} "
           f"in this session)", flush=True)
     return summaries
