@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .fetch import SHAKESPEARE, cache_dir, extract_members, sha256_of
+from .fetch import SHAKESPEARE, cache_dir, extract_members
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
 HOLDOUT_EVERY = 10  # every 10th work (in sorted order) is validation
@@ -157,7 +157,3 @@ class Batches:
         offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
         for i in range(n_batches):
             yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])
-
-
-def corpus_sha256(folder: Path) -> str:
-    return sha256_of(folder / "train.bin")[:16]

@@ -110,3 +110,25 @@ def test_quick_study_survives_kill_9_and_reports(tmp_path):
     for stem in ("loss_vs_n", "curves_vs_flops", "residuals"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
     assert len(list(out.glob("*/summary.json"))) == 5
+
+
+def synthetic_run(n, d, flops):
+    loss = 1.7 + 400 / n ** 0.34 + 2000 / d ** 0.37
+    return {"n_nonemb": n, "tokens": d, "flops": flops, "val_loss": loss, "seed": 0,
+            "curve": [(flops / 2, loss + 0.1), (flops, loss)]}
+
+
+def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
+    from model.scaling.report import analyse
+
+    sizes = np.geomspace(1e5, 1e8, 8)
+    runs = [synthetic_run(n, d, 6 * n * d) for n in sizes for d in (1e8, 4e8, 1.6e9)]
+    # iso-FLOP budgets, rounded to a whole number of tokens as the runner does
+    runs += [synthetic_run(n, int(c / (6 * n)), 6 * n * int(c / (6 * n)) * 1.0001)
+             for c in (1e16, 1e17) for n in sizes]
+    a = analyse(runs, n_boot=20)
+    ch = a["chinchilla"]
+    assert ch.alpha == pytest.approx(0.34, abs=0.02) and ch.beta == pytest.approx(0.37, abs=0.02)
+    assert [round(c) for c, _, _ in a["isoflop"]] == [1e16, 1e17]
+    n_opt = [n for _, n, _ in a["isoflop"]]
+    assert n_opt[1] > n_opt[0]  # more compute, bigger optimal model

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import dataset_dir
+from ..errors import UserError
 from ..metrics import fmt_time, read_metrics
 from . import fit as F
 from . import plots
@@ -27,8 +28,15 @@ def load_runs(root: Path) -> list[dict]:
 
 
 def ladder(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, mean L, std L) per size at the largest token budget: the L(N) points."""
-    budget = max(r["tokens"] for r in runs)
+    """(N, mean L, std L) per size at the largest token budget all sizes share: the L(N) points."""
+    per_size = defaultdict(set)
+    for r in runs:
+        per_size[r["n_nonemb"]].add(r["tokens"])
+    shared = set.intersection(*per_size.values())
+    if not shared:
+        raise UserError("no token budget is shared by every size, so there is no L(N) ladder; "
+                        "give the plan a `tokens` budget besides its `flops` budgets")
+    budget = max(shared)
     by_n = defaultdict(list)
     for r in runs:
         if r["tokens"] == budget:
@@ -58,7 +66,10 @@ def analyse(runs: list[dict], n_boot: int = 1000) -> dict:
         n, d, l = (np.array([r[k] for r in runs], dtype=float) for k in ("n_nonemb", "tokens",
                                                                           "val_loss"))
         out["chinchilla"] = F.fit_chinchilla(n, d, l, n_boot=min(n_boot, 400))
-        out["isoflop"] = F.isoflop_parabolas(n, np.array([r["flops"] for r in runs]), l)
+        # A FLOP budget becomes a whole number of steps, so runs of one budget differ in
+        # the last digits: group them by the budget to two significant figures.
+        budgets_c = np.array([float(f"{r['flops']:.2g}") for r in runs])
+        out["isoflop"] = F.isoflop_parabolas(n, budgets_c, l)
     return out
 
 
@@ -103,6 +114,11 @@ def fit_table(a: dict) -> list[str]:
     if ff is not None:
         lines += [f"| frontier L(C) = E + A·C^-alpha | E | {ff.E:.4f} | {ci(ff.E_ci)} |",
                   f"| | alpha | {ff.alpha:.4f} | {ci(ff.alpha_ci)} |"]
+    iso = a.get("isoflop") or []
+    if len(iso) >= 2:
+        exponent = F.fit_optimal_allocation([c for c, _, _ in iso], [n for _, n, _ in iso])
+        lines.append(f"| Chinchilla approach 2 ({len(iso)} isoFLOP parabolas) | a in N_opt ∝ C^a "
+                     f"| {exponent:.3f} | |")
     ch = a.get("chinchilla")
     if ch is not None:
         lines += [f"| Chinchilla approach 3 L(N, D) | {k} | {getattr(ch, k):.4g} | "
@@ -127,7 +143,6 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
         plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
     runs = load_runs(root)
     if len({r["n_nonemb"] for r in runs}) < 3:
-        from ..errors import UserError
         raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
     folder = dataset_dir(plan.dataset, plan.tokenizer)
     meta = json.loads((folder / "meta.json").read_text())
