@@ -2,7 +2,7 @@
 # all a fresh machine needs), then runs.
 #   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
 #   make test   the test suite (what CI runs)
-#   make demo   prepare the corpus, train the default char model, print samples
+#   make demo   prepare the corpus, train the default char model (~2 min), print samples
 # TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.
 
 PYTHON ?= python3
