@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,7 +29,6 @@ def cmd_prepare(argv: list[str]) -> None:
     p.add_argument("--data_root", default="data")
     args = p.parse_args(argv)
     from .data import prepare
-    import json
 
     folder = prepare(args.dataset, args.tokenizer, args.data_root)
     counts = json.loads((folder / "meta.json").read_text())["counts"]
