@@ -101,12 +101,13 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
         vocab = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root),
                         cfg.block_size).tokenizer.vocab_size
         shape = Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab)
-        model = GPT(cfg.gpt_config(vocab))
-        dtype = pick_dtype("cpu", cfg.dtype) if pick_device(cfg.device) == "cpu" else torch.float32
-        tok_s = train_speed(model, shape, pick_device(cfg.device), dtype, cfg.compile, steps=20)
+        device = pick_device(cfg.device)
+        model = GPT(cfg.gpt_config(vocab)).to(device)
+        tok_s = train_speed(model, shape, device, pick_dtype(device, cfg.dtype), cfg.compile,
+                            steps=20)
         # 8% of the budget goes to evaluations and start-up, measured on the default recipe
         steps = int(0.92 * minutes * 60 * tok_s / (cfg.batch_size * cfg.block_size))
-        out = f"out/fixed-time-{arch}"
+        out = f"out/fixed-time-{arch}-{steps}steps"  # a rerun resumes only the very same run
         cfg = load_config(recipe, [f"--arch={arch}", f"--threads={threads}", f"--max_iters={steps}",
                                    f"--out_dir={out}", f"--eval_interval={max(steps // 4, 1)}",
                                    "--init_from=auto", f"--log_interval={max(steps // 10, 1)}"])

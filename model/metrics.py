@@ -57,11 +57,13 @@ class RunLog:
             self.wandb = start_wandb(mode, project, group, name or Path(out_dir).name, config)
 
     def _truncate_after(self, step: int) -> None:
-        """Drop records a killed run wrote after its last checkpoint: they are redone."""
+        """Drop records a killed run wrote after its last checkpoint, and the
+        evaluation at the checkpoint's step: the resumed run redoes all of them."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [json.dumps(r) for r in rows
+                if r.get("step", 0) < step or (r.get("step") == step and "val_loss" not in r)]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, record: dict) -> None:

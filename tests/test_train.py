@@ -110,3 +110,10 @@ def test_wandb_offline_stays_in_the_temp_dir(corpus, tmp_path):
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert list(home.iterdir()) == []
+
+
+def test_resume_logs_each_evaluation_once(corpus, tmp_path):
+    train(tiny_config(corpus, tmp_path / "r", max_iters=4, eval_interval=2))
+    train(tiny_config(corpus, tmp_path / "r", max_iters=6, eval_interval=2, init_from="resume"))
+    evals = [r["step"] for r in read_metrics(tmp_path / "r") if "val_loss" in r]
+    assert evals == [0, 2, 4, 6]
