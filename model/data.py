@@ -141,11 +141,19 @@ class Batches:
         chunk = torch.from_numpy(chunk)
         return chunk[:, :-1], chunk[:, 1:]
 
-    def train_batch(self, seed: int, step: int, shard: int, batch_size: int):
-        """Windows for one micro-batch: shard = rank * grad_accum + micro_step."""
+    def train_batch(self, seed: int, step: int, shard: int, batch_size: int,
+                    repeat_spans: float = 0.0):
+        """Windows for one micro-batch: shard = rank * grad_accum + micro_step.
+        A repeat_spans fraction of them gets one repeated span (see repeat_span)."""
         rng = np.random.default_rng([seed, step, shard])
         high = len(self.splits["train"]) - self.block_size - 1
-        return self._windows("train", rng.integers(0, high + 1, size=batch_size))
+        x, y = self._windows("train", rng.integers(0, high + 1, size=batch_size))
+        if repeat_spans > 0:
+            chunk = torch.cat((x, y[:, -1:]), dim=1)
+            for row in np.flatnonzero(rng.random(batch_size) < repeat_spans):
+                repeat_span(chunk[row], rng)
+            x, y = chunk[:, :-1], chunk[:, 1:]
+        return x, y
 
     def batches_to_cover_val(self, batch_size: int) -> int:
         """How many val batches tile the whole validation split once."""
@@ -157,3 +165,20 @@ class Batches:
         offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
         for i in range(n_batches):
             yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])
+
+
+
+def repeat_span(window: torch.Tensor, rng: np.random.Generator) -> None:
+    """Copy a random span of the window (1/8 to 1/2 of it) to a later place in it, in place.
+
+    Natural text within 256 characters rarely repeats, so a small model has no
+    reason to learn to look back and copy (induction heads), the mechanism of
+    in-context learning. Chan et al. (2022) found that "bursty" training data
+    with recurring spans is what makes it emerge; this makes such data from the
+    corpus itself. Validation windows are never changed.
+    """
+    n = window.numel()
+    length = int(rng.integers(max(n // 8, 1), max(n // 2, 1) + 1))
+    src = int(rng.integers(0, n - 2 * length + 1))
+    dst = int(rng.integers(src + length, n - length + 1))
+    window[dst:dst + length] = window[src:src + length].clone()

@@ -25,6 +25,7 @@ class TrainConfig:
     dataset: str = "shakespeare"   # "shakespeare", a text file or folder, or "hf:<name>"
     tokenizer: str = "char"        # "char" | "gpt2"
     data_root: str = "data"
+    repeat_spans: float = 0.0      # fraction of training windows given a repeated span (bursty data)
     init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
     # model: a named size and arch preset; explicit fields below override them
     size: str = ""
@@ -100,6 +101,8 @@ class TrainConfig:
                     "eval_interval", "log_interval"):
             if getattr(self, key) < 1:
                 raise UserError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if not 0.0 <= self.repeat_spans <= 1.0:
+            raise UserError(f"repeat_spans is a fraction of windows, 0 to 1; got {self.repeat_spans}")
         return self
 
 

@@ -169,7 +169,7 @@ def train_step(model, opt, batches: Batches, cfg: TrainConfig, step: int, dist, 
     total = 0.0
     for micro in range(cfg.grad_accum):
         shard = dist.rank * cfg.grad_accum + micro
-        x, y = batches.train_batch(cfg.seed, step, shard, cfg.batch_size)
+        x, y = batches.train_batch(cfg.seed, step, shard, cfg.batch_size, cfg.repeat_spans)
         last = micro == cfg.grad_accum - 1
         # DDP would all-reduce after every backward; only the last one counts.
         sync = nullcontext() if last or not dist.enabled else model.no_sync()

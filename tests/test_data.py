@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from model.data import Batches, prepare, split_documents, Document
 from model.errors import UserError
@@ -61,6 +62,26 @@ def test_batches_are_a_pure_function_of_seed_step_shard(corpus, tmp_path):
     v1 = [x for x, _ in b.val_batches(3, 4)]
     v2 = [x for x, _ in b.val_batches(3, 4)]
     assert all((a == c).all() for a, c in zip(v1, v2))
+
+
+def test_repeat_spans_copy_a_span_later_in_the_window(corpus, tmp_path):
+    b = Batches(prepare(str(corpus), "char", tmp_path / "data"), block_size=64)
+    plain, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=32)
+    x, y = b.train_batch(seed=1, step=2, shard=0, batch_size=32, repeat_spans=0.5)
+    again, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=32, repeat_spans=0.5)
+    assert (x == again).all() and (x[:, 1:] == y[:, :-1]).all()
+    changed = (x != plain).any(dim=1)
+    assert 4 <= int(changed.sum()) <= 28  # about half of 32 windows
+
+    def has_repeat(row: torch.Tensor) -> bool:  # some span of >= 8 tokens occurs twice
+        text = row.tolist()
+        return any(text[i:i + 8] == text[j:j + 8] for i in range(len(text) - 8)
+                   for j in range(i + 8, len(text) - 7))
+
+    assert all(has_repeat(torch.cat((x[r], y[r, -1:]))) for r in changed.nonzero().flatten())
+    val_before = [v for v, _ in b.val_batches(2, 4)]
+    b.train_batch(seed=1, step=3, shard=0, batch_size=4, repeat_spans=1.0)
+    assert all((v == w).all() for v, (w, _) in zip(val_before, b.val_batches(2, 4)))
 
 
 def test_embedded_shakespeare_corpus(tmp_path):

@@ -16,7 +16,7 @@ from model.checkpoint import save
 from model.config import GPTConfig
 from model.fewshot import analysis
 from model.fewshot.icl import (attention_probs, icl_positions, icl_score, induction_probe,
-                               loss_by_position, prefix_matching)
+                               loss_by_position, prefix_matching, text_repeat_loss)
 from model.fewshot.metrics import (batch_rows, mean_ci, score_logits, score_prompts, summarize,
                                    wilson)
 from model.fewshot.run import last_of_each_run, main
@@ -240,6 +240,8 @@ def test_instruments_on_a_tiny_random_gpt(arch):
     assert probe["length"] == 16 and probe["chance"] == pytest.approx(
         np.mean([1 / (i + 1) for i in range(16, 32)]))
     assert all(np.isfinite(probe["repeat_loss"])) and probe["formed"] in ("yes", "weak", "no")
+    first, second = text_repeat_loss(model, tokens, n_seq=4)
+    assert np.isfinite([first, second]).all() and first > 0 and second > 0
     assert icl_positions(256) == (25, 250) and icl_positions(512) == (50, 500)
 
 

@@ -34,6 +34,7 @@ def test_explicit_fields_override_size_and_arch():
     (["--compile=maybe"], "compile='maybe' is not a valid bool"),
     (["--dtype=float8"], "dtype='float8' is not one of"),
     (["--size=huge"], "size='huge' is unknown"),
+    (["--repeat_spans=1.5"], "repeat_spans is a fraction of windows"),
     (["max_iters=3"], "overrides look like --key=value"),
 ])
 def test_bad_overrides(args, message):

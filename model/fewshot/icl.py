@@ -1,5 +1,5 @@
 """In-context instruments of Olsson et al. 2022: ICL score, loss against position,
-prefix-matching heads and the loss on a repeated random sequence.
+prefix-matching heads and the loss on a repeated random sequence or repeated held-out text.
 
 The model's attention uses F.scaled_dot_product_attention, which never forms the
 attention matrix; attention_maps() recomputes it from each block's ln1 output with
@@ -125,3 +125,19 @@ def induction_probe(model: GPT, n_seq: int = 16, seed: int = 0, device: str = "c
     return {"prefix_matching": scores.cpu().numpy().round(5).tolist(), "best": best,
             "best_head": [layer, head], "chance": chance, "formed": formed, "length": L,
             "repeat_loss": [first, second], "sequences": n_seq}
+
+
+def text_repeat_loss(model: GPT, tokens: np.ndarray, n_seq: int = 64,
+                     device: str = "cpu") -> list[float]:
+    """Mean loss on the first and on the second copy of held-out text repeated once (half a
+    context each). A model that copies from its context predicts the second copy almost for
+    free. Random tokens (induction_probe) are far from what a char model was trained on;
+    this repeat is in its distribution, so no copying here means none at all."""
+    L = model.cfg.block_size // 2
+    offsets = np.linspace(0, len(tokens) - L, n_seq).astype(np.int64)
+    half = torch.from_numpy(np.stack([tokens[o:o + L] for o in offsets]).astype(np.int64))
+    idx = torch.cat([half, half], dim=1).to(device)
+    with torch.inference_mode():
+        logits, _ = model(idx)
+    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
+    return [loss[:, :L - 1].mean().item(), loss[:, L:].mean().item()]

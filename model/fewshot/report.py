@@ -106,17 +106,25 @@ def instruments(models: list[dict]) -> list[str]:
              f"mean attention from each token of the second copy of {ind['length']} distinct "
              "random tokens to the token after its first occurrence, per head; uniform causal "
              f"attention scores {ind['chance']:.4f} (chance). Induction heads: **yes** if the best "
-             f"head scores >= {INDUCTION_FORMED}, **weak** if >= {WEAK_FACTOR}x chance.", "",
+             f"head scores >= {INDUCTION_FORMED}, **weak** if >= {WEAK_FACTOR}x chance. Repeats: loss "
+             "on the first and second copy of the random tokens, and of held-out text repeated "
+             "once (half a context each).", "",
              "| model | N | ICL score | best prefix matching (layer.head) | induction heads | "
-             "loss 1st → 2nd repeat |", "|---|---:|---|---|---|---|"]
+             "random repeat 1st → 2nd | text repeat 1st → 2nd |", "|---|---:|---|---|---|---|---|"]
     for m in models:
         i, c = m["induction"], m["icl"]
         layer, head = i["best_head"]
         lines.append(f"| {m['run']} | {m['n_nonemb']:,} | {c['score']:+.3f} {ci(c['ci'])} | "
                      f"{i['best']:.3f} ({layer}.{head}) | {i['formed']} | "
-                     f"{i['repeat_loss'][0]:.2f} → {i['repeat_loss'][1]:.2f} |")
+                     f"{i['repeat_loss'][0]:.2f} → {i['repeat_loss'][1]:.2f} | "
+                     f"{arrow(i.get('text_repeat_loss'))} |")
     formed = [m["run"] for m in models if m["induction"]["formed"] == "yes"]
     return lines + ["", f"Induction heads formed in: {', '.join(formed) or 'none'}.", ""]
+
+
+def arrow(pair: list[float] | None) -> str:
+    """first → second, or a dash for results written before the text repeat was measured."""
+    return f"{pair[0]:.2f} → {pair[1]:.2f}" if pair else "—"
 
 
 def over_training(models: list[dict]) -> list[str]:
@@ -124,15 +132,16 @@ def over_training(models: list[dict]) -> list[str]:
     if not runs:
         return []
     lines = ["### Over training", "", "| run | checkpoints | best prefix matching, first → max "
-             "(step) | ICL score first → last | 2nd-repeat loss first → last |",
-             "|---|---:|---|---|---|"]
+             "(step) | ICL score first → last | 2nd-repeat loss first → last | "
+             "text repeat, last checkpoint |", "|---|---:|---|---|---|---|"]
     for run, ms in runs.items():
         best = max(ms, key=lambda m: m["induction"]["best"])
         lines.append(f"| {run} | {len(ms)} | {ms[0]['induction']['best']:.3f} → "
                      f"{best['induction']['best']:.3f} ({best['step']}) | "
                      f"{ms[0]['icl']['score']:+.3f} → {ms[-1]['icl']['score']:+.3f} | "
                      f"{ms[0]['induction']['repeat_loss'][1]:.2f} → "
-                     f"{ms[-1]['induction']['repeat_loss'][1]:.2f} |")
+                     f"{ms[-1]['induction']['repeat_loss'][1]:.2f} | "
+                     f"{arrow(ms[-1]['induction'].get('text_repeat_loss'))} |")
     return lines + ["", "A phase change shows as a jump of the prefix-matching score together "
                     "with a drop of the ICL score and of the second-repeat loss (icl_tracks.png).",
                     ""]

@@ -26,7 +26,7 @@ from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly
 from ..scaling.runner import write_json
 from ..tokenizer import from_meta
-from .icl import icl_score, induction_probe, loss_by_position
+from .icl import icl_score, induction_probe, loss_by_position, text_repeat_loss
 from .metrics import encode, score_prompts, summarize
 from .plots import write_figures
 from .report import write_section
@@ -119,6 +119,7 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
     entry["icl"] = {**icl_score(losses, opts.seed),
                     "loss_by_position": losses.mean(0).round(5).tolist()}
     entry["induction"] = induction_probe(model, seed=opts.seed, device=opts.device)
+    entry["induction"]["text_repeat_loss"] = text_repeat_loss(model, tokens, device=opts.device)
     entry["seconds"] = time.perf_counter() - t0
     return entry
 
