@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -42,23 +43,44 @@ def build(shape: Shape, arch: str, device: str, block: int | None = None) -> GPT
     return GPT(cfg).to(device)
 
 
+class Trainer:
+    """One model's training step (forward, backward, AdamW step) on fixed random tokens."""
+
+    def __init__(self, model: GPT, shape: Shape, device: str, dtype: torch.dtype,
+                 compile_: bool, warmup: int = 3):
+        self.model, self.shape, self.device, self.dtype = model, shape, device, dtype
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+        self.step_model = torch.compile(model) if compile_ else model
+        self.x = torch.randint(0, shape.vocab, (shape.batch, shape.block), device=device)
+        self.run(warmup)  # compilation, kernel selection, allocator warm-up
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            with autocast(self.device, self.dtype):
+                _, loss = self.step_model(self.x, self.x)
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+
+    def tokens_per_s(self, steps: int) -> float:
+        sync(self.device)
+        t0 = time.perf_counter()
+        self.run(steps)
+        sync(self.device)
+        return steps * self.shape.batch * self.shape.block / (time.perf_counter() - t0)
+
+
 def train_speed(model: GPT, shape: Shape, device: str, dtype: torch.dtype, compile_: bool,
-                steps: int, warmup: int = 3) -> float:
-    """Training tokens per second (forward, backward, AdamW step) on random tokens."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
-    step_model = torch.compile(model) if compile_ else model
-    x = torch.randint(0, shape.vocab, (shape.batch, shape.block), device=device)
-    for i in range(warmup + steps):
-        if i == warmup:
-            sync(device)
-            t0 = time.perf_counter()
-        with autocast(device, dtype):
-            _, loss = step_model(x, x)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    sync(device)
-    return steps * shape.batch * shape.block / (time.perf_counter() - t0)
+                steps: int) -> float:
+    """Training tokens per second on random tokens."""
+    return Trainer(model, shape, device, dtype, compile_).tokens_per_s(steps)
+
+
+def interleaved(trainers: list[Trainer], steps: int, rounds: int) -> list[float]:
+    """Median tokens/s of each trainer over rounds taken in turn, so that a slow spell of the
+    machine (another process, frequency changes) hits every one of them alike."""
+    rates = [[t.tokens_per_s(steps) for t in trainers] for _ in range(rounds)]
+    return [statistics.median(r[i] for r in rates) for i in range(len(trainers))]
 
 
 def decode_speed(model: GPT, device: str, new_tokens: int, use_cache: bool) -> float:
@@ -128,7 +150,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20, help="timed training steps")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per round")
+    p.add_argument("--rounds", type=int, default=5, help="timing rounds (the median is shown)")
     p.add_argument("--decode_tokens", type=int, default=500)
     p.add_argument("--decode_context", type=int, default=512,
                    help="context of the model used for the decoding figures")
@@ -139,6 +162,8 @@ def main(argv: list[str]) -> None:
     a = p.parse_args(argv)
     if a.fixed_minutes:
         return fixed_time_comparison(a.fixed_minutes, a.recipe, ["gpt2", "modern"], a.threads)
+    if a.steps < 1 or a.rounds < 1:
+        raise UserError("--steps and --rounds need to be at least 1")
     if a.config not in SHAPES:
         raise UserError(f"unknown bench config {a.config!r}; choose one of {', '.join(SHAPES)}")
     set_threads(a.threads)
@@ -153,13 +178,16 @@ def main(argv: list[str]) -> None:
     print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
           f"batch {shape.batch}) on {describe(device)}")
     print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
-    ours = train_speed(model, shape, device, dtype, a.compile, a.steps)
-    report_train(f"train {a.arch} {dtype} {'compiled' if a.compile else 'eager'}", ours, fpt, peaks)
+    trainers = [Trainer(model, shape, device, dtype, a.compile)]
     if a.vs:
-        base_model = build(shape, "gpt2", device)
-        base = train_speed(base_model, shape, device, torch.float32, False, a.steps)
-        report_train("train baseline gpt2 fp32 eager", base, fpt, peaks)
-        print(f"  speedup over baseline: {ours / base:.2f}x")
+        trainers.append(Trainer(build(shape, "gpt2", device), shape, device, torch.float32, False))
+    rates = interleaved(trainers, a.steps, a.rounds)
+    print(f"  training, median of {a.rounds} rounds of {a.steps} steps taken in turn:")
+    report_train(f"train {a.arch} {dtype} {'compiled' if a.compile else 'eager'}", rates[0], fpt,
+                 peaks)
+    if a.vs:
+        report_train("train baseline gpt2 fp32 eager", rates[1], fpt, peaks)
+        print(f"  speedup over baseline: {rates[0] / rates[1]:.2f}x")
     dec_model = build(shape, a.arch, device, block=a.decode_context)
     cached = decode_speed(dec_model, device, a.decode_tokens, True)
     full = decode_speed(dec_model, device, a.decode_tokens, False)

@@ -44,6 +44,20 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+              dropout: float) -> torch.Tensor:
+    """Scaled dot-product attention. On CPU it runs in fp32 even under bf16 autocast:
+    torch's CPU flash-attention kernel is slower in bf16 than in fp32 (measured forward +
+    backward: 3.8 vs 1.3 ms at nanoGPT's CPU shape, 6.6 vs 4.8 ms at the ladder's 6x160),
+    and at head size 32 the casts cost little."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                               is_causal=causal, dropout_p=dropout)
+        return y.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -70,8 +84,7 @@ class CausalSelfAttention(nn.Module):
         causal = T > 1
         if causal and k.size(2) != T:
             raise ValueError("multi-token chunks are only supported on an empty cache")
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, causal, self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -85,7 +98,8 @@ class MLP(nn.Module):
 
     def forward(self, x):
         h = self.fc(x)
-        h = F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh")
+        # Exact (erf) GELU, as nanoGPT: on CPU it is 1.8x faster than GPT-2's tanh approximation.
+        h = F.relu(h).square() if self.relu2 else F.gelu(h)
         return self.proj(h)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from model.config import GPTConfig, named
 from model.generate import generate
-from model.gpt import GPT, flops_per_token, n_nonemb_formula
+from model.gpt import GPT, attention, flops_per_token, n_nonemb_formula
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
           GPTConfig(n_layer=3, n_head=3, n_embd=48, bias=True),
@@ -97,3 +97,13 @@ def test_prompt_longer_than_context_is_refused():
     model = GPT(named("2x32", block_size=16)).eval()
     with pytest.raises(ValueError, match="longer than the context"):
         generate(model, torch.zeros(1, 17, dtype=torch.long), 1)
+
+
+def test_cpu_bf16_attention_runs_in_fp32_and_agrees():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), True, 0.0)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), want, atol=3e-2)

@@ -117,3 +117,10 @@ def test_resume_logs_each_evaluation_once(corpus, tmp_path):
     train(tiny_config(corpus, tmp_path / "r", max_iters=6, eval_interval=2, init_from="resume"))
     evals = [r["step"] for r in read_metrics(tmp_path / "r") if "val_loss" in r]
     assert evals == [0, 2, 4, 6]
+
+
+def test_compiled_training_matches_eager(corpus, tmp_path):
+    # torch.compile fuses and reorders float operations, so equal to rounding, not bitwise
+    eager = train(tiny_config(corpus, tmp_path / "eager", arch="modern"))
+    compiled = train(tiny_config(corpus, tmp_path / "compiled", arch="modern", compile=True))
+    assert abs(compiled["val_loss"] - eager["val_loss"]) < 1e-3
