@@ -57,7 +57,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
     return torch.multinomial(probs, 1, generator=generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
            use_cache: bool = True) -> Iterator[torch.Tensor]:
