@@ -108,7 +108,8 @@ def report_train(label: str, tok_s: float, fpt: int, peaks: dict) -> None:
     print(f"  {label:<34} {tok_s:>10,.0f} tok/s  {achieved / 1e9:8.1f} GFLOP/s  {mfu}")
 
 
-def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads: int) -> None:
+def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads: int,
+                          compile_: bool) -> None:
     """Train the recipe for about `minutes` of wall clock per architecture and
     compare held-out loss: each arch gets the step count its own measured speed
     affords, with the schedule fitted to that count (not a run cut short)."""
@@ -118,7 +119,8 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
 
     results = {}
     for arch in archs:
-        cfg = load_config(recipe, [f"--arch={arch}", f"--threads={threads}"])
+        common = [f"--arch={arch}", f"--threads={threads}", f"--compile={compile_}"]
+        cfg = load_config(recipe, common)
         prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
         vocab = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root),
                         cfg.block_size).tokenizer.vocab_size
@@ -129,8 +131,9 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
                             steps=20)
         # 8% of the budget goes to evaluations and start-up, measured on the default recipe
         steps = int(0.92 * minutes * 60 * tok_s / (cfg.batch_size * cfg.block_size))
-        out = f"out/fixed-time-{arch}-{steps}steps"  # a rerun resumes only the very same run
-        cfg = load_config(recipe, [f"--arch={arch}", f"--threads={threads}", f"--max_iters={steps}",
+        # a rerun resumes only the very same run
+        out = f"out/fixed-time-{arch}-{steps}steps{'-compiled' if compile_ else ''}"
+        cfg = load_config(recipe, [*common, f"--max_iters={steps}",
                                    f"--out_dir={out}", f"--eval_interval={max(steps // 4, 1)}",
                                    "--init_from=auto", f"--log_interval={max(steps // 10, 1)}"])
         results[arch] = train(cfg)
@@ -161,7 +164,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--recipe", default="configs/shakespeare_char.toml")
     a = p.parse_args(argv)
     if a.fixed_minutes:
-        return fixed_time_comparison(a.fixed_minutes, a.recipe, ["gpt2", "modern"], a.threads)
+        return fixed_time_comparison(a.fixed_minutes, a.recipe, ["gpt2", "modern"], a.threads,
+                                     a.compile)
     if a.steps < 1 or a.rounds < 1:
         raise UserError("--steps and --rounds need to be at least 1")
     if a.config not in SHAPES:
