@@ -167,7 +167,6 @@ class Batches:
             yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])
 
 
-
 def repeat_span(window: torch.Tensor, rng: np.random.Generator) -> None:
     """Copy a random span of the window (1/8 to 1/2 of it) to a later place in it, in place.
 

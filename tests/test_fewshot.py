@@ -15,8 +15,9 @@ import torch
 from model.checkpoint import save
 from model.config import GPTConfig
 from model.fewshot import analysis
-from model.fewshot.icl import (attention_probs, icl_positions, icl_score, induction_probe,
-                               loss_by_position, prefix_matching, text_repeat_loss)
+from model.fewshot.icl import (attention_probs, halves_loss, icl_positions, icl_score,
+                               induction_probe, loss_by_position, prefix_matching,
+                               text_repeat_loss)
 from model.fewshot.metrics import (batch_rows, mean_ci, score_logits, score_prompts, summarize,
                                    wilson)
 from model.fewshot.run import last_of_each_run, main
@@ -223,6 +224,18 @@ def test_prefix_matching_on_hand_made_attention():
     previous[rows, (rows - 1).clamp(min=0)] = 1
     maps = [torch.stack([induction, previous])[None], torch.stack([previous, induction])[None]]
     assert prefix_matching(maps, L).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_halves_loss_on_hand_made_logits():
+    # a model that knows nothing in the first copy (uniform over 4 tokens) and copies the
+    # second perfectly
+    half = torch.tensor([[0, 1, 2, 3]])
+    idx = torch.cat([half, half], dim=1)
+    logits = torch.zeros(1, 8, 4)
+    for t in range(3, 7):  # predictions of tokens 4..7, the second copy
+        logits[0, t, idx[0, t + 1]] = 50.0
+    first, second = halves_loss(logits, idx, 4)
+    assert first == pytest.approx(math.log(4), abs=1e-6) and second == pytest.approx(0, abs=1e-6)
 
 
 @pytest.mark.parametrize("arch", list(CONFIGS))

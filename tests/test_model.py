@@ -99,11 +99,13 @@ def test_prompt_longer_than_context_is_refused():
         generate(model, torch.zeros(1, 17, dtype=torch.long), 1)
 
 
-def test_cpu_bf16_attention_runs_in_fp32_and_agrees():
+def test_cpu_bf16_attention_runs_in_fp32():
     torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
-    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    q, k, v = (torch.randn(2, 3, 16, 8).bfloat16() for _ in range(3))
+    # fp32 attention of the same bf16 inputs, rounded once at the end; a bf16 kernel rounds
+    # inside too and would not match exactly
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), is_causal=True).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), True, 0.0)
-    assert got.dtype == torch.bfloat16
-    assert torch.allclose(got.float(), want, atol=3e-2)
+        got = attention(q, k, v, True, 0.0)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)

@@ -100,6 +100,13 @@ def prefix_matching(maps: list[torch.Tensor], L: int) -> torch.Tensor:
     return torch.stack([m[:, :, query, query - L + 1].mean(dim=(0, 2)) for m in maps])
 
 
+def halves_loss(logits: torch.Tensor, idx: torch.Tensor, L: int) -> list[float]:
+    """Mean loss on each copy of sequences idx (B, 2L) made of one L-token half twice over:
+    first copy, tokens 1..L-1; second copy, tokens L+1..2L-1, each with an earlier occurrence."""
+    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
+    return [loss[:, :L - 1].mean().item(), loss[:, L:].mean().item()]
+
+
 def induction_probe(model: GPT, n_seq: int = 16, seed: int = 0, device: str = "cpu") -> dict:
     """Prefix-matching score per head and the loss on both halves of a repeated random sequence.
 
@@ -115,9 +122,7 @@ def induction_probe(model: GPT, n_seq: int = 16, seed: int = 0, device: str = "c
     idx = torch.cat([half, half], dim=1).to(device)
     logits, maps = attention_maps(model, idx)
     scores = prefix_matching(maps, L)
-    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
-    # first half: tokens 1..L-1; second half: tokens L+1..2L-1, each with an earlier occurrence
-    first, second = loss[:, :L - 1].mean().item(), loss[:, L:].mean().item()
+    first, second = halves_loss(logits, idx, L)
     chance = float((1.0 / torch.arange(L + 1, 2 * L + 1, dtype=torch.float64)).mean())
     best = float(scores.max())
     layer, head = divmod(int(scores.argmax()), scores.size(1))
@@ -139,5 +144,4 @@ def text_repeat_loss(model: GPT, tokens: np.ndarray, n_seq: int = 64,
     idx = torch.cat([half, half], dim=1).to(device)
     with torch.inference_mode():
         logits, _ = model(idx)
-    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
-    return [loss[:, :L - 1].mean().item(), loss[:, L:].mean().item()]
+    return halves_loss(logits, idx, L)
