@@ -159,7 +159,7 @@ class GPT(nn.Module):
         x = self.wte(idx)
         rotary = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+            x = x + self.wpe.weight[start:start + T]  # a slice: no index tensor to build
         else:
             rotary = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
         x = self.drop(x)

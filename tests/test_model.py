@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model.config import GPTConfig, named
-from model.generate import generate
+from model.generate import generate, stream
 from model.gpt import GPT, attention, flops_per_token, n_nonemb_formula
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
@@ -91,6 +91,18 @@ def test_generation_past_the_context_keeps_going():
     model = GPT(named("2x32", block_size=16)).eval()
     out = generate(model, torch.zeros(1, 3, dtype=torch.long), 40, temperature=0)
     assert out.shape == (1, 43)
+
+
+def test_decoding_leaves_onednn_as_it_found_it():
+    # cached steps switch oneDNN off around each call; the caller's code between tokens,
+    # and everything after an early stop, must see the setting it had
+    model = GPT(named("2x32", block_size=16)).eval()
+    seen = []
+    for i, _ in enumerate(stream(model, torch.zeros(1, 3, dtype=torch.long), 10)):
+        seen.append(torch.backends.mkldnn.enabled)
+        if i == 4:
+            break
+    assert seen == [True] * 5 and torch.backends.mkldnn.enabled
 
 
 def test_prompt_longer_than_context_is_refused():
