@@ -19,6 +19,7 @@ from .device import autocast, describe, peak_flops, pick_device, pick_dtype, set
 from .errors import UserError
 from .generate import generate
 from .gpt import GPT, flops_per_token
+from .optim import fused_adamw
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class Trainer:
     """One model's training step (forward, backward, AdamW step) on fixed random tokens."""
 
     def __init__(self, model: GPT, shape: Shape, device: str, dtype: torch.dtype,
-                 compile_: bool, warmup: int = 3):
+                 compile_: bool, fused: bool, warmup: int = 3):
         self.model, self.shape, self.device, self.dtype = model, shape, device, dtype
-        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
         self.step_model = torch.compile(model) if compile_ else model
         self.x = torch.randint(0, shape.vocab, (shape.batch, shape.block), device=device)
         self.run(warmup)  # compilation, kernel selection, allocator warm-up
@@ -122,7 +123,8 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
         device = pick_device(cfg.device)
         model = GPT(cfg.gpt_config(vocab)).to(device)
         t0 = time.perf_counter()
-        trainer = Trainer(model, shape, device, pick_dtype(device, cfg.dtype), cfg.compile)
+        trainer = Trainer(model, shape, device, pick_dtype(device, cfg.dtype), cfg.compile,
+                          fused_adamw(device))
         start_up = time.perf_counter() - t0  # compilation, when compiling: the run pays it too
         tok_s = trainer.tokens_per_s(20)
         # 8% of the budget goes to evaluations and start-up, measured on the default recipe
@@ -179,9 +181,10 @@ def main(argv: list[str]) -> None:
     print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
           f"batch {shape.batch}) on {describe(device)}")
     print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
-    trainers = [Trainer(model, shape, device, dtype, a.compile)]
-    if a.vs:
-        trainers.append(Trainer(build(shape, "gpt2", device), shape, device, torch.float32, False))
+    trainers = [Trainer(model, shape, device, dtype, a.compile, fused_adamw(device))]
+    if a.vs:  # nanoGPT fuses AdamW on CUDA only
+        trainers.append(Trainer(build(shape, "gpt2", device), shape, device, torch.float32, False,
+                                fused_adamw(device) and device == "cuda"))
     rates = interleaved(trainers, a.steps, a.rounds)
     print(f"  training, median of {a.rounds} rounds of {a.steps} steps taken in turn:")
     report_train(f"train {a.arch} {dtype} {'compiled' if a.compile else 'eager'}", rates[0], fpt,
