@@ -78,17 +78,24 @@ def interleaved(trainers: list[Trainer], steps: int, rounds: int) -> list[float]
     return [statistics.median(r[i] for r in rates) for i in range(len(trainers))]
 
 
-def decode_speed(model: GPT, device: str, new_tokens: int, use_cache: bool) -> float:
-    """Tokens per second generating new_tokens after a one-token prompt, batch 1."""
+def decode_speed(model: GPT, device: str, new_tokens: int, rounds: int) -> tuple[float, float]:
+    """Median tokens/s with and without the KV cache, generating new_tokens after a one-token
+    prompt at batch 1, the two timed in turn (the recomputing side swings by 20% between runs)."""
     model.eval()
     idx = torch.zeros(1, 1, dtype=torch.long, device=device)
-    generate(model, idx, 8, temperature=0, use_cache=use_cache)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    generate(model, idx, new_tokens, temperature=0, use_cache=use_cache)
-    sync(device)
+
+    def rate(use_cache: bool) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        generate(model, idx, new_tokens, temperature=0, use_cache=use_cache)
+        sync(device)
+        return new_tokens / (time.perf_counter() - t0)
+
+    for use_cache in (True, False):  # warm-up
+        generate(model, idx, 8, temperature=0, use_cache=use_cache)
+    rates = [(rate(True), rate(False)) for _ in range(rounds)]
     model.train()
-    return new_tokens / (time.perf_counter() - t0)
+    return statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates)
 
 
 def peak_memory_mb(device: str) -> float:
@@ -193,8 +200,8 @@ def main(argv: list[str]) -> None:
         report_train("train baseline gpt2 fp32 eager", rates[1], fpt, peaks)
         print(f"  speedup over baseline: {rates[0] / rates[1]:.2f}x")
     dec_model = build(shape, a.arch, device, block=a.decode_context)
-    cached = decode_speed(dec_model, device, a.decode_tokens, True)
-    full = decode_speed(dec_model, device, a.decode_tokens, False)
-    print(f"  decode {a.decode_tokens} tokens (context {a.decode_context}): {cached:,.0f} tok/s "
-          f"with KV cache, {full:,.0f} tok/s recomputing; ratio {cached / full:.1f}x")
+    cached, full = decode_speed(dec_model, device, a.decode_tokens, a.rounds)
+    print(f"  decode {a.decode_tokens} tokens (context {a.decode_context}), median of {a.rounds} "
+          f"rounds: {cached:,.0f} tok/s with KV cache, {full:,.0f} tok/s recomputing; "
+          f"ratio {cached / full:.1f}x")
     print(f"  peak memory: {peak_memory_mb(device):,.0f} MB")

@@ -92,7 +92,12 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
         gen = torch.Generator(device=idx.device).manual_seed(seed)
     dtype = model.wte.weight.dtype
     caches, logits = None, None
-    for _ in range(max_new_tokens):
+    # the tokens so far, written in place: a torch.cat per token costs 8 us, 1.5% of a cached step
+    tokens = torch.empty(idx.size(0), idx.size(1) + max_new_tokens, dtype=idx.dtype,
+                         device=idx.device)
+    tokens[:, :idx.size(1)] = idx
+    for end in range(idx.size(1), tokens.size(1)):
+        idx = tokens[:, :end]
         if not use_cache:
             logits, _ = model(idx[:, -block:])
         elif caches is None or caches[0].size == block:
@@ -103,7 +108,7 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
             with tiny_op_kernels(idx.device):
                 logits, _ = model(idx[:, -1:], caches=caches, start=caches[0].size)
         nxt = sample_next(logits[:, -1], temperature, top_k, top_p, gen)
-        idx = torch.cat((idx, nxt), dim=1)
+        tokens[:, end:end + 1] = nxt
         yield nxt
 
 
