@@ -110,45 +110,61 @@ def report_train(label: str, tok_s: float, fpt: int, peaks: dict) -> None:
     print(f"  {label:<34} {tok_s:>10,.0f} tok/s  {achieved / 1e9:8.1f} GFLOP/s  {mfu}")
 
 
+def recipe_trainer(recipe: str, overrides: list[str]) -> tuple[Trainer, float]:
+    """A bench Trainer at the recipe's shape, and its start-up time (compilation, when
+    compiling: the real run pays it too)."""
+    from .data import Batches, dataset_dir, prepare
+    from .options import load_config
+
+    cfg = load_config(recipe, overrides)
+    prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
+    vocab = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root),
+                    cfg.block_size).tokenizer.vocab_size
+    device = pick_device(cfg.device)
+    model = GPT(cfg.gpt_config(vocab)).to(device)
+    t0 = time.perf_counter()
+    trainer = Trainer(model, Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab), device,
+                      pick_dtype(device, cfg.dtype), cfg.compile, fused_adamw(device))
+    return trainer, time.perf_counter() - t0
+
+
 def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads: int,
                           compile_: bool) -> None:
     """Train the recipe for about `minutes` of wall clock per architecture and
     compare held-out loss: each arch gets the step count its own measured speed
     affords, with the schedule fitted to that count (not a run cut short)."""
-    from .data import Batches, dataset_dir, prepare
     from .options import load_config
     from .trainer import train
 
+    common = {arch: [f"--arch={arch}", f"--threads={threads}", f"--compile={compile_}"]
+              for arch in archs}
+    # a throwaway first build: the process's one-time costs (library start-up, the compiler's
+    # first use) would otherwise count as the first arch's start-up
+    recipe_trainer(recipe, common[archs[0]])
+    trainers, start_ups = zip(*(recipe_trainer(recipe, common[arch]) for arch in archs))
+    # Speeds timed in alternating rounds, so that a slow spell of the machine hits every arch
+    # alike: timed one after the other, 20 steps each, the step counts once differed by 30%
+    # from what the runs then did.
+    rates = interleaved(list(trainers), 20, 5)
+    tokens_per_step = [t.shape.batch * t.shape.block for t in trainers]
+    del trainers
     results = {}
-    for arch in archs:
-        common = [f"--arch={arch}", f"--threads={threads}", f"--compile={compile_}"]
-        cfg = load_config(recipe, common)
-        prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
-        vocab = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root),
-                        cfg.block_size).tokenizer.vocab_size
-        shape = Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab)
-        device = pick_device(cfg.device)
-        model = GPT(cfg.gpt_config(vocab)).to(device)
-        t0 = time.perf_counter()
-        trainer = Trainer(model, shape, device, pick_dtype(device, cfg.dtype), cfg.compile,
-                          fused_adamw(device))
-        start_up = time.perf_counter() - t0  # compilation, when compiling: the run pays it too
-        tok_s = trainer.tokens_per_s(20)
+    for arch, tok_s, start_up, tps in zip(archs, rates, start_ups, tokens_per_step):
         # 8% of the budget goes to evaluations and start-up, measured on the default recipe
-        seconds = 0.92 * minutes * 60 - start_up
-        steps = int(seconds * tok_s / (cfg.batch_size * cfg.block_size))
+        steps = max(int((0.92 * minutes * 60 - start_up) * tok_s / tps), 1)
         # a rerun resumes only the very same run
         out = f"out/fixed-time-{arch}-{steps}steps{'-compiled' if compile_ else ''}"
-        cfg = load_config(recipe, [*common, f"--max_iters={steps}",
+        cfg = load_config(recipe, [*common[arch], f"--max_iters={steps}",
                                    f"--out_dir={out}", f"--eval_interval={max(steps // 4, 1)}",
                                    "--init_from=auto", f"--log_interval={max(steps // 10, 1)}"])
         results[arch] = train(cfg)
     print(f"fixed wall clock ({minutes:g} min each, recipe {recipe}):")
     for arch, r in results.items():
         print(f"  {arch:<8} {r['steps']:>6} steps  {r['wall_s']:6.0f} s  val loss {r['val_loss']:.4f}")
-    base = results[archs[0]]["val_loss"]
+    base = results[archs[0]]
     for arch in archs[1:]:
-        print(f"  {arch} - {archs[0]}: {results[arch]['val_loss'] - base:+.4f} nats")
+        print(f"  {arch} - {archs[0]}: {results[arch]['val_loss'] - base['val_loss']:+.4f} nats, "
+              f"in {results[arch]['wall_s'] / base['wall_s']:.2f}x the wall time")
 
 
 def main(argv: list[str]) -> None:

@@ -1,5 +1,6 @@
 """The sampler's success paths and the benchmark's report, end to end on tiny models."""
 import io
+import re
 
 import pytest
 
@@ -45,3 +46,17 @@ def test_bench_prints_measured_figures(capsys):
     for expected in ("matmul peak: fp32", "tok/s", "MFU", "speedup over baseline",
                      "with KV cache", "peak memory"):
         assert expected in text
+
+
+def test_fixed_time_comparison_trains_both_blocks(corpus, capsys):
+    recipe = (f'dataset = "{corpus}"\ntokenizer = "char"\nn_layer = 1\nn_head = 2\nn_embd = 16\n'
+              'block_size = 16\nbatch_size = 2\nwarmup_iters = 2\n')
+    with open("recipe.toml", "w") as f:
+        f.write(recipe)
+    assert main(["bench", "--fixed_minutes=0.02", "--recipe=recipe.toml", "--threads=1"]) == 0
+    text = capsys.readouterr().out
+    assert "modern - gpt2:" in text and "x the wall time" in text
+    losses = re.findall(r"^  (gpt2|modern) +\d+ steps .* val loss ([0-9.]+)$", text, re.M)
+    assert [arch for arch, _ in losses] == ["gpt2", "modern"]
+    # the corpus has 45 distinct characters: an untrained model scores about ln(45) = 3.8
+    assert all(float(loss) < 3.0 for _, loss in losses)
