@@ -40,7 +40,8 @@ def new_caches(model: GPT, batch: int, dtype: torch.dtype) -> list[KVCache]:
 @contextlib.contextmanager
 def tiny_op_kernels(device: torch.device):
     """On CPU, run without oneDNN: for a single decoded token's tensors its fixed cost per
-    call dominates (GELU: 8 us with it, 1.4 us without), and the plain kernels are exact too."""
+    call dominates (GELU: 8 us with it, 1.4 us without). Tests check that cached decoding still
+    picks the very tokens full recomputation (with oneDNN) picks."""
     if device.type != "cpu":
         yield
         return

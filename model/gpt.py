@@ -44,7 +44,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
-def dropout(p: float) -> nn.Module:
+def make_dropout(p: float) -> nn.Module:
     """Dropout, or nothing at p=0: even a no-op Dropout costs ~3 us a call, 6% of a decoded token."""
     return nn.Dropout(p) if p else nn.Identity()
 
@@ -114,7 +114,7 @@ class Block(nn.Module):
         super().__init__()
         self.ln1, self.attn = make_norm(cfg, cfg.n_embd), CausalSelfAttention(cfg)
         self.ln2, self.mlp = make_norm(cfg, cfg.n_embd), MLP(cfg)
-        self.drop = dropout(cfg.dropout)
+        self.drop = make_dropout(cfg.dropout)
 
     def forward(self, x, rotary=None, cache=None):
         x = x + self.drop(self.attn(self.ln1(x), rotary, cache))
@@ -127,7 +127,7 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
-        self.drop = dropout(cfg.dropout)
+        self.drop = make_dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg, cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
