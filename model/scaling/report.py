@@ -78,11 +78,13 @@ def ci(pair) -> str:
 
 
 def runs_table(runs: list[dict]) -> list[str]:
-    lines = ["| run | N_nonemb | N_total | tokens | FLOPs | lr | wall | val loss | config |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    # dtype shows where dtype=auto switched precision along the ladder: bf16 costs a little loss
+    lines = ["| run | N_nonemb | N_total | tokens | FLOPs | lr | dtype | wall | val loss | config |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in runs:
         lines.append(f"| {r['name']} | {r['n_nonemb']:,} | {r['n_total']:,} | {r['tokens']:,} | "
-                     f"{r['flops']:.3g} | {r['lr']:.3g} | {fmt_time(r['wall_s'])} | "
+                     f"{r['flops']:.3g} | {r['lr']:.3g} | {r.get('dtype', '?')} | "
+                     f"{fmt_time(r['wall_s'])} | "
                      f"{r['val_loss']:.4f} | `{r['config_hash']}` |")
     return lines
 
