@@ -7,15 +7,16 @@ side by side, so they hold for this machine whatever else is on it.
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
-import statistics
 import time
 from dataclasses import dataclass
 
 import torch
 
 from .config import LADDER, GPTConfig, named
-from .device import autocast, describe, peak_flops, pick_device, pick_dtype, set_threads, sync
+from .device import (autocast, describe, medians_in_turn, peak_flops, pick_device, pick_dtype,
+                     set_threads, sync)
 from .errors import UserError
 from .generate import generate
 from .gpt import GPT, flops_per_token
@@ -72,10 +73,8 @@ class Trainer:
 
 
 def interleaved(trainers: list[Trainer], steps: int, rounds: int) -> list[float]:
-    """Median tokens/s of each trainer over rounds taken in turn, so that a slow spell of the
-    machine (another process, frequency changes) hits every one of them alike."""
-    rates = [[t.tokens_per_s(steps) for t in trainers] for _ in range(rounds)]
-    return [statistics.median(r[i] for r in rates) for i in range(len(trainers))]
+    """Median tokens/s of each trainer over rounds taken in turn."""
+    return medians_in_turn([functools.partial(t.tokens_per_s, steps) for t in trainers], rounds)
 
 
 def decode_speed(model: GPT, device: str, new_tokens: int, rounds: int) -> tuple[float, float]:
@@ -93,9 +92,9 @@ def decode_speed(model: GPT, device: str, new_tokens: int, rounds: int) -> tuple
 
     for use_cache in (True, False):  # warm-up
         generate(model, idx, 8, temperature=0, use_cache=use_cache)
-    rates = [(rate(True), rate(False)) for _ in range(rounds)]
+    cached, full = medians_in_turn([lambda: rate(True), lambda: rate(False)], rounds)
     model.train()
-    return statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates)
+    return cached, full
 
 
 def peak_memory_mb(device: str) -> float:

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -58,18 +59,26 @@ def faster_cpu_dtype(model: torch.nn.Module, x: torch.Tensor, rounds: int = 5,
     clearly, because it also costs loss: in the laptop study it made 4x72 both no
     faster and 0.015 nats worse when a shorter probe picked it.
     """
-    times: dict[torch.dtype, list[float]] = {torch.float32: [], torch.bfloat16: []}
-    for r in range(rounds + 1):  # round 0 warms up kernels and caches
-        for dtype, ts in times.items():
-            t0 = time.perf_counter()
-            with autocast("cpu", dtype):
-                _, loss = model(x, x)
-            loss.backward()
-            if r:
-                ts.append(time.perf_counter() - t0)
+    def seconds(dtype: torch.dtype) -> float:
+        t0 = time.perf_counter()
+        with autocast("cpu", dtype):
+            _, loss = model(x, x)
+        loss.backward()
+        return time.perf_counter() - t0
+
+    for dtype in (torch.float32, torch.bfloat16):  # warm-up: kernels and caches
+        seconds(dtype)
+    fp32, bf16 = medians_in_turn([lambda: seconds(torch.float32),
+                                  lambda: seconds(torch.bfloat16)], rounds)
     model.zero_grad(set_to_none=True)
-    fp32, bf16 = (statistics.median(ts) for ts in times.values())
     return torch.bfloat16 if bf16 * margin < fp32 else torch.float32
+
+
+def medians_in_turn(measures: list[Callable[[], float]], rounds: int) -> list[float]:
+    """The median of each measurement over rounds that take them in turn, so that a slow
+    spell of the machine (another process, frequency changes) hits every one alike."""
+    results = [[measure() for measure in measures] for _ in range(rounds)]
+    return [statistics.median(r[i] for r in results) for i in range(len(measures))]
 
 
 def autocast(device: str, dtype: torch.dtype):
