@@ -107,7 +107,7 @@ def test_quick_study_survives_kill_9_and_reports(tmp_path):
         for line in log.splitlines()), "the interrupted run did not resume from its checkpoint"
     report = (out / "report.md").read_text()
     assert "## Findings" in report and "alpha" in report
-    assert "| dtype |" in report and "| float32 |" in report  # tiny sizes: bf16 is never 1.2x faster
+    assert "| dtype |" in report and "Precision: float32 at every size." in report  # the preset's
     for stem in ("loss_vs_n", "curves_vs_flops", "residuals"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
     assert len(list(out.glob("*/summary.json"))) == 5
@@ -133,3 +133,14 @@ def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
     assert [round(c) for c, _, _ in a["isoflop"]] == [1e16, 1e17]
     n_opt = [n for _, n, _ in a["isoflop"]]
     assert n_opt[1] > n_opt[0]  # more compute, bigger optimal model
+
+
+def test_report_names_a_precision_switch_along_the_ladder():
+    from model.scaling.report import precision_finding
+
+    runs = [{"name": f"{size}-4M-lr0.01-s{seed}", "dtype": dtype}
+            for size, dtype in (("2x24", "float32"), ("4x104", "float32"), ("6x160", "bfloat16"))
+            for seed in (1, 2)]
+    line = precision_finding(runs)
+    assert "**mixed** (float32 for 2x24, 4x104; bfloat16 for 6x160)" in line
+    assert precision_finding(runs[:4]) == "- Precision: float32 at every size."
