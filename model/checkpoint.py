@@ -42,13 +42,13 @@ def save(path: str | Path, state: dict) -> None:
 def load(path: str | Path, device: str = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}; train one first or check --out_dir")
+        raise UserError(f"no checkpoint at {path}; train one first, or check the path")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a damaged file fails in many ways inside torch's unpickler
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"checkpoint {path} is corrupt or not a tinygpt checkpoint ({first[:120]}); "
-                        "delete it or point at another one") from None
+                        "move it aside, or point at another checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT}; "
                         "was it written by another program or version?")

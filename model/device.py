@@ -17,13 +17,16 @@ from .errors import UserError
 
 
 def pick_device(name: str = "auto") -> str:
+    """The device to run on: `name`, checked, or the best available for "auto"."""
+    if name.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+        raise UserError(f"device={name!r} is not one of auto, cpu, cuda (or cuda:N), mps")
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA GPU is visible; use --device=cpu or auto")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("device=mps but MPS is not available; use --device=cpu or auto")
