@@ -97,13 +97,29 @@ class TrainConfig:
                 raise UserError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.size and self.size not in SIZES:
             raise UserError(f"size={self.size!r} is unknown; known sizes: {', '.join(SIZES)}")
-        for key in ("batch_size", "grad_accum", "max_iters", "block_size", "eval_batches",
-                    "eval_interval", "log_interval"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if not 0.0 <= self.repeat_spans <= 1.0:
-            raise UserError(f"repeat_spans is a fraction of windows, 0 to 1; got {self.repeat_spans}")
+        for key in ("out_dir", "dataset", "data_root"):
+            if not getattr(self, key).strip():
+                raise UserError(f"{key} is empty; give a path (default {TrainConfig.__dict__[key]!r})")
+        for key, (ok, wanted) in RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not ok(value):  # NaN fails every comparison, so it lands here
+                raise UserError(f"{key} must be {wanted}, got {value}")
         return self
+
+
+# Valid values of the numeric fields: torch would reject some of them with a traceback
+# (a negative lr) and silently accept others (a negative weight decay, a 0-layer model).
+RANGES: dict[str, tuple] = {
+    **{k: (lambda v: v >= 1, "at least 1") for k in (
+        "batch_size", "grad_accum", "max_iters", "block_size", "eval_batches", "eval_interval",
+        "log_interval", "n_layer", "n_head", "n_embd")},
+    **{k: (lambda v: v >= 0, "0 or more") for k in (
+        "warmup_iters", "weight_decay", "grad_clip", "softcap", "threads")},
+    **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
+        "repeat_spans", "min_lr_frac", "cooldown_frac")},
+    **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
+    "lr": (lambda v: 0 < v < float("inf"), "a positive number"),
+}
 
 
 def field_type(name: str) -> type:
@@ -147,6 +163,13 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
     """TrainConfig from an optional TOML file and `--key=value` overrides."""
     values: dict = {}
     cli: dict = {}
+    for arg in overrides:
+        if not arg.startswith("--") or "=" not in arg:
+            raise UserError(f"cannot read argument {arg!r}; overrides look like --key=value, "
+                            "e.g. --max_iters=100")
+        key, value = arg[2:].split("=", 1)
+        check_keys([key], "the command line")
+        cli[key] = value
     if path:
         p = Path(path)
         if not p.is_file():
@@ -156,12 +179,6 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
         check_keys(values, path)
-    for arg in overrides:
-        if not arg.startswith("--") or "=" not in arg:
-            raise UserError(f"cannot read argument {arg!r}; overrides look like --key=value")
-        key, value = arg[2:].split("=", 1)
-        check_keys([key], "the command line")
-        cli[key] = value
     typed = {k: cast(k, v) for k, v in values.items()}
     typed.update({k: cast(k, v, from_cli=True) for k, v in cli.items()})
     return TrainConfig(**typed).validate()

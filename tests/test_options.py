@@ -34,8 +34,19 @@ def test_explicit_fields_override_size_and_arch():
     (["--compile=maybe"], "compile='maybe' is not a valid bool"),
     (["--dtype=float8"], "dtype='float8' is not one of"),
     (["--size=huge"], "size='huge' is unknown"),
-    (["--repeat_spans=1.5"], "repeat_spans is a fraction of windows"),
+    (["--repeat_spans=1.5"], "repeat_spans must be a fraction from 0 to 1, got 1.5"),
     (["max_iters=3"], "overrides look like --key=value"),
+    (["--max_iters"], "cannot read argument '--max_iters'"),
+    (["--lr=-1"], "lr must be a positive number, got -1.0"),
+    (["--lr=nan"], "lr must be a positive number, got nan"),
+    (["--dropout=2"], "dropout must be at least 0 and below 1, got 2.0"),
+    (["--beta2=1"], "beta2 must be at least 0 and below 1"),
+    (["--n_layer=0"], "n_layer must be at least 1, got 0"),
+    (["--weight_decay=-1"], "weight_decay must be 0 or more"),
+    (["--threads=-2"], "threads must be 0 or more"),
+    (["--min_lr_frac=5"], "min_lr_frac must be a fraction from 0 to 1"),
+    (["--out_dir="], "out_dir is empty"),
+    (["--dataset= "], "dataset is empty"),
 ])
 def test_bad_overrides(args, message):
     with pytest.raises(UserError, match=message):
