@@ -61,7 +61,7 @@ class RunLog:
         evaluation at the checkpoint's step: the resumed run redoes all of them."""
         if not self.path.exists():
             return
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        rows = read_metrics(self.path.parent)
         kept = [json.dumps(r) for r in rows
                 if r.get("step", 0) < step or (r.get("step") == step and "val_loss" not in r)]
         self.path.write_text("".join(line + "\n" for line in kept))
@@ -102,4 +102,10 @@ def read_metrics(out_dir: str | Path) -> list[dict]:
     path = Path(out_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by kill -9 mid-write: that record is lost
+            pass
+    return rows

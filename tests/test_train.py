@@ -119,6 +119,16 @@ def test_resume_logs_each_evaluation_once(corpus, tmp_path):
     assert evals == [0, 2, 4, 6]
 
 
+def test_resume_after_a_torn_metrics_line(corpus, tmp_path):
+    # kill -9 in the middle of a write leaves half a JSON line at the end of metrics.jsonl
+    train(tiny_config(corpus, tmp_path / "r", max_iters=4, eval_interval=2))
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "train_lo')
+    train(tiny_config(corpus, tmp_path / "r", max_iters=6, eval_interval=2, init_from="resume"))
+    evals = [r["step"] for r in read_metrics(tmp_path / "r") if "val_loss" in r]
+    assert evals == [0, 2, 4, 6]
+
+
 def test_compiled_training_matches_eager(corpus, tmp_path):
     # torch.compile fuses and reorders float operations, so equal to rounding, not bitwise
     eager = train(tiny_config(corpus, tmp_path / "eager", arch="modern"))
