@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Callable
 
 
 class UserError(Exception):
     """Something the user can fix; the message names the problem and the fix."""
+
+
+def make_dir(path: Path, option: str) -> Path:
+    """mkdir -p, with a one-line error naming the option when the path cannot be a folder."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot make the folder {path} ({e.strerror}); give --{option} a folder "
+                        "path you can write to") from None
+    return path
 
 
 def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:

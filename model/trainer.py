@@ -19,7 +19,7 @@ from . import checkpoint, distributed
 from .data import Batches, dataset_dir, prepare
 from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_device, pick_dtype,
                      set_threads)
-from .errors import UserError
+from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
 from .metrics import Progress, RunLog
 from .optim import lr_at, make_optimizer
@@ -52,8 +52,11 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
             raise UserError(f"--init_from=resume but there is no checkpoint at {ckpt_path}")
         return None
     state = checkpoint.load(ckpt_path, device)
-    if state.get("model_config") != model_cfg:
-        raise UserError(f"{ckpt_path} holds a different model ({state.get('model_config')}); "
+    saved = state.get("model_config") or {}
+    if saved != model_cfg:
+        diff = ", ".join(f"{k} {saved.get(k)} there, {model_cfg.get(k)} here"
+                         for k in sorted({*saved, *model_cfg}) if saved.get(k) != model_cfg.get(k))
+        raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
     return state
 
@@ -89,7 +92,7 @@ def train(cfg: TrainConfig) -> dict:
     dtype = pick_dtype(dev_type, cfg.dtype)
     out = Path(cfg.out_dir)
     if dist.master:  # one process downloads and tokenizes; the others wait for it
-        out.mkdir(parents=True, exist_ok=True)
+        make_dir(out, "out_dir")
         prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
     distributed.barrier(dist)
     batches = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)

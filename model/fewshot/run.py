@@ -23,7 +23,7 @@ import numpy as np
 from ..checkpoint import load_model
 from ..data import load_documents, split_documents
 from ..device import pick_device, set_threads
-from ..errors import UserError, exits_cleanly
+from ..errors import UserError, exits_cleanly, make_dir
 from ..scaling.runner import write_json
 from ..tokenizer import from_meta
 from .icl import icl_score, induction_probe, loss_by_position, text_repeat_loss
@@ -152,7 +152,7 @@ def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
                 every_checkpoint: bool = False) -> dict:
     """Instruments on every checkpoint, tasks on the last of each run (or on every one), once
     per run and step; then the figures and fewshot.md."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "out")
     cached = previous_results(out / "results.json", opts)
     with_tasks = set(paths) if every_checkpoint else last_of_each_run(paths)
     results, kept = {"options": dataclasses.asdict(opts), "models": []}, {}
