@@ -1,6 +1,7 @@
 """The scaling study: plans, the resumable runner (kill -9 included), the report."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,45 @@ def test_bad_plan_is_named(tmp_path):
         load_plan(str(path))
     with pytest.raises(UserError, match="no study plan 'nope'"):
         load_plan("nope")
+
+
+@pytest.mark.parametrize("line,message", [
+    ('tokens = "many"', "tokens must be a list of token counts"),
+    ("tokens = 0", "tokens must be a list of token counts"),
+    ("evals = 0", "evals must be a whole number, at least 1"),
+    ("seeds = 1", "seeds must be a list of whole numbers"),
+    ('arch = "llama"', "arch must be one of gpt2, modern"),
+    ("train = 5", "train must be a table"),
+    ("[sweep]\nfactorz = [1]", "sweep must be a table of tokens"),
+    ("[sweep]\nfactors = []", "sweep must be a table of tokens"),
+    ('[lr]\n"2x24" = "fast"', "lr must be a table of sizes and positive learning rates"),
+])
+def test_plan_values_are_checked_before_any_training(tmp_path, line, message):
+    path = tmp_path / "p.toml"
+    base = {"tokens": "tokens = 1000", "evals": "evals = 5", "seeds": "seeds = [1]"}
+    base.pop(line.split(" ")[0], None)
+    lr = "" if "[lr]" in line else '[lr]\n"2x24" = 1e-3\n'
+    path.write_text("\n".join(base.values()) + "\n" + line + "\n" + lr)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_plan(str(path))
+
+
+def test_a_study_needs_three_sizes_before_it_trains(tmp_path):
+    from model.scaling.runner import run_study
+
+    path = tmp_path / "p.toml"
+    path.write_text('tokens = 1000\n[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n')
+    with pytest.raises(UserError, match="at least 3 sizes; plan 'p' has 2"):
+        run_study(load_plan(str(path)), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_on_a_damaged_plan_json(tmp_path):
+    from model.scaling.report import write_report
+
+    (tmp_path / "plan.json").write_text('{"name": ')
+    with pytest.raises(UserError, match="plan.json is damaged.*--preset"):
+        write_report(tmp_path)
 
 
 def test_ngram_baseline_on_a_known_sequence():

@@ -13,14 +13,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import SIZES, named
+from ..config import ARCHS, SIZES, named
 from ..errors import UserError
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..options import TrainConfig, cast, check_keys
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "study"
-PLAN_KEYS = {"name", "description", "dataset", "tokenizer", "arch", "block_size", "batch_size",
-             "tokens", "flops", "seeds", "evals", "lr", "train", "sweep"}
 
 
 @dataclass(frozen=True)
@@ -94,18 +92,57 @@ def load_plan(preset_or_path: str) -> StudyPlan:
         raise UserError(f"no study plan {preset_or_path!r}; presets: {known}, or a .toml path")
     try:
         raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"study plan {path} is not valid TOML: {e}") from None
-    unknown = set(raw) - PLAN_KEYS
+    unknown = set(raw) - set(PLAN_VALUES)
     if unknown:
         raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
-                        + ", ".join(sorted(PLAN_KEYS)))
+                        + ", ".join(sorted(PLAN_VALUES)))
+    if isinstance(raw.get("tokens"), int):
+        raw["tokens"] = [raw["tokens"]]
+    check_values(raw, path)
     check_keys(raw.get("train", {}), f"[train] of {path}")
     bad = [s for s in raw.get("lr", {}) if s not in SIZES]
     if bad or not raw.get("lr"):
         raise UserError(f"{path}: [lr] must map known sizes to learning rates; "
                         f"unknown: {bad}; known sizes: {', '.join(SIZES)}")
-    raw["tokens"] = [raw["tokens"]] if isinstance(raw.get("tokens"), int) else raw.get("tokens", [])
-    if not raw["tokens"] and not raw.get("flops"):
+    if not raw.get("tokens") and not raw.get("flops"):
         raise UserError(f"{path}: give a token budget (tokens = ...) or FLOP budgets (flops = [...])")
     return StudyPlan(**{"name": path.stem, **raw})
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+# What each plan key holds, so that a mistake is named here and not by a traceback later.
+PLAN_VALUES = {
+    **{k: (lambda v: isinstance(v, str), "a string")
+       for k in ("name", "description", "dataset")},
+    "tokenizer": (lambda v: v in ("char", "gpt2"), "char or gpt2"),
+    "arch": (lambda v: v in ARCHS, "one of " + ", ".join(ARCHS)),
+    **{k: (_whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
+    "tokens": (lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of token counts"),
+    "flops": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of FLOP budgets"),
+    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
+              "a list of whole numbers"),
+    "lr": (lambda v: isinstance(v, dict) and all(map(_number, v.values())),
+           "a table of sizes and positive learning rates"),
+    "train": (lambda v: isinstance(v, dict), "a table of training keys"),
+    "sweep": (lambda v: isinstance(v, dict) and set(v) <= {"tokens", "factors", "extend"}
+              and _whole(v.get("tokens", 1)) and isinstance(v.get("extend", 0), int)
+              and isinstance(v.get("factors", [1]), list) and v.get("factors", [1])
+              and all(map(_number, v.get("factors", [1]))),
+              "a table of tokens (a count), factors (a non-empty list) and extend (a count)"),
+}
+
+
+def check_values(raw: dict, path: Path) -> None:
+    for key, value in raw.items():
+        ok, wanted = PLAN_VALUES[key]
+        if not ok(value):
+            raise UserError(f"{path}: {key} must be {wanted}, got {value!r}")

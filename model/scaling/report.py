@@ -156,7 +156,11 @@ def fewshot_section(root: Path) -> list[str]:
 def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -> Path:
     """Fit, plot and write root/report.md; returns its path."""
     if plan is None:
-        plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
+        try:
+            plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise UserError(f"{root / 'plan.json'} is damaged ({str(e)[:80]}); name the study's "
+                            "plan instead: tinygpt report --preset=<preset or plan.toml>") from None
     runs = load_runs(root)
     if len({r["n_nonemb"] for r in runs}) < 3:
         raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..data import Batches, prepare
+from ..errors import UserError, make_dir
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..metrics import fmt_time
 from ..trainer import train
@@ -48,8 +49,11 @@ def ready(plan: StudyPlan) -> None:
 
 def run_study(plan: StudyPlan, root: Path, wandb: str = "disabled", threads: int = 0) -> list[dict]:
     """Train every run of the plan not yet finished; returns the summaries of all runs."""
+    if len(plan.lr) < 3:  # refuse before training, not after, when the fit would
+        raise UserError(f"a study fits L(N) over at least 3 sizes; plan {plan.name!r} has "
+                        f"{len(plan.lr)} under [lr]")
     ready(plan)
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root, "out")
     write_json(root / "plan.json", dataclasses.asdict(plan))  # lets `tinygpt report` redo it
     return run_specs(plan, plan.runs(), root, wandb, threads)
 
@@ -57,7 +61,7 @@ def run_study(plan: StudyPlan, root: Path, wandb: str = "disabled", threads: int
 def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "disabled",
               threads: int = 0) -> list[dict]:
     """Train the given runs under root/, skipping finished ones and resuming a broken one."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root, "out")
     total = sum(run_flops(plan, s) for s in specs)
     done_flops, rate, t0 = 0.0, 0.0, time.perf_counter()
     summaries = []
