@@ -46,18 +46,18 @@ def cmd_train(argv: list[str]) -> None:
     from .options import load_config
     from .trainer import train
 
-    paths = [a for a in argv if not a.startswith("--")]
+    paths = [a for a in argv if not a.startswith("-")]
     if len(paths) > 1:
         raise UserError(f"expected at most one config file, got {', '.join(paths)}; "
                         "overrides look like --key=value")
-    cfg = load_config(paths[0] if paths else None, [a for a in argv if a.startswith("--")])
+    cfg = load_config(paths[0] if paths else None, [a for a in argv if a.startswith("-")])
     summary = train(cfg)
     print(f"done: val loss {summary['val_loss']:.4f} after {summary['tokens']:,} tokens "
           f"in {summary['wall_s']:.0f} s")
 
 
 def cmd_sample(argv: list[str]) -> None:
-    from .sampler import SampleOptions, run
+    from .sampler import SampleOptions, run, unescape
 
     p = argparse.ArgumentParser(prog="tinygpt sample", description="sample from a checkpoint")
     p.add_argument("--out_dir", default="out/shakespeare-char", help="folder holding ckpt.pt")
@@ -78,11 +78,12 @@ def cmd_sample(argv: list[str]) -> None:
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])
         if not path.is_file():
-            raise UserError(f"prompt file {path} not found")
+            raise UserError(f"prompt file {path} {'is a folder' if path.is_dir() else 'not found'}; "
+                            "give --prompt=FILE:<path of a text file>")
         from .data import read_utf8
         prompt = read_utf8(path)
     opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,
-                         a.stop.encode().decode("unicode_escape"), not a.no_cache, a.crop)
+                         unescape(a.stop), not a.no_cache, a.crop)
     run(a.ckpt or Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
 
 
@@ -154,8 +155,14 @@ def cmd_report(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
+        if argv and argv[0] in ("-h", "--help"):
+            print(__doc__.strip())
+            return 0
         print(__doc__.strip(), file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        if argv:
+            print(f"error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}",
+                  file=sys.stderr)
+        return 2
     globals()[f"cmd_{argv[0]}"](argv[1:])
     return 0
 

@@ -27,6 +27,25 @@ class SampleOptions:
     use_cache: bool = True
     crop: bool = False
 
+    def validate(self) -> "SampleOptions":
+        checks = {"max_new_tokens": (self.max_new_tokens >= 1, "at least 1"),
+                  "temperature": (self.temperature >= 0, "0 (greedy) or more"),
+                  "top_k": (self.top_k >= 0, "0 (off) or more"),
+                  "top_p": (0 < self.top_p <= 1, "above 0 and at most 1 (1 is off)")}
+        for key, (ok, wanted) in checks.items():
+            if not ok:  # NaN fails every comparison, so it lands here too
+                raise UserError(f"{key} must be {wanted}, got {getattr(self, key)}")
+        return self
+
+
+def unescape(text: str) -> str:
+    """Read backslash escapes (--stop="\\n\\n") and keep every other character as typed."""
+    try:  # non-Latin-1 characters become \\uXXXX first, so the codec gives them back unchanged
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise UserError(f"cannot read the escapes in {text!r} ({e.reason}); "
+                        "write a backslash as \\\\") from None
+
 
 def start_token(tok) -> int:
     """What an empty prompt starts from: end-of-text (BPE) or a newline (chars)."""
@@ -72,6 +91,9 @@ def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str
         out=None) -> list[str]:
     """Print num_samples samples from a checkpoint; returns them too."""
     out = out or sys.stdout
+    opts.validate()
+    if num_samples < 1:
+        raise UserError(f"num_samples must be at least 1, got {num_samples}")
     device = pick_device(device)
     model, state = checkpoint.load_model(ckpt, device)
     tok = from_meta(state["tokenizer"])

@@ -36,6 +36,9 @@ def trained(corpus, tmp_path):
     (["--max_iters=ten"], "max_iters='ten' is not a valid int"),
     (["--dataset=/no/such/corpus.txt"], "corpus /no/such/corpus.txt does not exist"),
     (["configs/missing.toml"], "config file configs/missing.toml not found"),
+    (["--max_iters", "5"], "cannot read argument '--max_iters'"),   # not "config file 5"
+    (["-max_iters=5"], "cannot read argument '-max_iters=5'"),
+    (["--device=gpu"], "device='gpu' is not one of"),
 ])
 def test_bad_train_arguments(capsys, args, message):
     code, err = run_cli(capsys, "train", *TINY, *args)
@@ -86,7 +89,7 @@ def test_incompatible_checkpoint(capsys, trained, corpus):
     code, err = run_cli(capsys, "train", f"--dataset={corpus}", f"--out_dir={trained}",
                         "--init_from=resume", "--n_layer=2", "--n_head=2", "--n_embd=32",
                         "--block_size=32", "--dtype=float32")
-    assert code == 2 and "holds a different model" in err
+    assert code == 2 and "holds a different model (n_layer 3 there, 2 here)" in err
 
 
 def test_retraining_over_a_checkpoint_is_refused(capsys, trained, corpus):
@@ -127,3 +130,41 @@ def test_process_exit_code_and_no_traceback():
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: unknown config key 'no_such_key'")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device=gpu"], "device='gpu' is not one of"),  # not "corrupt checkpoint"
+    (["--top_p=0"], "top_p must be above 0"),
+    (["--max_new_tokens=-5"], "max_new_tokens must be at least 1"),
+    (["--temperature=-1"], "temperature must be 0 (greedy) or more"),
+    (["--top_k=-3"], "top_k must be 0 (off) or more"),
+    (["--num_samples=0"], "num_samples must be at least 1"),
+    (["--stop=\\x"], "cannot read the escapes"),
+    (["--prompt=FILE:."], "is a folder"),
+])
+def test_bad_sample_arguments(capsys, trained, args, message):
+    before = (trained / "ckpt.pt").read_bytes()
+    code, err = run_cli(capsys, "sample", f"--out_dir={trained}", *args)
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert (trained / "ckpt.pt").read_bytes() == before
+
+
+def test_stop_string_keeps_non_ascii_and_reads_escapes():
+    from model.sampler import unescape
+
+    assert unescape("\\n\\nROMEO") == "\n\nROMEO"
+    assert unescape("été →") == "été →"
+
+
+def test_out_dir_that_is_a_file(capsys, corpus, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    code, err = run_cli(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'taken'}",
+                        *TINY)
+    assert code == 2 and "cannot make the folder" in err and "--out_dir" in err
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_unknown_command(capsys):
+    code, err = run_cli(capsys, "trian")
+    assert code == 2 and err.splitlines()[-1].startswith("error: unknown command 'trian'")
+
