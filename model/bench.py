@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import LADDER, GPTConfig, named
+from .config import ARCHS, LADDER, GPTConfig, named
 from .device import (autocast, describe, medians_in_turn, peak_flops, pick_device, pick_dtype,
                      set_threads, sync)
 from .errors import UserError
@@ -169,7 +169,8 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="tinygpt bench", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="nano-cpu", help=f"one of: {', '.join(SHAPES)}")
-    p.add_argument("--arch", default="gpt2", help="architecture of the measured model")
+    p.add_argument("--arch", default="gpt2", choices=tuple(ARCHS),
+                   help="architecture of the measured model")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
@@ -184,11 +185,19 @@ def main(argv: list[str]) -> None:
                    help="instead: train --recipe for this long per arch (gpt2, modern), compare val loss")
     p.add_argument("--recipe", default="configs/shakespeare_char.toml")
     a = p.parse_args(argv)
+    if a.fixed_minutes < 0:
+        raise UserError(f"--fixed_minutes must be positive, got {a.fixed_minutes:g}")
     if a.fixed_minutes:
+        ignored = [f"--{k}" for k in ("config", "arch", "device", "dtype", "vs")
+                   if getattr(a, k) != p.get_default(k)]
+        if ignored:
+            raise UserError(f"--fixed_minutes trains --recipe, once per arch; drop "
+                            f"{', '.join(ignored)}")
         return fixed_time_comparison(a.fixed_minutes, a.recipe, ["gpt2", "modern"], a.threads,
                                      a.compile)
-    if a.steps < 1 or a.rounds < 1:
-        raise UserError("--steps and --rounds need to be at least 1")
+    if min(a.steps, a.rounds, a.decode_tokens, a.decode_context) < 1:
+        raise UserError("--steps, --rounds, --decode_tokens and --decode_context need to be at "
+                        "least 1")
     if a.config not in SHAPES:
         raise UserError(f"unknown bench config {a.config!r}; choose one of {', '.join(SHAPES)}")
     set_threads(a.threads)

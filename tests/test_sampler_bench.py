@@ -60,3 +60,14 @@ def test_fixed_time_comparison_trains_both_blocks(corpus, capsys):
     assert [arch for arch, _ in losses] == ["gpt2", "modern"]
     # the corpus has 45 distinct characters: an untrained model scores about ln(45) = 3.8
     assert all(float(loss) < 3.0 for _, loss in losses)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--decode_tokens=0"], "--decode_tokens and --decode_context need to be at least 1"),
+    (["--fixed_minutes=-1"], "--fixed_minutes must be positive"),
+    (["--fixed_minutes=1", "--config=6x160"], "drop --config"),
+])
+def test_bad_bench_arguments_before_any_timing(capsys, args, message):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
