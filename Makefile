@@ -3,6 +3,7 @@
 #   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
 #   make test   the test suite (what CI runs)
 #   make demo   prepare the corpus, train the default char model (~2 min), print samples
+#               (run again, it reuses the trained model and only samples)
 # TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.
 
 PYTHON ?= python3
@@ -23,7 +24,7 @@ study: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/tinygpt prepare --dataset=shakespeare --tokenizer=char
-	$(BIN)/tinygpt train configs/shakespeare_char.toml
+	$(BIN)/tinygpt train configs/shakespeare_char.toml --init_from=auto
 	$(BIN)/tinygpt sample --out_dir=out/shakespeare-char --num_samples=2 --max_new_tokens=300
 
 test: $(BIN)/.installed
