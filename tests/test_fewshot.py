@@ -336,3 +336,7 @@ def test_fewshot_command_end_to_end(tmp_path):
     for stem in ("fewshot_vs_k_exact_match", "fewshot_vs_n_loglik_per_char", "icl_tracks",
                  "loss_by_position", "instruments_vs_n"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
+    # again, as `tinygpt fewshot study/*/ --out study/fewshot` runs once study/fewshot exists
+    main([str(run), str(out), "--items", "6", "--windows", "8", "--tasks", "copy",
+          "--out", str(out), "--device", "cpu"])
+    assert [m["step"] for m in json.loads((out / "results.json").read_text())["models"]] == [5]

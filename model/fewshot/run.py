@@ -124,9 +124,11 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
     return entry
 
 
-def checkpoint_paths(args: list[str]) -> list[Path]:
-    """Files as given; a run folder stands for its final ckpt.pt."""
-    return [Path(a) / "ckpt.pt" if Path(a).is_dir() else Path(a) for a in args]
+def checkpoint_paths(args: list[str], out: Path) -> list[Path]:
+    """Files as given; a run folder stands for its final ckpt.pt. The output folder is left
+    out: `out/study-laptop/*/` matches it once the study's fewshot/ folder exists."""
+    return [Path(a) / "ckpt.pt" if Path(a).is_dir() else Path(a) for a in args
+            if Path(a).resolve() != out.resolve()]
 
 
 def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]:
@@ -209,7 +211,7 @@ def main(argv: list[str]) -> None:
     set_threads(a.threads)
     opts = Options(a.items, a.seed, parse_tasks(a.tasks), a.windows, a.batch_size,
                    pick_device(a.device))
-    run_fewshot(checkpoint_paths(a.checkpoints), Path(a.out), opts, a.every_checkpoint)
+    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint)
 
 
 if __name__ == "__main__":
