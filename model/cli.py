@@ -78,8 +78,8 @@ def cmd_sample(argv: list[str]) -> None:
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])
         if not path.is_file():
-            raise UserError(f"prompt file {path} {'is a folder' if path.is_dir() else 'not found'}; "
-                            "give --prompt=FILE:<path of a text file>")
+            problem = "is a folder" if path.is_dir() else "not found"
+            raise UserError(f"prompt file {path} {problem}; give --prompt=FILE:<path of a text file>")
         from .data import read_utf8
         prompt = read_utf8(path)
     opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,

@@ -99,7 +99,8 @@ class TrainConfig:
             raise UserError(f"size={self.size!r} is unknown; known sizes: {', '.join(SIZES)}")
         for key in ("out_dir", "dataset", "data_root"):
             if not getattr(self, key).strip():
-                raise UserError(f"{key} is empty; give a path (default {TrainConfig.__dict__[key]!r})")
+                default = TrainConfig.__dataclass_fields__[key].default
+                raise UserError(f"{key} is empty; give a path (default {default!r})")
         for key, (ok, wanted) in RANGES.items():
             value = getattr(self, key)
             if value is not None and not ok(value):  # NaN fails every comparison, so it lands here
