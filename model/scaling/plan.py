@@ -134,11 +134,14 @@ PLAN_VALUES = {
            "a table of sizes and positive learning rates"),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
     "sweep": (lambda v: isinstance(v, dict) and set(v) <= {"tokens", "factors", "extend"}
-              and _whole(v.get("tokens", 1)) and isinstance(v.get("extend", 0), int)
-              and isinstance(v.get("factors", [1]), list) and v.get("factors", [1])
-              and all(map(_number, v.get("factors", [1]))),
+              and _whole(v.get("tokens", 1)) and _sweep_factors(v.get("factors", [1]))
+              and isinstance(v.get("extend", 0), int),
               "a table of tokens (a count), factors (a non-empty list) and extend (a count)"),
 }
+
+
+def _sweep_factors(v) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(map(_number, v))
 
 
 def check_values(raw: dict, path: Path) -> None:
