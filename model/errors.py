@@ -9,11 +9,21 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 class UserError(Exception):
     """Something the user can fix; the message names the problem and the fix."""
+
+
+def check_values(values: dict[str, Any], rules: dict[str, tuple[Callable[[Any], bool], str]],
+                 where: str = "") -> None:
+    """UserError for the first value its rule rejects; a value that is absent or None is unset.
+    Rules are written as comparisons, so NaN fails every one of them."""
+    for key, (ok, wanted) in rules.items():
+        value = values.get(key)
+        if value is not None and not ok(value):
+            raise UserError(f"{where}{key} must be {wanted}, got {value!r}")
 
 
 def make_dir(path: Path, option: str) -> Path:

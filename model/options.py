@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .config import ARCHS, SIZES, GPTConfig
-from .errors import UserError
+from .errors import UserError, check_values
 
 
 @dataclass
@@ -101,10 +101,7 @@ class TrainConfig:
             if not getattr(self, key).strip():
                 default = TrainConfig.__dataclass_fields__[key].default
                 raise UserError(f"{key} is empty; give a path (default {default!r})")
-        for key, (ok, wanted) in RANGES.items():
-            value = getattr(self, key)
-            if value is not None and not ok(value):  # NaN fails every comparison, so it lands here
-                raise UserError(f"{key} must be {wanted}, got {value}")
+        check_values(vars(self), RANGES)
         return self
 
 

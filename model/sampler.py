@@ -10,7 +10,7 @@ import torch
 
 from . import checkpoint
 from .device import pick_device
-from .errors import UserError
+from .errors import UserError, check_values
 from .generate import stream
 from .tokenizer import from_meta
 
@@ -28,13 +28,11 @@ class SampleOptions:
     crop: bool = False
 
     def validate(self) -> "SampleOptions":
-        checks = {"max_new_tokens": (self.max_new_tokens >= 1, "at least 1"),
-                  "temperature": (self.temperature >= 0, "0 (greedy) or more"),
-                  "top_k": (self.top_k >= 0, "0 (off) or more"),
-                  "top_p": (0 < self.top_p <= 1, "above 0 and at most 1 (1 is off)")}
-        for key, (ok, wanted) in checks.items():
-            if not ok:  # NaN fails every comparison, so it lands here too
-                raise UserError(f"{key} must be {wanted}, got {getattr(self, key)}")
+        check_values(vars(self), {
+            "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+            "temperature": (lambda v: v >= 0, "0 (greedy) or more"),
+            "top_k": (lambda v: v >= 0, "0 (off) or more"),
+            "top_p": (lambda v: 0 < v <= 1, "above 0 and at most 1 (1 is off)")})
         return self
 
 

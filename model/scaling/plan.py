@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ARCHS, SIZES, named
-from ..errors import UserError
+from ..errors import UserError, check_values
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..options import TrainConfig, cast, check_keys
 
@@ -100,7 +100,7 @@ def load_plan(preset_or_path: str) -> StudyPlan:
                         + ", ".join(sorted(PLAN_VALUES)))
     if isinstance(raw.get("tokens"), int):
         raw["tokens"] = [raw["tokens"]]
-    check_values(raw, path)
+    check_values(raw, PLAN_VALUES, f"{path}: ")
     check_keys(raw.get("train", {}), f"[train] of {path}")
     bad = [s for s in raw.get("lr", {}) if s not in SIZES]
     if bad or not raw.get("lr"):
@@ -142,10 +142,3 @@ PLAN_VALUES = {
 
 def _sweep_factors(v) -> bool:
     return isinstance(v, list) and len(v) > 0 and all(map(_number, v))
-
-
-def check_values(raw: dict, path: Path) -> None:
-    for key, value in raw.items():
-        ok, wanted = PLAN_VALUES[key]
-        if not ok(value):
-            raise UserError(f"{path}: {key} must be {wanted}, got {value!r}")
