@@ -5,6 +5,7 @@
     tinygpt sample --out_dir=out/x [--prompt=...] [--num_samples=3]
     tinygpt bench [--config=nano-cpu] [--vs=baseline]
     tinygpt study [--preset=laptop] [--dataset=my.txt]    (the scaling study)
+    tinygpt study --preset=emergence                      (in-context copying switching on)
     tinygpt sweep [--preset=laptop]                       (its learning-rate sweep)
     tinygpt report out/study-laptop                       (fits, plots, report again)
     tinygpt fewshot out/study-laptop/*/ [--items=200]     (few-shot and in-context study)
@@ -99,7 +100,8 @@ def cmd_bench(argv: list[str]) -> None:
 
 def study_args(prog: str, argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog)
-    p.add_argument("--preset", default="laptop", help="laptop | quick | gpu, or a plan .toml")
+    p.add_argument("--preset", default="laptop",
+                   help="laptop | quick | gpu | emergence | emergence-quick, or a plan .toml")
     p.add_argument("--dataset", default="", help="train on this text file, folder or hf:<name>")
     p.add_argument("--out", default="", help="folder of the runs (default out/<study>)")
     p.add_argument("--wandb", default="disabled", choices=("disabled", "offline", "online"))
@@ -120,12 +122,33 @@ def load_study(prog: str, argv: list[str], kind: str):
 
 
 def cmd_study(argv: list[str]) -> None:
+    from .scaling.plan import read_plan
+
+    if read_plan(study_args("tinygpt study", argv).preset)[1].get("kind") == "emergence":
+        return emergence_study(argv)
     from .scaling.report import write_report
     from .scaling.runner import run_study
 
     plan, root, kw = load_study("tinygpt study", argv, "study")
     run_study(plan, root, **kw)
     print(f"report: {write_report(root, plan, command=' '.join(['tinygpt', 'study', *argv]))}")
+
+
+def emergence_study(argv: list[str]) -> None:
+    """tinygpt study --preset=emergence: the grid of depths and widths, then its report."""
+    from .emergence.plan import load_emergence_plan
+    from .emergence.report import write_report
+    from .emergence.runner import run_emergence
+    from .scaling.plan import read_plan
+
+    a = study_args("tinygpt study", argv)
+    plan = load_emergence_plan(*read_plan(a.preset))
+    if a.dataset:
+        plan.dataset = a.dataset
+        plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
+    root = Path(a.out or f"out/emergence-{plan.name}")
+    run_emergence(plan, root, a.wandb, a.threads)
+    print(f"report: {write_report(root, command=' '.join(['tinygpt', 'study', *argv]))}")
 
 
 def cmd_sweep(argv: list[str]) -> None:
@@ -147,6 +170,10 @@ def cmd_report(argv: list[str]) -> None:
     plan_file = root / "plan.json"
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
+    if plan_file.exists() and json.loads(plan_file.read_text()).get("kind") == "emergence":
+        from .emergence.report import write_report as write_emergence_report
+        print(f"report: {write_emergence_report(root)}")
+        return
     plan = load_plan(a.preset) if a.preset else None
     print(f"report: {write_report(root, plan)}")
 

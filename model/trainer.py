@@ -11,6 +11,7 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -81,8 +82,12 @@ def build(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches, device: 
     return raw, opt, dtype
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train per cfg; returns a summary (final val loss, tokens, wall time...)."""
+def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -> dict:
+    """Train per cfg; returns a summary (final val loss, tokens, wall time...).
+
+    on_eval(model, step), if given, runs at every evaluation on the main process; the numbers
+    it returns join that evaluation's metrics record (the emergence study's instruments).
+    It runs under a forked RNG, so it cannot change what training draws next."""
     device = pick_device(cfg.device)
     dist = distributed.init(device)
     if dist.enabled and device == "cuda":
@@ -140,8 +145,13 @@ def train(cfg: TrainConfig) -> dict:
             if state is None or step > state["step"]:
                 save(val_loss)  # before the log line: a logged eval always has its checkpoint
             if dist.master:
-                log.log({"step": step, "val_loss": val_loss, "tokens": step * tokens_per_step,
-                         "flops": step * tokens_per_step * fpt})
+                record = {"step": step, "val_loss": val_loss, "tokens": step * tokens_per_step,
+                          "flops": step * tokens_per_step * fpt}
+                if on_eval is not None:
+                    with torch.random.fork_rng():
+                        record.update(on_eval(raw, step))
+                    raw.train()
+                log.log(record)
                 print(f"step {step}: val loss {val_loss:.4f}", flush=True)
         if step >= cfg.max_iters:
             break
@@ -172,7 +182,8 @@ def train_step(model, opt, batches: Batches, cfg: TrainConfig, step: int, dist, 
     total = 0.0
     for micro in range(cfg.grad_accum):
         shard = dist.rank * cfg.grad_accum + micro
-        x, y = batches.train_batch(cfg.seed, step, shard, cfg.batch_size, cfg.repeat_spans)
+        x, y = batches.train_batch(cfg.seed, step, shard, cfg.batch_size, cfg.repeat_spans,
+                                    cfg.synthetic)
         last = micro == cfg.grad_accum - 1
         # DDP would all-reduce after every backward; only the last one counts.
         sync = nullcontext() if last or not dist.enabled else model.no_sync()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import shapes
 from model.data import Batches, prepare, split_documents, Document
 from model.errors import UserError
 from model.tokenizer import CharTokenizer, GPT2Tokenizer
@@ -108,3 +109,41 @@ def test_embedded_shakespeare_corpus(tmp_path):
     assert meta["tokenizer"]["vocab_size"] == 84
     assert len(meta["held_out"]) == 5 and "hamlet" not in meta["held_out"]
     assert c["val"]["chars"] == 620_853
+
+
+def test_synthetic_windows_are_random_tokens_with_one_copied_segment(corpus, tmp_path):
+    b = Batches(prepare(str(corpus), "char", tmp_path), block_size=64)
+    natural, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64)
+    x, y = b.train_batch(seed=1, step=2, shard=0, batch_size=64, synthetic=0.5)
+    again, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64, synthetic=0.5)
+    assert torch.equal(x, again) and torch.equal(x[:, 1:], y[:, :-1])
+    changed = [r for r in range(64) if not torch.equal(x[r], natural[r])]
+    assert 20 <= len(changed) <= 44  # about half the rows
+    for r in changed:
+        row = torch.cat((x[r], y[r, -1:]))  # the 65-token sequence
+        L = shapes.segment_length(65)
+        copies = [(s, d) for s in range(65 - L) for d in range(s + L, 65 - L + 1)
+                  if torch.equal(row[s:s + L], row[d:d + L])]
+        assert copies, f"row {r} has no copied segment of {L} tokens"
+    x1, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64, synthetic=1.0)
+    assert all(not torch.equal(x1[r], natural[r]) for r in range(64))
+    assert int(x1.max()) < b.tokenizer.vocab_size
+
+
+def test_copied_targets_point_at_the_second_copy():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        tokens, dst = shapes.copy_sequence(65, 84, rng)
+        L = shapes.segment_length(65)
+        y = tokens[1:]
+        sl = shapes.copied_targets(64, dst)
+        assert sl.stop - sl.start == L - 1
+        assert torch.equal(y[sl], tokens[dst + 1:dst + L])
+        assert any(torch.equal(tokens[s:s + L], tokens[dst:dst + L]) for s in range(dst - L + 1))
+
+
+def test_shape_names():
+    assert shapes.name() == "natural text"
+    assert shapes.name(0.5, 0) == "natural text (50% of windows with a planted repeat)"
+    assert shapes.name(0, 0.5) == "50% synthetic copy sequences + 50% natural text"
+    assert shapes.name(0, 1) == "synthetic copy sequences only"

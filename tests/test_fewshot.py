@@ -15,9 +15,9 @@ import torch
 from model.checkpoint import save
 from model.config import GPTConfig
 from model.fewshot import analysis
-from model.fewshot.icl import (attention_probs, halves_loss, icl_positions, icl_score,
-                               induction_probe, loss_by_position, prefix_matching,
-                               text_repeat_loss)
+from model.fewshot.icl import (attention_probs, copy_probe, halves_loss, icl_positions,
+                               icl_score, induction_probe, loss_by_position, prefix_matching,
+                               prefix_targets, probe_pool, text_repeat_loss)
 from model.fewshot.metrics import (batch_rows, mean_ci, score_logits, score_prompts, summarize,
                                    wilson)
 from model.fewshot.run import last_of_each_run, main
@@ -226,6 +226,26 @@ def test_prefix_matching_on_hand_made_attention():
     assert prefix_matching(maps, L).tolist() == [[1.0, 0.0], [0.0, 1.0]]
 
 
+def test_prefix_matching_over_four_copies_sums_every_earlier_occurrence():
+    L, R = 5, 4
+    T = L * R
+    mask = prefix_targets(T, L)
+    assert mask[2 * L + 2].nonzero().flatten().tolist() == [3, 8]  # after both earlier copies
+    assert not mask[:L].any()  # the first copy has nothing to match
+    perfect = mask.float()
+    perfect[:L, 0] = 1
+    perfect = perfect / perfect.sum(-1, keepdim=True)  # split evenly over the matches
+    assert prefix_matching([perfect[None, None]], L).item() == pytest.approx(1.0)
+
+
+def test_probe_pool_leaves_out_the_commonest_and_the_rarest_tokens():
+    # token t occurs t+1 times for t < 40; 40..49 never occur
+    tokens = np.concatenate([np.full(t + 1, t) for t in range(40)])
+    pool = probe_pool(tokens, vocab=50)
+    assert len(pool) == 25 and pool.max() <= 35 and pool.min() >= 9
+    assert not set(pool) & set(range(40, 50))
+
+
 def test_halves_loss_on_hand_made_logits():
     # a model that knows nothing in the first copy (uniform over 4 tokens) and copies the
     # second perfectly
@@ -247,11 +267,15 @@ def test_instruments_on_a_tiny_random_gpt(arch):
     icl = icl_score(losses)
     assert (icl["early"], icl["late"]) == icl_positions(32) == (3, 31)
     assert icl["ci"][0] <= icl["score"] <= icl["ci"][1] and np.isfinite(icl["score"])
-    probe = induction_probe(model, n_seq=4)
+    pool = probe_pool(tokens, model.cfg.vocab_size)
+    probe = induction_probe(model, pool, n_seq=4)
     scores = np.array(probe["prefix_matching"])
     assert scores.shape == (2, 2) and ((scores >= 0) & (scores <= 1)).all()
-    assert probe["length"] == 16 and probe["chance"] == pytest.approx(
+    assert probe["length"] == 16 and probe["repeats"] == 2 and probe["chance"] == pytest.approx(
         np.mean([1 / (i + 1) for i in range(16, 32)]))
+    copy = copy_probe(model, n_seq=4)
+    assert copy["chance"] == pytest.approx(math.log(model.cfg.vocab_size))
+    assert 0 <= copy["copy_acc"] <= 1 and np.isfinite([copy["copy_loss"], copy["other_loss"]]).all()
     assert all(np.isfinite(probe["repeat_loss"])) and probe["formed"] in ("yes", "weak", "no")
     first, second = text_repeat_loss(model, tokens, n_seq=4)
     assert np.isfinite([first, second]).all() and first > 0 and second > 0

@@ -88,6 +88,50 @@ def test_kv_cache_matches_full_recomputation(arch, sampling):
     assert torch.equal(cached, full)
 
 
+def smeared(**kw) -> GPT:
+    """A modern-block model with smeared keys whose attention really acts: residual
+    projections not zero, and every head's gate at its own value."""
+    torch.manual_seed(0)
+    model = GPT(named("nano-cpu", "modern", smear_keys=True, zero_init=False, **kw)).eval()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.smear.uniform_(-3, 3)
+    return model
+
+
+def test_smeared_keys_are_causal_and_mix_the_previous_key():
+    model = smeared(block_size=32)
+    x = torch.randint(0, 65, (1, 32))
+    x2 = x.clone()
+    x2[0, 20] = (x[0, 20] + 1) % 65
+    with torch.no_grad():
+        a, _ = model(x)
+        b, _ = model(x2)
+    assert torch.equal(a[0, :20], b[0, :20])
+    assert not torch.allclose(a[0, 20:], b[0, 20:])
+    attn = model.blocks[0].attn
+    k = torch.randn(1, attn.n_head, 5, attn.head_dim)
+    g = torch.sigmoid(attn.smear).view(1, -1, 1)
+    out = attn.smear_keys(k)
+    assert torch.allclose(out[:, :, 3], g * k[:, :, 3] + (1 - g) * k[:, :, 2])
+    assert torch.allclose(out[:, :, 0], g * k[:, :, 0])  # nothing before position 0
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=1.0, seed=5)])
+def test_smeared_keys_kv_cache_matches_full_recomputation(sampling):
+    model = smeared(block_size=64)
+    prompt = torch.randint(0, 65, (2, 7))
+    cached = generate(model, prompt, 57, use_cache=True, **sampling)
+    full = generate(model, prompt, 57, use_cache=False, **sampling)
+    assert torch.equal(cached, full)
+
+
+def test_smeared_keys_count_one_gate_per_head():
+    cfg = named("2x48", "modern", smear_keys=True)
+    assert GPT(cfg).num_params() == n_nonemb_formula(cfg) == \
+        n_nonemb_formula(named("2x48", "modern")) + 2 * 3
+
+
 def test_generation_past_the_context_keeps_going():
     model = GPT(named("2x32", block_size=16)).eval()
     out = generate(model, torch.zeros(1, 3, dtype=torch.long), 40, temperature=0)

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import shapes
 from ..errors import UserError
-from ..gpt import GPT, apply_rotary
+from ..gpt import GPT
 from .metrics import batch_rows, bootstrap_ci
 
 # Best head's prefix-matching score at which induction heads count as formed. A judgement:
@@ -62,14 +63,9 @@ def icl_score(losses: np.ndarray, seed: int = 0) -> dict:
 
 def attention_probs(attn, x: torch.Tensor, rotary=None) -> torch.Tensor:
     """Causal attention probabilities (B, n_head, T, T) of a CausalSelfAttention on its input,
-    recomputed step by step as its forward does them."""
-    B, T, _ = x.shape
-    q, k, _ = attn.qkv(x).view(B, T, 3, attn.n_head, attn.head_dim).unbind(2)
-    if attn.q_norm is not None:
-        q, k = attn.q_norm(q), attn.k_norm(k)
-    q, k = q.transpose(1, 2), k.transpose(1, 2)
-    if rotary is not None:
-        q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+    from the queries and keys its forward uses."""
+    T = x.size(1)
+    q, k, _ = attn.qkv_heads(x, rotary)
     scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(attn.head_dim)
     causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
     return scores.masked_fill(~causal, float("-inf")).softmax(-1)
@@ -92,44 +88,94 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, list[to
     return logits, maps
 
 
+# Olsson et al.'s probe: 25 random tokens, neither the most nor the least common, repeated 4 times.
+PROBE_LENGTH, PROBE_REPEATS = 25, 4
+
+
+def probe_pool(tokens: np.ndarray, vocab: int) -> np.ndarray:
+    """Token ids the random probe draws from: those that occur in the held-out text, less the
+    most common tenth and the rarest 40% by count. Rare characters (digits, brackets) in a
+    random sequence are text the model never saw, and it scores them at 9 nats, far above
+    chance; the commonest ones make a random sequence look like prose."""
+    counts = np.bincount(tokens, minlength=vocab)
+    seen = np.argsort(-counts, kind="stable")[:int((counts > 0).sum())]
+    lo = len(seen) // 10
+    return seen[lo:max(len(seen) * 6 // 10, lo + PROBE_LENGTH)]
+
+
+def prefix_targets(T: int, L: int) -> torch.Tensor:
+    """(T, T) mask: for each position i of a sequence of period L, the positions just after
+    the earlier occurrences of its token (i - L + 1, i - 2L + 1, ...), where an induction
+    head attends."""
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    return (j < i) & (j >= 1) & ((i - j + 1) % L == 0)
+
+
 def prefix_matching(maps: list[torch.Tensor], L: int) -> torch.Tensor:
-    """Per layer and head (n_layer, n_head): mean attention from each position i of the second
-    copy of an L-token sequence to position i - L + 1, the token after the current token's
-    occurrence in the first copy."""
-    query = torch.arange(L, 2 * L, device=maps[0].device)
-    return torch.stack([m[:, :, query, query - L + 1].mean(dim=(0, 2)) for m in maps])
+    """Per layer and head (n_layer, n_head): the attention that positions past the first copy
+    of a sequence repeated with period L give to the tokens after their token's earlier
+    occurrences, averaged over those positions and the batch."""
+    T = maps[0].size(-1)
+    mask = prefix_targets(T, L).to(maps[0].device)[L:]  # (T - L, T): rows past the first copy
+    return torch.stack([(m[:, :, L:] * mask).sum(-1).mean(dim=(0, 2)) for m in maps])
 
 
 def halves_loss(logits: torch.Tensor, idx: torch.Tensor, L: int) -> list[float]:
-    """Mean loss on each copy of sequences idx (B, 2L) made of one L-token half twice over:
-    first copy, tokens 1..L-1; second copy, tokens L+1..2L-1, each with an earlier occurrence."""
+    """Mean loss on the first copy of sequences idx (B, R·L) made of one L-token part repeated
+    R >= 2 times (tokens 1..L-1) and on the later copies (tokens L+1.., each with an earlier
+    occurrence of the token before it)."""
     loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
     return [loss[:, :L - 1].mean().item(), loss[:, L:].mean().item()]
 
 
-def induction_probe(model: GPT, n_seq: int = 16, seed: int = 0, device: str = "cpu") -> dict:
-    """Prefix-matching score per head and the loss on both halves of a repeated random sequence.
+def induction_probe(model: GPT, pool: np.ndarray, n_seq: int = 16, seed: int = 0,
+                    device: str = "cpu") -> dict:
+    """Prefix matching per head and the loss on the first and later copies of a random sequence
+    of distinct tokens from pool (probe_pool), repeated as Olsson et al. do.
 
-    Each sequence is L distinct random tokens (L = min(vocab, block_size / 2)) twice over, so
-    every token of the second half has exactly one earlier occurrence. A head's score is its
-    mean attention from a second-half token to the token right after that earlier occurrence;
-    chance is the mean weight 1/(i+1) that uniform causal attention gives any one position.
+    A head's score is the attention from a token past the first copy to the tokens after its
+    earlier occurrences; chance is what uniform causal attention gives those positions.
+    copy_gain = first-copy loss minus later-copy loss: the later-copy loss alone also falls
+    as the model merely learns which tokens are common.
     """
-    V, T = model.cfg.vocab_size, model.cfg.block_size
-    L = min(V, T // 2)
-    g = torch.Generator().manual_seed(seed)
-    half = torch.stack([torch.randperm(V, generator=g)[:L] for _ in range(n_seq)])
-    idx = torch.cat([half, half], dim=1).to(device)
+    L = min(PROBE_LENGTH, len(pool), model.cfg.block_size // 2)
+    repeats = min(PROBE_REPEATS, model.cfg.block_size // L)
+    rng = np.random.default_rng(seed)
+    part = np.stack([rng.choice(pool, size=L, replace=False) for _ in range(n_seq)])
+    idx = torch.from_numpy(np.tile(part, repeats).astype(np.int64)).to(device)
     logits, maps = attention_maps(model, idx)
     scores = prefix_matching(maps, L)
-    first, second = halves_loss(logits, idx, L)
-    chance = float((1.0 / torch.arange(L + 1, 2 * L + 1, dtype=torch.float64)).mean())
+    first, later = halves_loss(logits, idx, L)
+    T = L * repeats
+    hits = prefix_targets(T, L)[L:].sum(-1).double()
+    chance = float((hits / torch.arange(L + 1, T + 1, dtype=torch.float64)).mean())
     best = float(scores.max())
     layer, head = divmod(int(scores.argmax()), scores.size(1))
     formed = "yes" if best >= INDUCTION_FORMED else "weak" if best >= WEAK_FACTOR * chance else "no"
     return {"prefix_matching": scores.cpu().numpy().round(5).tolist(), "best": best,
             "best_head": [layer, head], "chance": chance, "formed": formed, "length": L,
-            "repeat_loss": [first, second], "sequences": n_seq}
+            "repeats": repeats, "repeat_loss": [first, later], "copy_gain": first - later,
+            "sequences": n_seq}
+
+
+def copy_probe(model: GPT, n_seq: int = 64, seed: int = 0, device: str = "cpu") -> dict:
+    """Loss and greedy accuracy on the copied tokens of held-out synthetic copy sequences
+    (shapes.copy_sequence: uniformly random tokens, one segment repeated), and the loss on the
+    other tokens. Chance is ln(vocab) on both; only a model that copies from its context
+    gets below it on the copies."""
+    V, n = model.cfg.vocab_size, model.cfg.block_size + 1
+    rng = np.random.default_rng([seed, 0xC0B1])  # a stream training never draws
+    seqs = [shapes.copy_sequence(n, V, rng) for _ in range(n_seq)]
+    idx = torch.stack([t for t, _ in seqs]).to(device)
+    copied = torch.zeros(n_seq, n - 1, dtype=torch.bool)
+    for row, (_, dst) in enumerate(seqs):
+        copied[row, shapes.copied_targets(n - 1, dst)] = True
+    with torch.inference_mode():
+        logits, _ = model(idx[:, :-1])
+    loss = F.cross_entropy(logits.float().transpose(1, 2), idx[:, 1:], reduction="none").cpu()
+    hit = (logits.argmax(-1) == idx[:, 1:]).cpu()
+    return {"copy_loss": loss[copied].mean().item(), "copy_acc": hit[copied].float().mean().item(),
+            "other_loss": loss[~copied].mean().item(), "chance": math.log(V), "sequences": n_seq}
 
 
 def text_repeat_loss(model: GPT, tokens: np.ndarray, n_seq: int = 64,

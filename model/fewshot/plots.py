@@ -99,7 +99,7 @@ def loss_by_position(models: list[dict], folder: Path) -> list[Path]:
 
 
 def icl_tracks(runs: dict[str, list[dict]], folder: Path) -> list[Path]:
-    """ICL score, best prefix-matching score and second-repeat loss against training step."""
+    """ICL score, best prefix-matching score and copy gain against training step."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained")
     for run, ms in runs.items():
         steps = [m["step"] for m in ms]
@@ -108,10 +108,10 @@ def icl_tracks(runs: dict[str, list[dict]], folder: Path) -> list[Path]:
         axes[0].plot(steps, score, "-o", ms=3, label=run)
         axes[0].fill_between(steps, lo, hi, alpha=0.2, lw=0)
         axes[1].plot(steps, [m["induction"]["best"] for m in ms], "-o", ms=3)
-        axes[2].plot(steps, [m["induction"]["repeat_loss"][1] for m in ms], "-o", ms=3)
+        axes[2].plot(steps, [np.subtract(*m["induction"]["repeat_loss"]) for m in ms], "-o", ms=3)
     axes[1].axhline(ms[0]["induction"]["chance"], color="grey", ls=":")
     for ax, label in zip(axes, ("ICL score (nats)", "best prefix-matching score",
-                                "loss on 2nd repeat (nats)")):
+                                "copy gain: 1st − later repeat (nats)")):
         ax.set(xlabel="step", ylabel=label)
     axes[0].legend(fontsize=7)
     return save(fig, folder, "icl_tracks")

@@ -102,29 +102,39 @@ def instruments(models: list[dict]) -> list[str]:
     lines = ["### In-context instruments", "",
              f"ICL score: mean loss at token {icl['late']} minus at token {icl['early']} over "
              f"{icl['windows']} held-out windows (Olsson et al.'s 500 vs 50 of 512, scaled), "
-             "bootstrap 95% CI; negative means later tokens are predicted better. Prefix matching: "
-             f"mean attention from each token of the second copy of {ind['length']} distinct "
-             "random tokens to the token after its first occurrence, per head; uniform causal "
-             f"attention scores {ind['chance']:.4f} (chance). Induction heads: **yes** if the best "
-             f"head scores >= {INDUCTION_FORMED}, **weak** if >= {WEAK_FACTOR}x chance. Repeats: loss "
-             "on the first and second copy of the random tokens, and of held-out text repeated "
-             "once (half a context each).", "",
+             "bootstrap 95% CI; negative means later tokens are predicted better. Prefix matching "
+             f"(Olsson et al.): {ind['length']} distinct random tokens, neither among the most nor "
+             f"the least common, repeated {ind.get('repeats', 2)} times; per head, the mean attention "
+             "from each token past the first copy to the tokens after its earlier occurrences; "
+             f"uniform causal attention scores {ind['chance']:.4f} (chance). Induction heads: "
+             f"**yes** if the best head scores >= {INDUCTION_FORMED}, **weak** if >= {WEAK_FACTOR}x "
+             "chance. Repeats: loss on the first copy → the later copies of those random tokens, and "
+             "of held-out text repeated once (half a context each); the copy gain (first minus "
+             "later) is what copying from context is worth, while the later copy's loss alone "
+             "also falls as a model learns which tokens are common.", "",
              "| model | N | ICL score | best prefix matching (layer.head) | induction heads | "
-             "random repeat 1st → 2nd | text repeat 1st → 2nd |", "|---|---:|---|---|---|---|---|"]
+             "random repeat 1st → later (gain) | text repeat 1st → 2nd (gain) |",
+             "|---|---:|---|---|---|---|---|"]
     for m in models:
         i, c = m["induction"], m["icl"]
         layer, head = i["best_head"]
         lines.append(f"| {m['run']} | {m['n_nonemb']:,} | {c['score']:+.3f} {ci(c['ci'])} | "
                      f"{i['best']:.3f} ({layer}.{head}) | {i['formed']} | "
-                     f"{i['repeat_loss'][0]:.2f} → {i['repeat_loss'][1]:.2f} | "
-                     f"{arrow(i.get('text_repeat_loss'))} |")
+                     f"{arrow(i['repeat_loss'])} | {arrow(i.get('text_repeat_loss'))} |")
     formed = [m["run"] for m in models if m["induction"]["formed"] == "yes"]
     return lines + ["", f"Induction heads formed in: {', '.join(formed) or 'none'}.", ""]
 
 
 def arrow(pair: list[float] | None) -> str:
-    """first → second, or a dash for results written before the text repeat was measured."""
-    return f"{pair[0]:.2f} → {pair[1]:.2f}" if pair else "—"
+    """first → second (first minus second), or a dash for results written before the text
+    repeat was measured."""
+    return f"{pair[0]:.2f} → {pair[1]:.2f} ({pair[0] - pair[1]:+.2f})" if pair else "—"
+
+
+def copy_gain(m: dict) -> float:
+    """First-copy minus later-copy loss on the random repeated probe."""
+    first, later = m["induction"]["repeat_loss"]
+    return first - later
 
 
 def over_training(models: list[dict]) -> list[str]:
@@ -132,18 +142,17 @@ def over_training(models: list[dict]) -> list[str]:
     if not runs:
         return []
     lines = ["### Over training", "", "| run | checkpoints | best prefix matching, first → max "
-             "(step) | ICL score first → last | 2nd-repeat loss first → last | "
+             "(step) | ICL score first → last | random-repeat copy gain first → last | "
              "text repeat, last checkpoint |", "|---|---:|---|---|---|---|"]
     for run, ms in runs.items():
         best = max(ms, key=lambda m: m["induction"]["best"])
         lines.append(f"| {run} | {len(ms)} | {ms[0]['induction']['best']:.3f} → "
                      f"{best['induction']['best']:.3f} ({best['step']}) | "
                      f"{ms[0]['icl']['score']:+.3f} → {ms[-1]['icl']['score']:+.3f} | "
-                     f"{ms[0]['induction']['repeat_loss'][1]:.2f} → "
-                     f"{ms[-1]['induction']['repeat_loss'][1]:.2f} | "
+                     f"{copy_gain(ms[0]):+.2f} → {copy_gain(ms[-1]):+.2f} | "
                      f"{arrow(ms[-1]['induction'].get('text_repeat_loss'))} |")
     return lines + ["", "A phase change shows as a jump of the prefix-matching score together "
-                    "with a drop of the ICL score and of the second-repeat loss (icl_tracks.png).",
+                    "with a drop of the ICL score and a rise of the copy gain (icl_tracks.png).",
                     ""]
 
 

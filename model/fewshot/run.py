@@ -26,7 +26,7 @@ from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly, make_dir
 from ..scaling.runner import write_json
 from ..tokenizer import from_meta
-from .icl import icl_score, induction_probe, loss_by_position, text_repeat_loss
+from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
 from .metrics import encode, score_prompts, summarize
 from .plots import write_figures
 from .report import write_section
@@ -41,6 +41,7 @@ class Options:
     windows: int = 2000
     batch_size: int = 64
     device: str = "cpu"
+    ks: tuple[int, ...] = KS
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,7 +69,7 @@ def prompt_groups(tokenizer, text: str, block_size: int, opts: Options):
     groups, skipped = [], {}
     for name in opts.tasks:
         task, skipped[name] = TASKS[name], []
-        for k in KS:
+        for k in opts.ks:
             variants = (False, True) if k >= 2 and not task.recall else (False,)
             cases = [(s, build_prompts(task, k, opts.items, opts.seed, text, s)) for s in variants]
             longest = max(len(encode(tokenizer, p)[0]) - 1 for _, ps in cases for p in ps)
@@ -118,7 +119,8 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
     losses = loss_by_position(model, tokens, opts.windows, device=opts.device)
     entry["icl"] = {**icl_score(losses, opts.seed),
                     "loss_by_position": losses.mean(0).round(5).tolist()}
-    entry["induction"] = induction_probe(model, seed=opts.seed, device=opts.device)
+    pool = probe_pool(tokens, model.cfg.vocab_size)
+    entry["induction"] = induction_probe(model, pool, seed=opts.seed, device=opts.device)
     entry["induction"]["text_repeat_loss"] = text_repeat_loss(model, tokens, device=opts.device)
     entry["seconds"] = time.perf_counter() - t0
     return entry

@@ -83,7 +83,9 @@ def config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load_plan(preset_or_path: str) -> StudyPlan:
+def read_plan(preset_or_path: str) -> tuple[Path, dict]:
+    """The plan file of a preset name or path, and its parsed TOML. A file that says
+    kind = "emergence" is an emergence plan (model/emergence/plan.py)."""
     path = Path(preset_or_path)
     if not path.suffix:
         path = PRESETS / f"{preset_or_path}.toml"
@@ -91,9 +93,16 @@ def load_plan(preset_or_path: str) -> StudyPlan:
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
         raise UserError(f"no study plan {preset_or_path!r}; presets: {known}, or a .toml path")
     try:
-        raw = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"study plan {path} is not valid TOML: {e}") from None
+
+
+def load_plan(preset_or_path: str) -> StudyPlan:
+    path, raw = read_plan(preset_or_path)
+    if raw.get("kind") == "emergence":
+        raise UserError(f"{path} is an emergence plan: run it with tinygpt study --preset="
+                        f"{preset_or_path}; sweeps are for scaling plans")
     unknown = set(raw) - set(PLAN_VALUES)
     if unknown:
         raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "

@@ -1,0 +1,1 @@
+"""The emergence study: in-context copying switching on with depth, width and training."""

@@ -1,0 +1,139 @@
+"""An emergence plan: a grid of depths and widths (and smeared-key variants) trained on one
+data shape, read from configs/study/<preset>.toml when that file says kind = "emergence".
+
+Every run is an ordinary TrainConfig, evaluated by the study's probes at every evaluation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import shapes
+from ..errors import UserError, check_values
+from ..fewshot.tasks import KS, TASKS
+from ..options import TrainConfig, cast, check_keys
+
+
+@dataclass(frozen=True)
+class GridRun:
+    n_layer: int
+    n_embd: int
+    smear: bool
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.n_layer}x{self.n_embd}{'-smear' if self.smear else ''}-s{self.seed}"
+
+
+@dataclass
+class EmergencePlan:
+    name: str
+    kind: str = "emergence"
+    description: str = ""
+    dataset: str = "shakespeare"
+    tokenizer: str = "char"
+    arch: str = "modern"
+    block_size: int = 128
+    batch_size: int = 64
+    steps: int = 2000
+    eval_every: int = 100
+    lr: float = 1e-3
+    head_dim: int = 32            # heads = max(1, width // head_dim)
+    depths: list[int] = field(default_factory=lambda: [1, 2])
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    smeared_depths: list[int] = field(default_factory=lambda: [1])
+    seeds: list[int] = field(default_factory=lambda: [1337])
+    repeat_spans: float = 0.0     # the data shape (model/shapes.py)
+    synthetic: float = 1.0
+    fewshot_at: list[float] = field(default_factory=lambda: [0.5, 1.0])  # fractions of steps
+    fewshot_items: int = 100
+    fewshot_tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    fewshot_k: list[int] = field(default_factory=lambda: [0, 1, 4, 16])
+    train: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> str:
+        return shapes.name(self.repeat_spans, self.synthetic)
+
+    def runs(self) -> list[GridRun]:
+        grid = [(d, w, False) for d in self.depths for w in self.widths]
+        grid += [(d, w, True) for d in self.smeared_depths for w in self.widths]
+        return [GridRun(d, w, s, seed) for seed in self.seeds for d, w, s in grid]
+
+    def fewshot_steps(self) -> set[int]:
+        """Evaluation steps at which the few-shot tasks run (rounded to an evaluation)."""
+        every = self.eval_every
+        return {min(self.steps, round(f * self.steps / every) * every) for f in self.fewshot_at}
+
+    def train_config(self, run: GridRun, out_dir: Path, **extra) -> TrainConfig:
+        values = dict(
+            out_dir=str(out_dir), dataset=self.dataset, tokenizer=self.tokenizer, arch=self.arch,
+            n_layer=run.n_layer, n_embd=run.n_embd, n_head=max(1, run.n_embd // self.head_dim),
+            smear_keys=run.smear, block_size=self.block_size, batch_size=self.batch_size,
+            max_iters=self.steps, lr=self.lr, seed=run.seed, init_from="auto",
+            eval_interval=self.eval_every, log_interval=max(self.eval_every // 5, 1),
+            repeat_spans=self.repeat_spans, synthetic=self.synthetic,
+            run_name=run.name, wandb_group=f"emergence-{self.name}")
+        values.update({k: cast(k, v) for k, v in self.train.items()})
+        values.update(extra)
+        return TrainConfig(**values).validate()
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that shapes the results (not the few-shot schedule's
+        presentation): a changed plan does not silently reuse finished runs."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("name", "description")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _fraction(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+
+def _wholes(v) -> bool:
+    return isinstance(v, list) and all(map(_whole, v))
+
+
+VALUES = {
+    **{k: (lambda v: isinstance(v, str), "a string")
+       for k in ("kind", "name", "description", "dataset", "tokenizer", "arch")},
+    **{k: (_whole, "a whole number, at least 1") for k in (
+        "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
+    "lr": (lambda v: isinstance(v, float) and v > 0, "a positive number"),
+    **{k: (_fraction, "a fraction from 0 to 1") for k in ("repeat_spans", "synthetic")},
+    "depths": (lambda v: _wholes(v) and v, "a non-empty list of layer counts"),
+    "widths": (lambda v: _wholes(v) and v, "a non-empty list of widths"),
+    "smeared_depths": (_wholes, "a list of layer counts"),
+    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
+              "a list of whole numbers"),
+    "fewshot_at": (lambda v: isinstance(v, list) and all(map(_fraction, v)),
+                   "a list of fractions of the run"),
+    "fewshot_tasks": (lambda v: isinstance(v, list) and set(v) <= set(TASKS),
+                      "a list of task names: " + ", ".join(TASKS)),
+    "fewshot_k": (lambda v: isinstance(v, list) and set(v) <= set(KS) and v,
+                  "a list drawn from " + ", ".join(map(str, KS))),
+    "train": (lambda v: isinstance(v, dict), "a table of training keys"),
+}
+
+
+def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
+    """The plan in raw (the parsed TOML of path), every value checked before training."""
+    unknown = set(raw) - set(VALUES)
+    if unknown:
+        raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
+                        + ", ".join(sorted(VALUES)))
+    check_values(raw, VALUES, f"{path}: ")
+    check_keys(raw.get("train", {}), f"[train] of {path}")
+    plan = EmergencePlan(**{"name": path.stem, **raw})
+    if plan.steps % plan.eval_every:
+        raise UserError(f"{path}: steps ({plan.steps}) must be a multiple of eval_every "
+                        f"({plan.eval_every}), so that every run ends on an evaluation")
+    for run in plan.runs()[:1]:  # a bad shape (width vs head_dim, arch) fails here, not later
+        plan.train_config(run, Path("out")).gpt_config(84)
+    return plan

@@ -1,0 +1,49 @@
+"""The phase-change detector: where a copy-loss curve leaves its plateau, and how fast it falls.
+
+Definitions (applied to the loss on the copied tokens of held-out synthetic probes):
+- plateau: the loss at the first evaluation at or after warmup (chance, ln V, for a model
+  that has not yet learned to copy);
+- floor: the lowest loss reached;
+- transition step: the first step where the loss is below half the plateau;
+- the fall: from 10% to 90% of the way from plateau to floor (crossings interpolated
+  linearly between evaluations); the plateau before it runs from that first evaluation to
+  the 10% crossing;
+- a phase change: the loss ends below FORMED nats and the fall takes fewer steps than the
+  plateau before it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FORMED = 0.5  # nats on the copied tokens: copying is reliable (chance is ln 84 = 4.43)
+
+
+def crossing(steps: np.ndarray, values: np.ndarray, level: float) -> float | None:
+    """The first step at which values fall to `level` or below, interpolated between the
+    evaluation before and the one at the crossing; None if they never do."""
+    below = np.flatnonzero(values <= level)
+    if not len(below):
+        return None
+    i = int(below[0])
+    if i == 0:
+        return float(steps[0])
+    s0, s1, v0, v1 = steps[i - 1], steps[i], values[i - 1], values[i]
+    return float(s0 + (s1 - s0) * (v0 - level) / (v0 - v1))
+
+
+def transition(steps, losses, start: int = 0) -> dict:
+    """Plateau, floor, transition step and fall of one copy-loss curve (see the module)."""
+    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
+    keep = steps >= start
+    steps, losses = steps[keep], losses[keep]
+    plateau, floor = float(losses[0]), float(losses.min())
+    drop = plateau - floor
+    at = crossing(steps, losses, plateau / 2)
+    s10 = crossing(steps, losses, plateau - 0.1 * drop) if drop > 0 else None
+    s90 = crossing(steps, losses, plateau - 0.9 * drop) if drop > 0 else None
+    fall = s90 - s10 if s10 is not None and s90 is not None else None
+    plateau_steps = s10 - steps[0] if s10 is not None else None
+    formed = floor < FORMED
+    return {"plateau": plateau, "floor": floor, "step": at, "start_of_fall": s10,
+            "fall_steps": fall, "plateau_steps": plateau_steps, "formed": bool(formed),
+            "phase_change": bool(formed and fall is not None and fall < plateau_steps)}

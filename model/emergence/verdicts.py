@@ -1,0 +1,108 @@
+"""The emergence study's claims, each decided from the measurements with its numbers.
+
+1. Phase change: a run of 2+ layers whose copy loss leaves a plateau and falls below FORMED
+   nats faster than it sat on the plateau, with its best head's prefix matching >= 0.3.
+2. Threshold: 1-layer runs without smeared keys stay near chance (floor within NEAR_CHANCE
+   nats of ln V); smeared 1-layer runs form the circuit.
+3. Transfer: past the transition, the 2nd copy of repeated held-out text costs >= 1 nat/char
+   less than the 1st.
+4. Few-shot emergence: on a copy-type task, exact match at some k >= 4 is 0 for runs without
+   the circuit and >= 0.5 for runs with it, while the controls stay flat (their exact match
+   varies by less than FLAT across runs).
+"""
+from __future__ import annotations
+
+from ..fewshot.icl import INDUCTION_FORMED
+
+NEAR_CHANCE = 0.5   # nats below ln V that still counts as "at chance" for the copy loss
+TRANSFER = 1.0      # nats/char: the 2nd copy of held-out text this much cheaper than the 1st
+FEWSHOT_HIGH = 0.5  # exact match that counts as the skill being there
+FLAT = 0.1          # a control's exact match may vary this much across runs and stay "flat"
+
+
+COPY_TASKS = ("copy", "pair_recall", "speaker_recall")
+CONTROLS = ("reversal", "addition")
+
+
+def final_fewshot(run: dict) -> dict:
+    """The few-shot table of the run's last evaluation that has one."""
+    with_tasks = [r for r in run["evals"] if "fewshot" in r]
+    return with_tasks[-1]["fewshot"] if with_tasks else {}
+
+
+def name(run: dict) -> str:
+    return f"{run['n_layer']}x{run['n_embd']}{' smeared' if run['smear'] else ''}"
+
+
+def yes(ok: bool) -> str:
+    return "**holds**" if ok else "**does not hold**"
+
+
+def phase_changes(runs: list[dict]) -> str:
+    found = [r for r in runs if r["n_layer"] >= 2 and r["transition"]["phase_change"]
+             and max(e["prefix_matching"] for e in r["evals"]) >= INDUCTION_FORMED]
+    detail = "; ".join(f"{name(r)}: plateau {r['transition']['plateau_steps']:.0f} steps, "
+                       f"fall {r['transition']['fall_steps']:.0f} steps, floor "
+                       f"{r['transition']['floor']:.2f} nats, prefix matching "
+                       f"{max(e['prefix_matching'] for e in r['evals']):.2f}" for r in found)
+    return f"- Phase change in a 2+ layer model: {yes(bool(found))}. {detail or 'none found'}."
+
+
+def threshold(runs: list[dict], chance: float) -> str:
+    plain1 = [r for r in runs if r["n_layer"] == 1 and not r["smear"]]
+    smeared = [r for r in runs if r["smear"]]
+    stay = all(r["transition"]["floor"] >= chance - NEAR_CHANCE for r in plain1)
+    formed = [r for r in smeared if r["transition"]["formed"]]
+    never = [name(r) for r in runs if r["n_layer"] >= 2 and not r["smear"]
+             and r["transition"]["step"] is None]
+    floors = ", ".join(f"{name(r)} {r['transition']['floor']:.2f}" for r in plain1)
+    lines = [f"- 1-layer models stay at chance ({chance:.2f} nats) on the copy probes: "
+             f"{yes(stay and bool(plain1))} (lowest copy loss: {floors or 'no 1-layer runs'})."]
+    if smeared:
+        lines.append(f"- Smeared keys let 1-layer models form it: {yes(bool(formed))} "
+                     f"({', '.join(name(r) for r in formed) or 'none'} of "
+                     f"{', '.join(name(r) for r in smeared)}).")
+    lines.append(f"- 2+ layer models that never transitioned within the budget: "
+                 f"{', '.join(never) or 'none'}.")
+    return "\n".join(lines)
+
+
+def transfer(runs: list[dict]) -> str:
+    formed = [r for r in runs if r["transition"]["formed"]]
+    gains = {name(r): r["evals"][-1]["text_copy_gain"] for r in formed}
+    ok = bool(gains) and all(g >= TRANSFER for g in gains.values())
+    detail = ", ".join(f"{n} {g:+.2f}" for n, g in gains.items())
+    return (f"- Transfer to natural text (held-out plays, 2nd copy >= {TRANSFER:g} nat/char "
+            f"cheaper than the 1st, in every model past the transition): {yes(ok)} "
+            f"({detail or 'no model past the transition'}).")
+
+
+def fewshot(runs: list[dict], plan: dict) -> str:
+    ks = [str(k) for k in plan["fewshot_k"] if k >= 4]
+
+    def em(r, task, k):
+        s = final_fewshot(r).get(task, {}).get("k", {}).get(k)
+        return None if s is None else s["exact_match"]
+
+    emerged = []
+    for task in COPY_TASKS:
+        for k in ks:
+            off = [em(r, task, k) for r in runs if not r["transition"]["formed"]]
+            on = [em(r, task, k) for r in runs if r["transition"]["formed"]]
+            if off and on and None not in off + on and max(off) == 0 and max(on) >= FEWSHOT_HIGH:
+                emerged.append(f"{task} at k={k} (0 → up to {max(on):.2f})")
+    spread = {}
+    for task in CONTROLS:
+        vals = [v for r in runs for k in ks if (v := em(r, task, k)) is not None]
+        spread[task] = (max(vals) - min(vals)) if vals else None
+    flat = all(s is not None and s < FLAT for s in spread.values())
+    tasks = {e.split(" at ")[0] for e in emerged}
+    return (f"- Few-shot emergence on at least two copy-type tasks with the controls flat: "
+            f"{yes(len(tasks) >= 2 and flat)}. Emerged: {'; '.join(emerged) or 'none'}. "
+            "Controls' exact-match spread across runs: "
+            + ", ".join(f"{t} {'—' if s is None else f'{s:.2f}'}" for t, s in spread.items()) + ".")
+
+
+def verdicts(runs: list[dict], plan: dict) -> list[str]:
+    chance = runs[0]["evals"][0]["copy_chance"]
+    return [phase_changes(runs), threshold(runs, chance), transfer(runs), fewshot(runs, plan)]

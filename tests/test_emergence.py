@@ -1,0 +1,105 @@
+"""The emergence study: the transition detector, the plan, and a smoke run."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.emergence.transition import crossing, transition
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sigmoid_curve(steps: np.ndarray, at: float, width: float, top: float = 4.43,
+                  bottom: float = 0.1) -> np.ndarray:
+    return bottom + (top - bottom) / (1 + np.exp((steps - at) / width))
+
+
+def test_crossing_interpolates_between_evaluations():
+    assert crossing(np.array([0, 100, 200]), np.array([4.0, 3.0, 1.0]), 2.0) == 150
+    assert crossing(np.array([0, 100]), np.array([4.0, 3.0]), 1.0) is None
+
+
+def test_an_abrupt_fall_after_a_plateau_is_a_phase_change():
+    steps = np.arange(0, 3001, 50)
+    t = transition(steps, sigmoid_curve(steps, at=1500, width=60), start=100)
+    assert t["phase_change"] and t["formed"]
+    assert t["plateau"] == pytest.approx(4.43, abs=0.01) and t["floor"] < 0.15
+    assert t["step"] == pytest.approx(1500, abs=30)  # half the plateau, near the midpoint
+    # 10% -> 90% of a logistic takes 2·ln(9)·width steps
+    assert t["fall_steps"] == pytest.approx(2 * math.log(9) * 60, rel=0.2)
+    assert t["plateau_steps"] == pytest.approx(1500 - 100 - math.log(9) * 60, rel=0.05)
+
+
+def test_a_slow_fall_from_the_start_is_no_phase_change():
+    steps = np.arange(0, 3001, 50)
+    t = transition(steps, 4.43 * np.exp(-steps / 400), start=100)
+    assert t["formed"] and not t["phase_change"]
+
+
+def test_a_flat_curve_never_transitions():
+    steps = np.arange(0, 2001, 100)
+    rng = np.random.default_rng(0)
+    t = transition(steps, 4.43 + 0.01 * rng.standard_normal(len(steps)), start=100)
+    assert t["step"] is None and not t["formed"] and not t["phase_change"]
+
+
+def test_emergence_presets_load_and_name_their_data_shape():
+    from model.emergence.plan import load_emergence_plan
+    from model.scaling.plan import read_plan
+
+    plan = load_emergence_plan(*read_plan("emergence-quick"))
+    assert plan.shape == "50% synthetic copy sequences + 50% natural text (50% of windows with " \
+                         "a planted repeat)"
+    names = [r.name for r in plan.runs()]
+    assert names == ["1x16-s1337", "2x16-s1337", "1x16-smear-s1337"]
+    assert plan.fewshot_steps() == {40}
+    cfg = plan.train_config(plan.runs()[2], Path("x"))
+    assert cfg.smear_keys and cfg.synthetic == 0.5 and cfg.n_head == 1
+
+
+@pytest.mark.parametrize("line,message", [
+    ("steps = 45", "steps \\(45\\) must be a multiple of eval_every"),
+    ("widths = []", "widths must be a non-empty list of widths"),
+    ("synthetic = 2", "synthetic must be a fraction from 0 to 1"),
+    ("fewshot_k = [3]", "fewshot_k must be a list drawn from"),
+    ("colour = 1", "unknown key 'colour'"),
+    ("head_dim = 5", "bad model shape"),
+])
+def test_bad_emergence_plans_are_named(tmp_path, line, message):
+    from model.emergence.plan import load_emergence_plan
+    from model.errors import UserError
+    from model.scaling.plan import read_plan
+
+    text = (ROOT / "configs/study/emergence-quick.toml").read_text()
+    key = line.split(" =")[0]
+    text = "\n".join(l for l in text.splitlines() if not l.startswith(key + " ="))
+    path = tmp_path / "p.toml"
+    path.write_text(line + "\n" + text)
+    with pytest.raises(UserError, match=message):
+        load_emergence_plan(*read_plan(str(path)))
+
+
+def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
+    from model.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "em"
+    assert main(["study", "--preset=emergence-quick", f"--out={out}"]) == 0
+    report = (out / "report.md").read_text()
+    assert "Data shape: 50% synthetic copy sequences" in report
+    for stem in ("phase_change", "transition_vs_width", "fewshot_vs_n"):
+        assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
+    rows = [json.loads(l) for l in (out / "2x16-s1337" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "copy_loss" in r]
+    assert [r["step"] for r in evals] == [0, 20, 40]
+    assert "fewshot" in evals[-1] and "pair_recall" in evals[-1]["fewshot"]
+    assert abs(evals[0]["copy_loss"] - math.log(84)) < 0.3  # an untrained model is at chance
+    summary = json.loads((out / "2x16-s1337" / "summary.json").read_text())
+    assert summary["transition"]["formed"] is False
+    # run again: every run is finished, nothing retrains, the report is the same
+    before = (out / "1x16-s1337" / "metrics.jsonl").read_text()
+    assert main(["study", "--preset=emergence-quick", f"--out={out}"]) == 0
+    assert (out / "1x16-s1337" / "metrics.jsonl").read_text() == before
+    assert main(["report", str(out)]) == 0
