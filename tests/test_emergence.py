@@ -53,10 +53,12 @@ def test_emergence_presets_load_and_name_their_data_shape():
     assert plan.shape == "50% synthetic copy sequences + 50% natural text (50% of windows with " \
                          "a planted repeat)"
     names = [r.name for r in plan.runs()]
-    assert names == ["1x16-s1337", "2x16-s1337", "1x16-smear-s1337"]
+    assert names == ["1x16-s1337", "2x16-s1337", "1x16-smear-s1337", "2x16-natural-s1337"]
     assert plan.fewshot_steps() == {40}
     cfg = plan.train_config(plan.runs()[2], Path("x"))
     assert cfg.smear_keys and cfg.synthetic == 0.5 and cfg.n_head == 1
+    control = plan.train_config(plan.runs()[3], Path("x"))
+    assert control.synthetic == 0 and control.repeat_spans == 0 and not control.smear_keys
 
 
 @pytest.mark.parametrize("line,message", [

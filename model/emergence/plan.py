@@ -22,10 +22,12 @@ class GridRun:
     n_embd: int
     smear: bool
     seed: int
+    natural: bool = False  # a control trained on natural text only, whatever the plan's shape
 
     @property
     def name(self) -> str:
-        return f"{self.n_layer}x{self.n_embd}{'-smear' if self.smear else ''}-s{self.seed}"
+        tags = "-smear" * self.smear + "-natural" * self.natural
+        return f"{self.n_layer}x{self.n_embd}{tags}-s{self.seed}"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class EmergencePlan:
     depths: list[int] = field(default_factory=lambda: [1, 2])
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     smeared_depths: list[int] = field(default_factory=lambda: [1])
+    natural_controls: list[list[int]] = field(default_factory=list)  # [depth, width] pairs
     seeds: list[int] = field(default_factory=lambda: [1337])
     repeat_spans: float = 0.0     # the data shape (model/shapes.py)
     synthetic: float = 1.0
@@ -61,7 +64,9 @@ class EmergencePlan:
     def runs(self) -> list[GridRun]:
         grid = [(d, w, False) for d in self.depths for w in self.widths]
         grid += [(d, w, True) for d in self.smeared_depths for w in self.widths]
-        return [GridRun(d, w, s, seed) for seed in self.seeds for d, w, s in grid]
+        runs = [GridRun(d, w, s, seed) for seed in self.seeds for d, w, s in grid]
+        return runs + [GridRun(d, w, False, seed, natural=True) for seed in self.seeds
+                       for d, w in self.natural_controls]
 
     def fewshot_steps(self) -> set[int]:
         """Evaluation steps at which the few-shot tasks run (rounded to an evaluation)."""
@@ -75,7 +80,8 @@ class EmergencePlan:
             smear_keys=run.smear, block_size=self.block_size, batch_size=self.batch_size,
             max_iters=self.steps, lr=self.lr, seed=run.seed, init_from="auto",
             eval_interval=self.eval_every, log_interval=max(self.eval_every // 5, 1),
-            repeat_spans=self.repeat_spans, synthetic=self.synthetic,
+            repeat_spans=0.0 if run.natural else self.repeat_spans,
+            synthetic=0.0 if run.natural else self.synthetic,
             run_name=run.name, wandb_group=f"emergence-{self.name}")
         values.update({k: cast(k, v) for k, v in self.train.items()})
         values.update(extra)
@@ -110,6 +116,9 @@ VALUES = {
     "depths": (lambda v: _wholes(v) and v, "a non-empty list of layer counts"),
     "widths": (lambda v: _wholes(v) and v, "a non-empty list of widths"),
     "smeared_depths": (_wholes, "a list of layer counts"),
+    "natural_controls": (lambda v: isinstance(v, list) and all(
+        isinstance(p, list) and len(p) == 2 and _wholes(p) for p in v),
+        "a list of [depth, width] pairs"),
     "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
               "a list of whole numbers"),
     "fewshot_at": (lambda v: isinstance(v, list) and all(map(_fraction, v)),

@@ -21,6 +21,7 @@ from ..metrics import fmt_time, read_metrics  # noqa: E402
 from ..scaling.plots import save  # noqa: E402
 from .transition import FORMED  # noqa: E402
 from .verdicts import COPY_TASKS, CONTROLS, final_fewshot, verdicts  # noqa: E402
+from .verdicts import name as label  # noqa: E402
 PANELS = (("copy_loss", "copy loss, synthetic probes (nats)"),
           ("prefix_matching", "best head's prefix matching"),
           ("text_copy_gain", "held-out text: 1st − 2nd copy (nats/char)"),
@@ -44,15 +45,14 @@ def load(root: Path) -> tuple[dict, list[dict]]:
         runs.append(summary)
     if not runs:
         raise UserError(f"{root} holds no finished runs yet; run the study first")
-    return plan, sorted(runs, key=lambda r: (r["smear"], r["n_layer"], r["n_embd"], r["seed"]))
-
-
-def label(run: dict) -> str:
-    return f"{run['n_layer']}x{run['n_embd']}{' smeared' if run['smear'] else ''}"
+    return plan, sorted(runs, key=lambda r: (r.get("natural", False), r["smear"], r["n_layer"],
+                                             r["n_embd"], r["seed"]))
 
 
 def style(run: dict, widths: list[int]) -> dict:
-    """Colour by width, line style by depth (dotted: smeared keys)."""
+    """Colour by width, line style by depth (dotted: smeared keys; grey: natural-text control)."""
+    if run.get("natural"):
+        return dict(color="grey", ls="-.", lw=1.3)
     colour = plt.cm.viridis(np.linspace(0, 0.85, len(widths)))[widths.index(run["n_embd"])]
     ls = ":" if run["smear"] else {1: "--", 2: "-"}.get(run["n_layer"], "-.")
     return dict(color=colour, ls=ls, lw=1.3)
@@ -85,7 +85,9 @@ def transition_vs_width(runs: list[dict], steps: int, shape: str, folder: Path) 
     families: dict[str, list[dict]] = {}
     for run in runs:
         families.setdefault(f"{run['n_layer']} layer{'s' if run['n_layer'] > 1 else ''}"
-                            f"{', smeared keys' if run['smear'] else ''}", []).append(run)
+                            f"{', smeared keys' if run['smear'] else ''}"
+                            f"{', natural text only' if run.get('natural') else ''}",
+                            []).append(run)
     for i, (name, rs) in enumerate(families.items()):
         w = [r["n_embd"] for r in rs]
         at = [r["transition"]["step"] for r in rs]
@@ -130,7 +132,7 @@ def fewshot_vs_n(runs: list[dict], plan: dict, shape: str, folder: Path) -> list
 
 def family_lines(runs: list[dict]) -> list[tuple[list[dict], str]]:
     """Plain (not smeared) runs of the deepest and of the 1-layer family, each by N."""
-    plain = [r for r in runs if not r["smear"]]
+    plain = [r for r in runs if not r["smear"] and not r.get("natural")]
     deepest = max(r["n_layer"] for r in plain)
     by_n = lambda d: sorted((r for r in plain if r["n_layer"] == d), key=lambda r: r["n_nonemb"])
     return [(by_n(deepest), "-o")] + ([(by_n(1), "--s")] if deepest > 1 else [])

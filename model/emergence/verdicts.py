@@ -31,7 +31,13 @@ def final_fewshot(run: dict) -> dict:
 
 
 def name(run: dict) -> str:
-    return f"{run['n_layer']}x{run['n_embd']}{' smeared' if run['smear'] else ''}"
+    tags = " smeared" * run["smear"] + " natural text" * run.get("natural", False)
+    return f"{run['n_layer']}x{run['n_embd']}{tags}"
+
+
+def shaped(runs: list[dict]) -> list[dict]:
+    """The runs trained on the plan's data shape (not the natural-text controls)."""
+    return [r for r in runs if not r.get("natural")]
 
 
 def yes(ok: bool) -> str:
@@ -39,7 +45,7 @@ def yes(ok: bool) -> str:
 
 
 def phase_changes(runs: list[dict]) -> str:
-    found = [r for r in runs if r["n_layer"] >= 2 and r["transition"]["phase_change"]
+    found = [r for r in shaped(runs) if r["n_layer"] >= 2 and r["transition"]["phase_change"]
              and max(e["prefix_matching"] for e in r["evals"]) >= INDUCTION_FORMED]
     detail = "; ".join(f"{name(r)}: plateau {r['transition']['plateau_steps']:.0f} steps, "
                        f"fall {r['transition']['fall_steps']:.0f} steps, floor "
@@ -49,6 +55,7 @@ def phase_changes(runs: list[dict]) -> str:
 
 
 def threshold(runs: list[dict], chance: float) -> str:
+    runs = shaped(runs)
     plain1 = [r for r in runs if r["n_layer"] == 1 and not r["smear"]]
     smeared = [r for r in runs if r["smear"]]
     stay = all(r["transition"]["floor"] >= chance - NEAR_CHANCE for r in plain1)
@@ -103,6 +110,15 @@ def fewshot(runs: list[dict], plan: dict) -> str:
             + ", ".join(f"{t} {'—' if s is None else f'{s:.2f}'}" for t, s in spread.items()) + ".")
 
 
+def natural_control(runs: list[dict]) -> list[str]:
+    return [f"- Natural-text control {name(r)} (same steps, natural text only): copy loss "
+            f"{r['transition']['plateau']:.2f} → {r['transition']['floor']:.2f}, best prefix "
+            f"matching {max(e['prefix_matching'] for e in r['evals']):.2f}, held-out text 1st − "
+            f"2nd copy {r['evals'][-1]['text_copy_gain']:+.2f} nats/char, val loss "
+            f"{r['val_loss']:.3f}." for r in runs if r.get("natural")]
+
+
 def verdicts(runs: list[dict], plan: dict) -> list[str]:
     chance = runs[0]["evals"][0]["copy_chance"]
-    return [phase_changes(runs), threshold(runs, chance), transfer(runs), fewshot(runs, plan)]
+    return [phase_changes(runs), threshold(runs, chance), transfer(runs), fewshot(runs, plan),
+            *natural_control(runs)]
