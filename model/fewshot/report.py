@@ -59,7 +59,8 @@ def task_table(models: list[dict], name: str) -> list[str]:
             f"| {m['run']} | {m['n_nonemb']:,} | {number(m['val_loss'])} | "
             f"{lo['exact_match']:.3f} {ci(lo['exact_ci'])} | "
             f"{hi['exact_match']:.3f} {ci(hi['exact_ci'])} | {ge['value']:+.3f} {ci(ge['ci'])} | "
-            f"{hi['predicted_exact']:.3f} | {hi['char_accuracy']:.3f} | {shuffled} | {lo['loglik_per_char']:.3f} | "
+            f"{hi['predicted_exact']:.3f} | {hi['char_accuracy']:.3f} | {shuffled} | "
+            f"{lo['loglik_per_char']:.3f} | "
             f"{hi['loglik_per_char']:.3f} | {gl['value']:+.3f} {ci(gl['ci'])} |")
     return lines
 
