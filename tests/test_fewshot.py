@@ -284,6 +284,8 @@ def test_trend_sees_a_growing_gain_and_not_a_flat_one():
     assert t["k"] == 8 and t["slope"] == pytest.approx(0.15, abs=0.01) and t["verdict"] == "grows"
     flat = [fake_entry(10 ** e, 0.1, 0.3 + w) for e, w in zip(sizes, wobble)]
     assert analysis.trend(flat, "copy", "exact_match")["verdict"] == "no clear trend"
+    zeros = analysis.trend([fake_entry(10 ** e, 0.0, 0.0) for e in sizes], "copy", "exact_match")
+    assert zeros["ci"][0] < -0.001 and zeros["ci"][1] > 0.001  # item noise: never zero-width
     assert analysis.trend(growing[:2], "copy", "exact_match") is None  # no residual to go on
     faster = {**t, "gains": [g + 0.1 * i for i, g in enumerate(t["gains"])]}
     assert analysis.beyond_controls({"copy": t, "addition": faster}, {"addition"}) == []

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats
 
-from .metrics import bootstrap_ci, mean_diff_ci, newcombe_diff
+from .metrics import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
 from .tasks import TASKS
 
 GAIN_K = 8
@@ -61,13 +61,20 @@ def gain(result: dict, k: int, metric: str, paired: bool = True, seed: int = 0) 
     return {"value": float(hi.mean() - lo.mean()), "ci": ci}
 
 
-def slope_ci(x: np.ndarray, y: np.ndarray) -> tuple[float, tuple[float, float]]:
+def slope_ci(x: np.ndarray, y: np.ndarray,
+             item_var: float = 0.0) -> tuple[float, tuple[float, float]]:
     """Least-squares slope of y on x and its t 95% interval (n - 2 degrees of freedom).
 
     The interval comes from the scatter of the points about the line, so it counts whatever
-    varies from model to model (seed, learning rate) besides each point's item noise."""
+    varies from model to model (seed, learning rate) besides each point's item noise; the
+    scatter's variance is taken as at least item_var, the points' own mean variance, so that
+    points that happen to lie on a line (eight gains of 0/200) do not make it zero-width."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     fit = stats.linregress(x, y)
-    half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+    resid = y - fit.intercept - fit.slope * x  # by hand: linregress's stderr is nan for flat y
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    var = max(float(resid @ resid) / (len(x) - 2), item_var)
+    half = stats.t.ppf(0.975, len(x) - 2) * np.sqrt(var / sxx)
     return float(fit.slope), (float(fit.slope - half), float(fit.slope + half))
 
 
@@ -81,10 +88,12 @@ def trend(models: list[dict], task: str, metric: str) -> dict | None:
     paired = not TASKS[task].recall
     gains = [gain(m["tasks"][task], k, metric, paired) for m in models]
     point = np.array([g["value"] for g in gains])
-    slope, ci = slope_ci(logn, point)
+    # each gain's variance from its 95% interval, which stays positive at 0/200 (Newcombe)
+    item_var = float(np.mean([((g["ci"][1] - g["ci"][0]) / (2 * Z95)) ** 2 for g in gains]))
+    slope, ci = slope_ci(logn, point, item_var)
     verdict = "grows" if ci[0] > 0 else "shrinks" if ci[1] < 0 else "no clear trend"
     return {"k": k, "slope": slope, "ci": list(ci), "gains": point.tolist(),
-            "log_n": logn.tolist(), "verdict": verdict,
+            "log_n": logn.tolist(), "item_var": item_var, "verdict": verdict,
             "largest_gain_ci": list(gains[int(np.argmax(logn))]["ci"])}
 
 
@@ -96,5 +105,5 @@ def beyond_controls(trends: dict[str, dict], controls: set[str]) -> list[str]:
     ctrl = [t for name, t in trends.items() if name in controls and t]
     return [name for name, t in trends.items() if name not in controls and t
             and t["ci"][0] > 0 and t["largest_gain_ci"][0] > 0
-            and all(slope_ci(t["log_n"], np.subtract(t["gains"], c["gains"]))[1][0] > 0
-                    for c in ctrl)]
+            and all(slope_ci(t["log_n"], np.subtract(t["gains"], c["gains"]),
+                             t["item_var"] + c["item_var"])[1][0] > 0 for c in ctrl)]
