@@ -202,3 +202,16 @@ def test_too_few_points_raise():
         fit_power_law([1e4, 1e4, 1e5, 1e5], [3.0, 3.1, 2.5, 2.6])
     with pytest.raises(ValueError, match="length"):
         fit_power_law([1e4, 1e5, 1e6], [3.0, 2.5])
+
+
+def test_frontier_intervals_resample_whole_runs():
+    # each run is off the law by its own factor: its points share that error, so resampling
+    # points would count it six times over; resampling runs counts it once
+    rng = np.random.default_rng(4)
+    curves = []
+    for n in range(6):
+        c = np.geomspace(1e9 * 4 ** n, 1e10 * 4 ** n, 6)
+        curves.append((c, (1.0 + 10.0 * c ** -0.2) * (1 + 0.01 * rng.standard_normal())))
+    fit = fit_frontier(curves, n_boot=30, seed=0)
+    assert fit.alpha_ci[0] < fit.alpha < fit.alpha_ci[1]
+    assert len(fit.boot) + fit.skipped == 30

@@ -184,3 +184,13 @@ def test_report_names_a_precision_switch_along_the_ladder():
     line = precision_finding(runs)
     assert "**mixed** (float32 for 2x24, 4x104; bfloat16 for 6x160)" in line
     assert precision_finding(runs[:4]) == "- Precision: float32 at every size."
+
+
+def test_seed_noise_pools_the_seeds_of_each_size():
+    from model.scaling.report import seed_noise
+
+    runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
+                                                      (2, 1.5), (2, 1.5 * np.exp(0.02)))]
+    # two seeds per size: SD 0.02/sqrt(2) of one seed, of the mean of two half that variance
+    assert seed_noise(runs, np.array([1, 2])) == pytest.approx(0.01)
+    assert seed_noise(runs[::2], np.array([1, 2])) is None
