@@ -61,7 +61,7 @@ def test_power_law_intervals_cover_a_known_law(floor):
         lo, hi = fit.prediction_interval(SIZES[-1])
         hits += [fit.E_ci[0] <= floor <= fit.E_ci[1], fit.A_ci[0] <= A_TRUE <= fit.A_ci[1],
                  fit.alpha_ci[0] <= ALPHA_TRUE <= fit.alpha_ci[1], lo <= L[-1] <= hi]
-        if fit.E == 0.0:  # on the bound: a one-sided limit that is not degenerate
+        if fit.E_on_bound:  # a one-sided limit that is not degenerate
             assert fit.E_ci[0] == 0.0 and fit.E_ci[1] > 0.01 and 0 < fit.E_at_bound <= 1
     assert np.all(hits / 30 >= 0.8), hits / 30
 
@@ -98,7 +98,10 @@ def test_chinchilla_approach3_matches_besiroglu_et_al():
     # 400 resamples (~3 s) instead of 1000 (~8 s): the percentile bounds then move by ~0.005
     # between seeds, well inside the 0.01 tolerance used against the published intervals below.
     fit = fit_chinchilla(N, D, L, n_boot=400, seed=0)
-    # Point estimates inside Besiroglu et al.'s 95% CIs, and close to their point estimates.
+    # Point estimates inside Besiroglu et al.'s published intervals, and close to their point
+    # estimates. Issue #17 reads those intervals as 90%, not 95%: a 95% interval is then ~1.19x
+    # as wide, 0.005-0.010 further out per side, which the 0.01 tolerance below still admits --
+    # so this checks the intervals' placement, not their level (the coverage test does that).
     assert 1.769 <= fit.E <= 1.871 and fit.E == pytest.approx(1.8169, abs=0.01)
     assert 0.317 <= fit.alpha <= 0.373 and fit.alpha == pytest.approx(0.3478, abs=0.01)
     assert 0.331 <= fit.beta <= 0.415 and fit.beta == pytest.approx(0.3658, abs=0.01)

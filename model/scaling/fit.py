@@ -25,7 +25,7 @@ objective by delta**2 (quadratic part becomes 0.5 (r/delta)^2) and tighten ftol/
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,7 +108,7 @@ def _starts(logX: np.ndarray, logL: np.ndarray, delta: float) -> tuple[np.ndarra
     of _REFIT_FLOORS (a resample's optimum may lie at another floor; near starts converge fast)."""
     # Hoffmann's full grid is 4,500 starts for K=2 (~50 s of L-BFGS-B here). Evaluating the
     # objective on it is cheap, and on Chinchilla's points the 10 lowest-valued starts all reach the
-    # best optimum (1,663 of the 4,500 do), so only the _N_STARTS lowest are optimised (twice that).
+    # best optimum (1,663 of the 4,500 do), so only the _N_STARTS (20) lowest are optimised.
     K = logX.shape[1]
     grid = np.array(list(itertools.product(*([_GRID_A, _GRID_ALPHA] * K), _GRID_E)))
     f0 = np.array([_objective(g, logX, logL, delta)[0] for g in grid])
@@ -186,6 +186,11 @@ class PowerLawFit:
     skipped: int = 0
     noise: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
     boot: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False, compare=False)
+
+    @property
+    def E_on_bound(self) -> bool:
+        """The fitted floor is the bound E = 0 (its interval is then one-sided)."""
+        return self.E <= _AT_BOUND
 
     def predict(self, N: np.ndarray | float) -> np.ndarray:
         return self.E + self.A * np.asarray(N, dtype=float) ** (-self.alpha)

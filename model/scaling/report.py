@@ -175,8 +175,10 @@ def precision_finding(runs: list[dict]) -> str:
 
 def floor_cells(fit: F.PowerLawFit) -> str:
     """Estimate and 95% CI cells of a fitted floor, which the bound E' >= 0 can make one-sided."""
+    if not len(fit.boot):
+        return f"{fit.E:.4f} | {ci(fit.E_ci)}"
     share = f"{fit.E_at_bound:.1%} of refits at 0"
-    if fit.E == 0.0:
+    if fit.E_on_bound:
         return f"0 (at bound) | ≤ {fit.E_ci[1]:.4g} (one-sided 95%; {share})"
     if fit.E_ci[0] == 0.0:
         return f"{fit.E:.4f} | ≤ {fit.E_ci[1]:.4g}, not bounded away from 0 ({share})"
