@@ -24,7 +24,7 @@ def _law(N: np.ndarray) -> np.ndarray:
 def test_power_law_recovers_known_parameters_from_noisy_data():
     rng = np.random.default_rng(0)
     L = _law(SIZES) * np.exp(0.01 * rng.standard_normal(len(SIZES)))  # 1% multiplicative noise
-    fit = fit_power_law(SIZES, L, n_boot=1000, seed=0)
+    fit = fit_power_law(SIZES, L, n_boot=200, seed=0)
     for true, est, (lo, hi) in [(E_TRUE, fit.E, fit.E_ci), (A_TRUE, fit.A, fit.A_ci),
                                 (ALPHA_TRUE, fit.alpha, fit.alpha_ci)]:
         assert lo <= true <= hi, (true, lo, hi)
@@ -37,9 +37,41 @@ def test_power_law_recovers_known_parameters_from_noisy_data():
 
 
 def test_leave_largest_out_is_exact_on_clean_data():
-    predicted, actual, error = leave_largest_out(SIZES, _law(SIZES))
-    assert actual == pytest.approx(_law(SIZES[-1]))
-    assert abs(error) < 1e-4 and predicted == pytest.approx(actual, abs=1e-4)
+    held = leave_largest_out(SIZES, _law(SIZES), n_boot=20)
+    assert held.actual == pytest.approx(_law(SIZES[-1]))
+    assert abs(held.error) < 1e-4 and held.predicted == pytest.approx(held.actual, abs=1e-4)
+    assert held.interval[0] - 1e-4 <= held.actual <= held.interval[1] + 1e-4
+    # The floor-free line cannot bend towards the floor: it overshoots the drop and predicts low
+    assert held.loglog_error < -0.01
+    # A line in log N through the three next-largest sizes misses the curvature by less
+    assert held.loglog_error < held.local_error < 0
+
+
+@pytest.mark.parametrize("floor", [E_TRUE, 0.0])
+def test_power_law_intervals_cover_a_known_law(floor):
+    # 30 synthetic studies of 7 sizes with 1% log-noise, each fitted with 60 parametric
+    # resamples, the 8th size predicted. Few resamples make percentile limits a little narrow:
+    # at 60 x 60 the rates were 0.92, 0.87, 0.88 and 0.95 for E', A, alpha and the prediction.
+    rng = np.random.default_rng(1)
+    law = floor + A_TRUE * SIZES ** (-ALPHA_TRUE)
+    hits = np.zeros(4)
+    for rep in range(30):
+        L = law * np.exp(0.01 * rng.standard_normal(len(SIZES)))
+        fit = fit_power_law(SIZES[:-1], L[:-1], n_boot=60, seed=rep)
+        lo, hi = fit.prediction_interval(SIZES[-1])
+        hits += [fit.E_ci[0] <= floor <= fit.E_ci[1], fit.A_ci[0] <= A_TRUE <= fit.A_ci[1],
+                 fit.alpha_ci[0] <= ALPHA_TRUE <= fit.alpha_ci[1], lo <= L[-1] <= hi]
+        if fit.E_on_bound:  # a one-sided limit that is not degenerate
+            assert fit.E_ci[0] == 0.0 and fit.E_ci[1] > 0.01 and 0 < fit.E_at_bound <= 1
+    assert np.all(hits / 30 >= 0.8), hits / 30
+
+
+def test_floor_at_zero_is_a_bound_not_a_drift():
+    # The old fit, with E = exp(e), stalled at e ~ -26 with an interval [9.4e-12, 9.4e-12].
+    L = A_TRUE * SIZES ** (-ALPHA_TRUE) * np.exp(0.002 * np.sin(np.arange(len(SIZES))))
+    fit = fit_power_law(SIZES, L, n_boot=100, seed=0)
+    assert fit.E_ci[0] == 0.0 and fit.E_ci[1] > 1e-3
+    assert fit.alpha_ci[0] < ALPHA_TRUE < fit.alpha_ci[1] and fit.alpha_ci[0] >= 0
 
 
 def test_loglog_line_recovers_a_floor_free_power_law():
@@ -66,7 +98,10 @@ def test_chinchilla_approach3_matches_besiroglu_et_al():
     # 400 resamples (~3 s) instead of 1000 (~8 s): the percentile bounds then move by ~0.005
     # between seeds, well inside the 0.01 tolerance used against the published intervals below.
     fit = fit_chinchilla(N, D, L, n_boot=400, seed=0)
-    # Point estimates inside Besiroglu et al.'s 95% CIs, and close to their point estimates.
+    # Point estimates inside Besiroglu et al.'s published intervals, and close to their point
+    # estimates. Issue #17 reads those intervals as 90%, not 95%: a 95% interval is then ~1.19x
+    # as wide, 0.005-0.010 further out per side, which the 0.01 tolerance below still admits --
+    # so this checks the intervals' placement, not their level (the coverage test does that).
     assert 1.769 <= fit.E <= 1.871 and fit.E == pytest.approx(1.8169, abs=0.01)
     assert 0.317 <= fit.alpha <= 0.373 and fit.alpha == pytest.approx(0.3478, abs=0.01)
     assert 0.331 <= fit.beta <= 0.415 and fit.beta == pytest.approx(0.3658, abs=0.01)
@@ -76,6 +111,20 @@ def test_chinchilla_approach3_matches_besiroglu_et_al():
     for ci, published in [(fit.E_ci, (1.769, 1.871)), (fit.alpha_ci, (0.317, 0.373)),
                           (fit.beta_ci, (0.331, 0.415))]:
         assert np.allclose(ci, published, atol=0.01), (ci, published)
+    # A and B: their published estimates (482.01, 2085.43; standard errors 124.58, 1293.23)
+    # inside our intervals, which are as wide as those errors make them, within a factor of 2.
+    for (lo, hi), published, se in [(fit.A_ci, 482.01, 124.58), (fit.B_ci, 2085.43, 1293.23)]:
+        assert lo <= published <= hi and 2 * 1.96 * se / 2 < hi - lo < 2 * 1.96 * se * 2
+    assert fit.skipped == 0
+
+
+def test_chinchilla_floor_at_zero_is_a_bound():
+    rng = np.random.default_rng(3)
+    N, D = np.geomspace(1e6, 1e9, 30), rng.permutation(np.geomspace(1e8, 1e11, 30))
+    L = (400 * N ** -0.34 + 2000 * D ** -0.37) * np.exp(0.002 * rng.standard_normal(30))
+    fit = fit_chinchilla(N, D, L, n_boot=20, seed=0)
+    assert fit.E_ci[0] == 0.0 and 0 < fit.E_ci[1] < 0.5
+    assert fit.alpha_ci[0] < fit.alpha < fit.alpha_ci[1]
 
 
 def test_isoflop_parabolas_recover_known_optimum():
@@ -115,14 +164,15 @@ def test_frontier_is_monotone_and_fit_frontier_recovers_the_envelope():
     Cs, Lmin = frontier(C[perm], L[perm])
     assert np.all(np.diff(Cs) >= 0) and np.all(np.diff(Lmin) <= 0)
     assert Lmin[-1] == L.min()
-    fit = fit_frontier(C, L, n_boot=0)
+    # as three runs' curves, the stalled one included
+    fit = fit_frontier([(c, law), (c, L[40:80]), (C[80:], plateau)], n_boot=0)
     assert fit.alpha == pytest.approx(0.2, abs=1e-3) and fit.E == pytest.approx(1.0, abs=1e-3)
 
 
 def test_objective_gradient_matches_finite_differences():
     rng = np.random.default_rng(2)
     logX = np.log(rng.uniform(1e6, 1e10, size=(50, 2)))
-    theta = np.array([6.2, 0.35, 7.7, 0.37, 0.6])
+    theta = np.array([6.2, 0.35, 7.7, 0.37, np.exp(0.6)])  # the floor E itself, not log E
     exact = np.logaddexp.reduce([6.2 - 0.35 * logX[:, 0], 7.7 - 0.37 * logX[:, 1],
                                  np.full(50, 0.6)], axis=0)
     # Residuals of ~delta put points on both branches of the Huber loss.
@@ -155,3 +205,16 @@ def test_too_few_points_raise():
         fit_power_law([1e4, 1e4, 1e5, 1e5], [3.0, 3.1, 2.5, 2.6])
     with pytest.raises(ValueError, match="length"):
         fit_power_law([1e4, 1e5, 1e6], [3.0, 2.5])
+
+
+def test_frontier_intervals_resample_whole_runs():
+    # each run is off the law by its own factor: its points share that error, so resampling
+    # points would count it six times over; resampling runs counts it once
+    rng = np.random.default_rng(4)
+    curves = []
+    for n in range(6):
+        c = np.geomspace(1e9 * 4 ** n, 1e10 * 4 ** n, 6)
+        curves.append((c, (1.0 + 10.0 * c ** -0.2) * (1 + 0.01 * rng.standard_normal())))
+    fit = fit_frontier(curves, n_boot=30, seed=0)
+    assert fit.alpha_ci[0] < fit.alpha < fit.alpha_ci[1]
+    assert len(fit.boot) + fit.skipped == 30

@@ -184,3 +184,26 @@ def test_report_names_a_precision_switch_along_the_ladder():
     line = precision_finding(runs)
     assert "**mixed** (float32 for 2x24, 4x104; bfloat16 for 6x160)" in line
     assert precision_finding(runs[:4]) == "- Precision: float32 at every size."
+
+
+def test_seed_noise_pools_the_seeds_of_each_size():
+    from model.scaling.report import seed_noise
+
+    runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
+                                                      (2, 1.5), (2, 1.5 * np.exp(0.02)))]
+    # two seeds per size: SD 0.02/sqrt(2) of one seed, of the mean of two half that variance
+    assert seed_noise(runs, np.array([1, 2])) == pytest.approx(0.01)
+    assert seed_noise(runs[::2], np.array([1, 2])) is None
+
+
+def test_report_says_when_the_floor_is_not_bounded_away_from_zero():
+    from model.scaling.fit import PowerLawFit
+    from model.scaling.report import floor_cells
+
+    boot = np.ones((40, 3))
+    at_bound = PowerLawFit(0.0, 5.0, 0.3, (0.0, 0.2), (4, 6), (0.2, 0.4), 0.6, boot=boot)
+    assert floor_cells(at_bound).startswith("0 (at bound) | ≤ 0.2 (one-sided 95%; 60.0% of")
+    reaching = PowerLawFit(1.3, 5.0, 0.3, (0.0, 1.43), (4, 6), (0.2, 0.4), 0.029, boot=boot)
+    assert "≤ 1.43, not bounded away from 0 (2.9% of refits at 0)" in floor_cells(reaching)
+    assert floor_cells(PowerLawFit(1.3, 5.0, 0.3, (1.2, 1.4), (4, 6), (0.2, 0.4))) == (
+        "1.3000 | [1.2, 1.4]")

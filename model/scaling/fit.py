@@ -1,13 +1,21 @@
 """Scaling-law fits: L(N) power laws, Chinchilla approaches 2 and 3, the compute frontier.
 
-Every parametric fit here is one model, a log-sum-exp of power-law terms and a floor,
+Every parametric fit here is one model, power-law terms and a floor,
 
-    log L_hat = LSE(a_1 - alpha_1 log X_1, ..., a_K - alpha_K log X_K, e),
+    L_hat = A_1 / X_1^alpha_1 + ... + A_K / X_K^alpha_K + E,   A_k = exp(a_k),
 
-i.e. L = E + sum_k A_k / X_k^alpha_k with A_k = exp(a_k), E = exp(e) (Hoffmann et al. 2022).
-K=1 is L(N) = E + A N^-alpha; K=2 with X = (N, D) is Chinchilla's approach 3. The fit minimises the
-Huber loss of log-residuals from a grid of starts; 95% CIs come from a percentile bootstrap over
-points.
+fitted in log space (Hoffmann et al. 2022). K=1 is L(N) = E + A N^-alpha; K=2 with X = (N, D) is
+Chinchilla's approach 3. The fit minimises the Huber loss of log-residuals from a grid of starts,
+with E >= 0 and every alpha >= 0 as bounds. The floor is a parameter of its own, not exp(e): in
+e = log E the bound E = 0 lies at e = -inf, where the gradient vanishes and a fit that wants no
+floor stalls at e ~ -26 with a degenerate interval.
+
+Intervals are 95% percentile intervals over refits of resampled data: points for Chinchilla
+(Besiroglu et al.'s method), a parametric bootstrap from the noise for L(N), whole runs for the
+frontier. Each refit restarts from the estimate and a few grid starts, so a resample whose optimum
+lies elsewhere (e.g. a floor away from 0) finds it. A floor estimated at 0 gets a one-sided upper
+limit, and the share of refits at the bound is kept. Resamples with too few distinct x to
+determine the fit are counted, not fitted.
 
 Pitfall (Besiroglu et al. 2024): the raw Huber(1e-3) objective is ~1e-3 on Chinchilla's points and
 its gradient is below scipy's default L-BFGS-B gtol (1e-5), so bootstrap refits "converge" at their
@@ -17,19 +25,28 @@ objective by delta**2 (quadratic part becomes 0.5 (r/delta)^2) and tighten ftol/
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
 
 _OPTIONS = {"ftol": 1e-14, "gtol": 1e-9, "maxiter": 10_000}
-# Hoffmann et al.'s grid of starts, per term (a, alpha) and for the floor e.
+# Hoffmann et al.'s grid of starts, per term (a, alpha) and for the floor (they grid e = log E).
 _GRID_A = np.arange(0.0, 26.0, 5.0)
 _GRID_ALPHA = np.arange(0.0, 2.01, 0.5)
-_GRID_E = np.arange(-1.0, 1.01, 0.5)
-_N_STARTS = 100
+_GRID_E = np.exp(np.arange(-1.0, 1.01, 0.5))
+_N_STARTS = 20
+_REFIT_FLOORS = _GRID_E[:1]  # refits also start from the estimate with these floors
+_AT_BOUND = 1e-9  # a floor this small is the bound E = 0 (L-BFGS-B lands on it exactly)
+# Huber delta of L(N): far above every residual (0.1 nats against ~0.01), i.e. least squares in
+# log L, the maximum-likelihood fit under the Gaussian log-noise its parametric bootstrap draws.
+# Hoffmann's delta = 1e-3 would make it nearly least-absolute-deviation at these residuals; it is
+# kept for the Chinchilla path, where it is the published method.
+LN_DELTA = 0.1
 
 CI = tuple[float, float]
+Datasets = Iterable[tuple[np.ndarray, np.ndarray]]  # resampled (log X, log L) to refit
 
 
 def _check(*arrays: np.ndarray, min_points: int = 3) -> list[np.ndarray]:
@@ -45,122 +62,198 @@ def _check(*arrays: np.ndarray, min_points: int = 3) -> list[np.ndarray]:
     return out
 
 
+def _log_model(theta: np.ndarray, logX: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log L_hat, d log L_hat / d(term k) (softmax weights) and d log L_hat / dE (= 1/L_hat)."""
+    K = logX.shape[1]
+    T = theta[0:2 * K:2] - theta[1:2 * K:2] * logX
+    with np.errstate(divide="ignore"):
+        logE = np.log(theta[-1])  # -inf on the bound, which the max and exp below handle
+    m = np.maximum(T.max(axis=1), logE)
+    w = np.exp(T - m[:, None])
+    s = w.sum(axis=1) + np.exp(logE - m)
+    log_hat = m + np.log(s)
+    # Clipped where L_hat underflows: only a line search's trial step goes that far from the data.
+    return log_hat, w / s[:, None], np.exp(-np.maximum(log_hat, -700.0))
+
+
 def _objective(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray, delta: float):
     """Huber(delta) of log-residuals divided by delta**2, and its gradient."""
     K = logX.shape[1]
-    T = np.empty((len(logL), K + 1))
-    T[:, :K] = theta[0:2 * K:2] - theta[1:2 * K:2] * logX
-    T[:, K] = theta[-1]
-    m = T.max(axis=1, keepdims=True)
-    w = np.exp(T - m)
-    s = w.sum(axis=1)
-    w /= s[:, None]  # softmax weights = d(log L_hat)/d(term)
-    u = (m[:, 0] + np.log(s) - logL) / delta
+    log_hat, w, inv_hat = _log_model(theta, logX)
+    u = (log_hat - logL) / delta
     au = np.abs(u)
     f = np.where(au <= 1.0, 0.5 * u * u, au - 0.5).sum()
-    gw = (np.clip(u, -1.0, 1.0) / delta)[:, None] * w
+    gu = np.clip(u, -1.0, 1.0) / delta
     grad = np.empty_like(theta)
-    grad[0:2 * K:2] = gw[:, :K].sum(axis=0)
-    grad[1:2 * K:2] = -(gw[:, :K] * logX).sum(axis=0)
-    grad[-1] = gw[:, K].sum()
+    grad[0:2 * K:2] = gu @ w
+    grad[1:2 * K:2] = -gu @ (w * logX)
+    grad[-1] = gu @ inv_hat
     return f, grad
 
 
 def _minimise(theta0: np.ndarray, logX: np.ndarray, logL: np.ndarray, delta: float):
+    K = logX.shape[1]
+    bounds = [(None, None), (0.0, None)] * K + [(0.0, None)]  # alpha >= 0, E >= 0
     return minimize(_objective, theta0, args=(logX, logL, delta), jac=True,
-                    method="L-BFGS-B", options=_OPTIONS)
+                    method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
 
 
-def _best_of_grid(logX: np.ndarray, logL: np.ndarray, delta: float) -> np.ndarray:
-    """Point estimate of theta = (a_1, alpha_1, ..., a_K, alpha_K, e), best of a grid of starts."""
+def _best_of(starts: np.ndarray, logX: np.ndarray, logL: np.ndarray, delta: float) -> np.ndarray:
+    return min((_minimise(s, logX, logL, delta) for s in starts), key=lambda r: r.fun).x
+
+
+def _starts(logX: np.ndarray, logL: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Point estimate of theta = (a_1, alpha_1, ..., a_K, alpha_K, E), best of a grid of starts,
+    and the starts of every refit: the estimate, and the estimate with its floor moved to each
+    of _REFIT_FLOORS (a resample's optimum may lie at another floor; near starts converge fast)."""
     # Hoffmann's full grid is 4,500 starts for K=2 (~50 s of L-BFGS-B here). Evaluating the
     # objective on it is cheap, and on Chinchilla's points the 10 lowest-valued starts all reach the
-    # best optimum (1,663 of the 4,500 do), so only the _N_STARTS lowest are optimised.
+    # best optimum (1,663 of the 4,500 do), so only the _N_STARTS (20) lowest are optimised.
     K = logX.shape[1]
     grid = np.array(list(itertools.product(*([_GRID_A, _GRID_ALPHA] * K), _GRID_E)))
     f0 = np.array([_objective(g, logX, logL, delta)[0] for g in grid])
-    runs = [_minimise(g, logX, logL, delta) for g in grid[np.argsort(f0)[:_N_STARTS]]]
-    return min(runs, key=lambda r: r.fun).x
+    theta = _best_of(grid[np.argsort(f0)[:_N_STARTS]], logX, logL, delta)
+    moved = np.repeat(theta[None], len(_REFIT_FLOORS), axis=0)
+    moved[:, -1] = _REFIT_FLOORS
+    return theta, np.vstack([theta, moved])
 
 
-def _bootstrap(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray, delta: float,
-               n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, len(theta)) refits on points resampled with replacement."""
-    # Each refit starts at the point estimate: the resampled optimum lies near it, so a few dozen
-    # L-BFGS-B steps suffice -- provided the tolerances let the optimiser move at all.
-    rng = np.random.default_rng(seed)
-    n = len(logL)
-    boot = np.empty((n_boot, len(theta)))
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        boot[b] = _minimise(theta, logX[idx], logL[idx], delta).x
-    return boot
+def _n_params(logX: np.ndarray) -> int:
+    return 2 * logX.shape[1] + 1
 
 
-def _fit_lse(logX: np.ndarray, logL: np.ndarray, delta: float, n_boot: int,
-             seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Point estimate of theta and its bootstrap samples (empty when there can be none)."""
-    n_params = 2 * logX.shape[1] + 1
-    n_distinct = len(np.unique(logX, axis=0))
+def _determined(logX: np.ndarray) -> bool:
+    """More distinct x than parameters: the fit is determined and leaves residuals."""
+    return len(np.unique(logX, axis=0)) > _n_params(logX)
+
+
+def _refits(starts: np.ndarray, datasets: Datasets, delta: float) -> tuple[np.ndarray, int]:
+    """Refits of the resampled data sets, and how many were skipped as undetermined."""
+    boot, skipped = [], 0
+    for logX, logL in datasets:
+        if _determined(logX):
+            boot.append(_best_of(starts, logX, logL, delta))
+        else:
+            skipped += 1
+    return np.array(boot).reshape(len(boot), starts.shape[1]), skipped
+
+
+def _estimate(logX: np.ndarray, logL: np.ndarray, delta: float):
+    n_params, n_distinct = _n_params(logX), len(np.unique(logX, axis=0))
     if n_distinct < n_params:
         raise ValueError(f"{n_params} parameters need at least {n_params} distinct x values, "
                          f"got {n_distinct}")
-    if n_distinct == n_params:
-        n_boot = 0  # the fit interpolates: no residuals to resample, so no CIs, not fake ones
-    theta = _best_of_grid(logX, logL, delta)
-    return theta, _bootstrap(theta, logX, logL, delta, n_boot, seed)
+    return _starts(logX, logL, delta)
 
 
 def _natural(theta: np.ndarray) -> np.ndarray:
-    """(a_1, alpha_1, ..., e) -> (A_1, alpha_1, ..., E): exponentiate the even (log) entries."""
+    """(a_1, alpha_1, ..., E) -> (A_1, alpha_1, ..., E): exponentiate the a entries."""
     out = np.array(theta, dtype=float)
-    out[..., 0::2] = np.exp(out[..., 0::2])
+    out[..., 0:-1:2] = np.exp(out[..., 0:-1:2])
     return out
 
 
-def _cis(boot: np.ndarray) -> list[CI]:
-    """Percentile 95% interval per parameter, in natural units; (nan, nan) without samples."""
+def _cis(boot: np.ndarray, E: float) -> list[CI]:
+    """Percentile 95% interval per parameter, in natural units; (nan, nan) without samples.
+
+    The floor's interval is [0, 95th percentile], one-sided, when the estimate is on the bound;
+    otherwise its lower limit reads 0 when the bound holds at least 2.5% of the refits."""
     if len(boot) == 0:
         return [(float("nan"), float("nan"))] * boot.shape[1]
-    lo, hi = np.percentile(_natural(boot), [2.5, 97.5], axis=0)
-    return [(float(x), float(y)) for x, y in zip(lo, hi)]
+    nat = _natural(boot)
+    lo, hi = np.percentile(nat, [2.5, 97.5], axis=0)
+    out = [(float(x), float(y)) for x, y in zip(lo, hi)]
+    if E <= _AT_BOUND:
+        out[-1] = (0.0, float(np.percentile(nat[:, -1], 95)))
+    elif lo[-1] <= _AT_BOUND:
+        out[-1] = (0.0, float(hi[-1]))
+    return out
 
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """L(N) = E + A * N**(-alpha), with percentile-bootstrap 95% CIs."""
+    """L(N) = E + A * N**(-alpha), with bootstrap 95% CIs.
+
+    E_at_bound: share of refits with the floor at 0; skipped: resamples too degenerate to refit;
+    noise: per refit, the SD of log L its parametric resample drew (empty for other resamplings)."""
     E: float
     A: float
     alpha: float
     E_ci: CI
     A_ci: CI
     alpha_ci: CI
+    E_at_bound: float = float("nan")
+    skipped: int = 0
+    noise: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
     boot: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False, compare=False)
+
+    @property
+    def E_on_bound(self) -> bool:
+        """The fitted floor is the bound E = 0 (its interval is then one-sided)."""
+        return self.E <= _AT_BOUND
 
     def predict(self, N: np.ndarray | float) -> np.ndarray:
         return self.E + self.A * np.asarray(N, dtype=float) ** (-self.alpha)
 
-    def band(self, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise 95% band of the fitted curve over the bootstrap refits (A, alpha, E)."""
+    def curves(self, N: np.ndarray) -> np.ndarray:
+        """(refits, len(N)): the fitted curve of every bootstrap refit (A, alpha, E)."""
         N = np.asarray(N, dtype=float)
-        curves = self.boot[:, 2:3] + self.boot[:, 0:1] * N[None, :] ** (-self.boot[:, 1:2])
-        lo, hi = np.percentile(curves, [2.5, 97.5], axis=0)
+        return self.boot[:, 2:3] + self.boot[:, 0:1] * N[None, :] ** (-self.boot[:, 1:2])
+
+    def band(self, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise 95% band of the fitted curve over the bootstrap refits."""
+        lo, hi = np.percentile(self.curves(N), [2.5, 97.5], axis=0)
         return lo, hi
 
+    def prediction_interval(self, N: float, seed: int = 0) -> CI:
+        """95% interval for a new measurement at N: a refit's curve times its own log-noise."""
+        rng = np.random.default_rng(seed)
+        draws = self.curves([N])[:, 0] * np.exp(self.noise * rng.standard_normal(len(self.noise)))
+        lo, hi = np.percentile(draws, [2.5, 97.5])
+        return float(lo), float(hi)
 
-def fit_power_law(N: np.ndarray, L: np.ndarray, *, delta: float = 1e-3, n_boot: int = 1000,
-                  seed: int = 0) -> PowerLawFit:
-    """Fit L(N) = E + A N^-alpha: Huber on log L, grid of starts, bootstrap CIs (n_boot=0: none).
 
-    Fewer than 3 distinct sizes cannot determine 3 parameters: ValueError. With exactly 3 the curve
-    interpolates them, and the CIs are returned as nan rather than made up.
+def _power_law_fit(theta: np.ndarray, boot: np.ndarray, skipped: int,
+                   noise: np.ndarray = np.empty(0)) -> PowerLawFit:
+    A, alpha, E = map(float, _natural(theta))
+    A_ci, alpha_ci, E_ci = _cis(boot, E)
+    at_bound = float(np.mean(boot[:, -1] <= _AT_BOUND)) if len(boot) else float("nan")
+    return PowerLawFit(E=E, A=A, alpha=alpha, E_ci=E_ci, A_ci=A_ci, alpha_ci=alpha_ci,
+                       E_at_bound=at_bound, skipped=skipped, noise=noise, boot=_natural(boot))
+
+
+def _residual_sd(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray) -> float:
+    """SD of the log-residuals on their n - parameters degrees of freedom."""
+    r = _log_model(theta, logX)[0] - logL
+    return float(np.sqrt(r @ r / (len(r) - _n_params(logX))))
+
+
+def fit_power_law(N: np.ndarray, L: np.ndarray, *, delta: float = LN_DELTA, n_boot: int = 1000,
+                  seed: int = 0, noise: float | None = None) -> PowerLawFit:
+    """Fit L(N) = E + A N^-alpha with a parametric bootstrap (n_boot=0: no CIs).
+
+    Each resample is the fitted curve times exp(sigma * z) at every size, z standard normal.
+    `noise` is the SD of log L between seeds where measured; otherwise sigma comes from the fit's
+    residual SD s on df = n - 3 degrees of freedom, drawn per resample as s * sqrt(df / chi2_df)
+    so that the intervals carry the uncertainty of s (with s plugged in, 7-8 points covered ~81%).
+    (A bootstrap over 8 points would leave the largest out of a third of the resamples.) Fewer
+    than 3 distinct sizes raise ValueError; with exactly 3 and no noise given the curve
+    interpolates them, and the CIs are nan rather than made up.
     """
     N, L = _check(N, L)
-    theta, boot = _fit_lse(np.log(N)[:, None], np.log(L), delta, n_boot, seed)
-    A, alpha, E = map(float, _natural(theta))
-    A_ci, alpha_ci, E_ci = _cis(boot)
-    return PowerLawFit(E=E, A=A, alpha=alpha, E_ci=E_ci, A_ci=A_ci, alpha_ci=alpha_ci,
-                       boot=_natural(boot))
+    logX, logL = np.log(N)[:, None], np.log(L)
+    theta, starts = _estimate(logX, logL, delta)
+    rng = np.random.default_rng(seed)
+    if noise is not None:
+        sigmas = np.full(n_boot, noise)
+    elif _determined(logX):
+        df = len(logL) - _n_params(logX)
+        sigmas = _residual_sd(theta, logX, logL) * np.sqrt(df / rng.chisquare(df, n_boot))
+    else:
+        sigmas = np.empty(0)
+    fitted = _log_model(theta, logX)[0]
+    datasets = ((logX, fitted + s * rng.standard_normal(len(logL))) for s in sigmas)
+    return _power_law_fit(theta, *_refits(starts, datasets, delta), noise=sigmas)
 
 
 def fit_loglog_line(N: np.ndarray, L: np.ndarray) -> tuple[float, float]:
@@ -174,18 +267,39 @@ def fit_loglog_line(N: np.ndarray, L: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def leave_largest_out(N: np.ndarray, L: np.ndarray, **kw) -> tuple[float, float, float]:
-    """Fit the power law to all but the largest N and predict it: (predicted, actual, error).
+@dataclass(frozen=True)
+class HeldOut:
+    """The largest size predicted from the others, by the law and by two baselines.
 
-    error = predicted - actual. This judges the functional form, which in-sample fit cannot.
-    `kw` go to fit_power_law; the bootstrap is off unless asked for (only the estimate is used).
+    error = predicted - actual; interval: the law's 95% prediction interval for a measurement."""
+    predicted: float
+    actual: float
+    interval: CI
+    loglog_error: float  # floor-free log-log line through the other sizes
+    local_error: float   # straight line in log N through the three next-largest sizes
+
+    @property
+    def error(self) -> float:
+        return self.predicted - self.actual
+
+
+def leave_largest_out(N: np.ndarray, L: np.ndarray, **kw) -> HeldOut:
+    """Fit the power law to all but the largest N and predict it, beside two simple baselines.
+
+    This judges the functional form, which in-sample fit cannot, but only as far as the law
+    predicts better than the baselines and the prediction interval is narrow. `kw` go to
+    fit_power_law.
     """
     N, L = _check(N, L, min_points=4)
-    kw.setdefault("n_boot", 0)
     i = int(np.argmax(N))
-    keep = np.arange(len(N)) != i
-    predicted = float(fit_power_law(N[keep], L[keep], **kw).predict(N[i]))
-    return predicted, float(L[i]), predicted - float(L[i])
+    keep = np.argsort(N)[:-1]
+    fit = fit_power_law(N[keep], L[keep], **kw)
+    slope, intercept = fit_loglog_line(N[keep], L[keep])
+    local = np.polyfit(np.log(N[keep][-3:]), L[keep][-3:], 1)
+    return HeldOut(float(fit.predict(N[i])), float(L[i]),
+                   fit.prediction_interval(N[i]) if len(fit.boot) else (np.nan, np.nan),
+                   float(np.exp(intercept + slope * np.log(N[i])) - L[i]),
+                   float(np.polyval(local, np.log(N[i])) - L[i]))
 
 
 @dataclass(frozen=True)
@@ -201,24 +315,36 @@ class ChinchillaFit:
     B_ci: CI
     alpha_ci: CI
     beta_ci: CI
+    skipped: int = 0
 
     def predict(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
         N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
         return self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
 
 
+def _resampled_points(logX: np.ndarray, logL: np.ndarray, n_boot: int, seed: int) -> Datasets:
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(logL), len(logL))
+        yield logX[idx], logL[idx]
+
+
 def fit_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float = 1e-3,
                    n_boot: int = 1000, seed: int = 0) -> ChinchillaFit:
-    """Chinchilla approach 3 (Hoffmann et al. 2022, as corrected by Besiroglu et al. 2024).
+    """Chinchilla approach 3 (Hoffmann et al. 2022, as corrected by Besiroglu et al. 2024),
+    with a percentile bootstrap over points.
 
     Five parameters: fewer than 5 distinct (N, D) pairs raise ValueError; exactly 5 give nan CIs.
     """
     N, D, L = _check(N, D, L, min_points=5)
-    theta, boot = _fit_lse(np.log(np.column_stack([N, D])), np.log(L), delta, n_boot, seed)
+    logX, logL = np.log(np.column_stack([N, D])), np.log(L)
+    theta, starts = _estimate(logX, logL, delta)
+    datasets = _resampled_points(logX, logL, n_boot, seed) if _determined(logX) else []
+    boot, skipped = _refits(starts, datasets, delta)
     A, alpha, B, beta, E = map(float, _natural(theta))
-    A_ci, alpha_ci, B_ci, beta_ci, E_ci = _cis(boot)
+    A_ci, alpha_ci, B_ci, beta_ci, E_ci = _cis(boot, E)
     return ChinchillaFit(E=E, A=A, B=B, alpha=alpha, beta=beta, E_ci=E_ci, A_ci=A_ci, B_ci=B_ci,
-                         alpha_ci=alpha_ci, beta_ci=beta_ci)
+                         alpha_ci=alpha_ci, beta_ci=beta_ci, skipped=skipped)
 
 
 def isoflop_parabolas(N: np.ndarray, C: np.ndarray,
@@ -264,12 +390,27 @@ def frontier(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return C[order], np.minimum.accumulate(L[order])
 
 
-def fit_frontier(C: np.ndarray, L: np.ndarray, **kw) -> PowerLawFit:
-    """Fit L(C) = E + A C^-alpha to the frontier (`kw` go to fit_power_law).
+def _envelope(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """log C and log L of the points that lower the frontier of these curves.
 
-    Only points that lower the envelope are used: the flat stretches of the running minimum repeat
-    an earlier run's loss, and counting them would weight the fit towards wherever curves are dense.
-    """
-    Cs, Lmin = frontier(C, L)
+    The flat stretches of the running minimum repeat an earlier run's loss, and counting them
+    would weight the fit towards wherever curves are dense."""
+    Cs, Lmin = frontier(np.concatenate([c for c, _ in curves]),
+                        np.concatenate([l for _, l in curves]))
     on = np.r_[True, Lmin[1:] < Lmin[:-1]]
-    return fit_power_law(Cs[on], Lmin[on], **kw)
+    return np.log(Cs[on])[:, None], np.log(Lmin[on])
+
+
+def fit_frontier(curves: list[tuple[np.ndarray, np.ndarray]], *, delta: float = LN_DELTA,
+                 n_boot: int = 1000, seed: int = 0) -> PowerLawFit:
+    """Fit L(C) = E + A C^-alpha to the frontier of learning curves [(C, L) per run].
+
+    The points of one curve are not independent draws, so the bootstrap resamples whole runs
+    and refits the frontier of each resample.
+    """
+    logX, logL = _envelope(curves)
+    theta, starts = _estimate(logX, logL, delta)
+    rng = np.random.default_rng(seed)
+    datasets = (_envelope([curves[i] for i in rng.integers(0, len(curves), len(curves))])
+                for _ in range(n_boot))
+    return _power_law_fit(theta, *_refits(starts, datasets, delta))
