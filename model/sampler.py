@@ -64,25 +64,37 @@ def prompt_ids(tok, text: str, block_size: int, crop: bool) -> list[int]:
     return ids
 
 
+def could_start(text: str, stop: str) -> int:
+    """How many characters at the end of text could be the beginning of stop: they are held
+    back until the next tokens show whether stop follows."""
+    for n in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:n]):
+            return n
+    return 0
+
+
 def sample_text(model, tok, opts: SampleOptions, seed: int) -> Iterator[str]:
-    """Yield pieces of new text; stops early at opts.stop (which is not yielded)."""
+    """Yield pieces of new text; stops early at opts.stop, of which no character is yielded."""
     device = model.wte.weight.device
     ids = prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)
     idx = torch.tensor([ids], device=device)
     new: list[int] = []
-    shown = ""
+    shown = 0  # characters of the decoded text yielded so far
     for token in stream(model, idx, opts.max_new_tokens, opts.temperature, opts.top_k,
                         opts.top_p, seed, opts.use_cache):
         new.append(token.item())
         text = tok.decode(new)
         if opts.stop and opts.stop in text:
-            yield text[len(shown):text.index(opts.stop)]
+            yield text[shown:text.index(opts.stop)]
             return
         if not text.endswith("\ufffd"):  # a multi-byte character still incomplete
-            yield text[len(shown):]
-            shown = text
-    if len(tok.decode(new)) > len(shown):
-        yield tok.decode(new)[len(shown):]
+            end = len(text) - could_start(text, opts.stop)
+            if end > shown:
+                yield text[shown:end]
+                shown = end
+    rest = tok.decode(new)[shown:]  # the cap came first: what was held back is not the stop
+    if rest:
+        yield rest
 
 
 def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str = "auto",
