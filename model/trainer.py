@@ -21,6 +21,7 @@ from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_devi
                      set_threads)
 from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
+from .lock import owns_out_dir
 from .metrics import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
@@ -81,6 +82,7 @@ def build(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches, device: 
     return raw, opt, dtype
 
 
+@owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
 def train(cfg: TrainConfig) -> dict:
     """Train per cfg; returns a summary (final val loss, tokens, wall time...)."""
     device = pick_device(cfg.device)

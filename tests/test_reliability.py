@@ -1,0 +1,58 @@
+"""Issue 12: nothing a careless user or a crash does loses data or gives a silently wrong result."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+from model.errors import UserError
+from model.metrics import read_metrics
+from model.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A second process that takes out_dir's lock the way a training run does, says so, and waits.
+HOLDER = """
+import sys, time
+from model.lock import owns_out_dir
+class Cfg: out_dir = sys.argv[1]
+@owns_out_dir
+def hold(cfg):
+    print("held", flush=True)
+    time.sleep(120)
+hold(Cfg())
+"""
+
+
+def hold_lock(out: Path) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_second_run_in_one_out_dir_is_refused_until_the_first_dies(corpus, tmp_path):
+    out = tmp_path / "run"
+    child = hold_lock(out)
+    try:
+        for init_from in ("scratch", "auto"):
+            with pytest.raises(UserError, match=f"in use by another tinygpt run \\(pid {child.pid}\\)"):
+                train(tiny_config(corpus, out, init_from=init_from))
+        assert not (out / "metrics.jsonl").exists() and not (out / "ckpt.pt").exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    # the lock file the killed holder left behind is stale: the next run takes it
+    assert (out / "train.lock").exists()
+    train(tiny_config(corpus, out))
+    assert [r["step"] for r in read_metrics(out) if "val_loss" in r] == [0, 3, 6]
+    assert not (out / "train.lock").exists()
+
+
+def test_a_failed_run_releases_its_out_dir(corpus, tmp_path):
+    with pytest.raises(UserError, match="there is no checkpoint"):
+        train(tiny_config(corpus, tmp_path / "r", init_from="resume"))
+    train(tiny_config(corpus, tmp_path / "r"))  # the same process, the same out_dir
