@@ -17,6 +17,7 @@ import torch
 from .config import GPTConfig
 from .errors import UserError
 from .gpt import GPT
+from .tokenizer import Tokenizer, from_meta, vocab_hash
 
 FORMAT = 1
 
@@ -65,3 +66,16 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
         raise UserError(f"checkpoint {path} does not fit this version's model "
                         f"({str(e).splitlines()[0][:120]}); retrain or use a matching version") from None
     return model.to(device).eval(), state
+
+
+def tokenizer_of(state: dict, path: str | Path) -> Tokenizer:
+    """The checkpoint's tokenizer, refused unless it has exactly one token per row of the
+    model's embedding: any other pairing would decode every id as some other token."""
+    meta = state.get("tokenizer") or {}
+    tok = from_meta(meta)
+    rows = (state.get("model_config") or {}).get("vocab_size")
+    if tok.vocab_size != rows or len(set(getattr(tok, "chars", ()))) != len(getattr(tok, "chars", ())):
+        raise UserError(f"checkpoint {path} holds a tokenizer of {tok.vocab_size} tokens (hash "
+                        f"{vocab_hash(meta)}) for a model of {rows}: they do not belong together; "
+                        "use a checkpoint written by tinygpt train")
+    return tok

@@ -12,7 +12,6 @@ from . import checkpoint
 from .device import pick_device
 from .errors import UserError, check_values
 from .generate import stream
-from .tokenizer import from_meta
 
 
 @dataclass
@@ -106,7 +105,7 @@ def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str
         raise UserError(f"num_samples must be at least 1, got {num_samples}")
     device = pick_device(device)
     model, state = checkpoint.load_model(ckpt, device)
-    tok = from_meta(state["tokenizer"])
+    tok = checkpoint.tokenizer_of(state, ckpt)
     prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)  # refuse a bad prompt up front
     samples = []
     for i in range(num_samples):

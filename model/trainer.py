@@ -25,6 +25,7 @@ from .lock import owns_out_dir
 from .metrics import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
+from .tokenizer import check_same_vocab
 
 
 @torch.no_grad()
@@ -41,7 +42,8 @@ def evaluate(model: torch.nn.Module, batches: Batches, n_batches: int, batch_siz
     return total / n_batches
 
 
-def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str) -> dict | None:
+def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str,
+                 vocab: dict) -> dict | None:
     """The checkpoint to continue from, or None to start fresh (init_from rules)."""
     if cfg.init_from == "scratch":
         if ckpt_path.exists():
@@ -59,6 +61,9 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
                          for k in sorted({*saved, *model_cfg}) if saved.get(k) != model_cfg.get(k))
         raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
+    # the same shape is not the same model: an edited corpus can keep the vocabulary's size
+    check_same_vocab(state.get("tokenizer") or {}, vocab, f"the data set {cfg.dataset}",
+                     "restore the corpus the run was trained on, or train it in another --out_dir")
     return state
 
 
@@ -100,7 +105,8 @@ def train(cfg: TrainConfig) -> dict:
     batches = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
     gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
     ckpt_path = out / "ckpt.pt"
-    state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device)
+    state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device,
+                         batches.meta["tokenizer"])
 
     raw, opt, dtype = build(cfg, gcfg, state, batches, device, dtype, dist.enabled)
     step = state["step"] if state else 0

@@ -56,3 +56,45 @@ def test_a_failed_run_releases_its_out_dir(corpus, tmp_path):
     with pytest.raises(UserError, match="there is no checkpoint"):
         train(tiny_config(corpus, tmp_path / "r", init_from="resume"))
     train(tiny_config(corpus, tmp_path / "r"))  # the same process, the same out_dir
+
+
+def swap_a_for_x(corpus: Path) -> None:
+    """Edit the corpus keeping its number of distinct characters (it has no 'x')."""
+    for f in corpus.iterdir():
+        assert "x" not in f.read_text()
+        f.write_text(f.read_text().replace("a", "x"))
+
+
+def test_resume_refuses_a_corpus_with_another_vocabulary_of_the_same_size(corpus, tmp_path):
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=3))
+    before = (out / "ckpt.pt").read_bytes()
+    swap_a_for_x(corpus)
+    with pytest.raises(UserError, match=r"another vocabulary .*hash \w+ there, \w+ here; "
+                                        r"\['a'\] gone, \['x'\] new"):
+        train(tiny_config(corpus, out, max_iters=6, init_from="resume"))
+    assert (out / "ckpt.pt").read_bytes() == before  # its tokenizer is not overwritten
+
+
+def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(corpus, tmp_path, capsys):
+    import torch
+    from model.cli import main
+
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=2))
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    state["tokenizer"]["chars"] = state["tokenizer"]["chars"][1:]  # every id shifted by one
+    torch.save(state, out / "ckpt.pt")
+    assert main(["sample", f"--out_dir={out}", "--max_new_tokens=5"]) == 2
+    err = capsys.readouterr().err
+    assert "do not belong together" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fewshot_refuses_a_corpus_edited_since_training(corpus, tmp_path):
+    from model.fewshot.run import Options, evaluate_checkpoint
+
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=2))
+    swap_a_for_x(corpus)
+    with pytest.raises(UserError, match=r"the corpus .* has another vocabulary"):
+        evaluate_checkpoint(out / "ckpt.pt", Options(items=2, windows=2, tasks=()))

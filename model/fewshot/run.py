@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_model
+from ..checkpoint import load_model, tokenizer_of
 from ..data import load_documents, split_documents
 from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly, make_dir
 from ..scaling.runner import write_json
-from ..tokenizer import from_meta
+from ..tokenizer import CharTokenizer, check_same_vocab, from_meta
 from .icl import icl_score, induction_probe, loss_by_position, text_repeat_loss
 from .metrics import encode, score_prompts, summarize
 from .plots import write_figures
@@ -41,6 +41,13 @@ class Options:
     windows: int = 2000
     batch_size: int = 64
     device: str = "cpu"
+
+
+@functools.lru_cache(maxsize=4)
+def char_vocab(dataset: str) -> dict:
+    """The character vocabulary the corpus has now, as tokenizer metadata."""
+    train, val, _ = split_documents(load_documents(dataset))
+    return CharTokenizer.fit(train + val).meta()
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,8 +117,11 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
     path = Path(path)
     model, state = load_model(path, opts.device)
     entry = describe(path, model, state)
-    tokenizer = from_meta(state["tokenizer"])
+    tokenizer = tokenizer_of(state, path)
     dataset = state["train_config"]["dataset"]
+    if state["tokenizer"]["kind"] == "char":  # an edited corpus would be scored under other ids
+        check_same_vocab(state["tokenizer"], char_vocab(dataset), f"the corpus {dataset}",
+                         f"restore the text {path} was trained on")
     text = held_out_text(dataset)
     entry["tasks"] = evaluate_tasks(model, tokenizer, text, opts) if with_tasks else {}
     tokens = held_out_tokens(dataset, json.dumps(state["tokenizer"], sort_keys=True))
