@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 
@@ -22,22 +23,30 @@ from .tokenizer import Tokenizer, from_meta, vocab_hash
 FORMAT = 1
 
 
-def save(path: str | Path, state: dict) -> None:
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
+                 what: str = "checkpoint") -> None:
+    """Write path through write(file): into a temporary file in the same folder, flushed to
+    disk, then renamed over path, so a kill or a full disk leaves the old file or the new one,
+    never a torn or empty one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space" in str(e):
-            kept = "the previous checkpoint is intact" if path.exists() else "nothing was saved"
+            kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
             raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
                             "resume with --init_from=resume") from None
         raise
+
+
+def save(path: str | Path, state: dict) -> None:
+    write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load(path: str | Path, device: str = "cpu") -> dict:

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from .checkpoint import write_atomic
 from .errors import UserError
 
 
@@ -64,7 +65,9 @@ class RunLog:
         rows = read_metrics(self.path.parent)
         kept = [json.dumps(r) for r in rows
                 if r.get("step", 0) < step or (r.get("step") == step and "val_loss" not in r)]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        # atomically: a kill while rewriting must not leave the run's curve empty
+        text = "".join(line + "\n" for line in kept).encode()
+        write_atomic(self.path, lambda f: f.write(text), "metrics file")
 
     def log(self, record: dict) -> None:
         with open(self.path, "a") as f:

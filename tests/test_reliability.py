@@ -98,3 +98,29 @@ def test_fewshot_refuses_a_corpus_edited_since_training(corpus, tmp_path):
     swap_a_for_x(corpus)
     with pytest.raises(UserError, match=r"the corpus .* has another vocabulary"):
         evaluate_checkpoint(out / "ckpt.pt", Options(items=2, windows=2, tasks=()))
+
+
+def test_a_kill_while_metrics_are_rewritten_loses_no_record(corpus, tmp_path):
+    """Resuming rewrites metrics.jsonl without the records after the checkpoint. A process
+    killed in the middle of that write (here by the kernel, at a 100-byte file size limit)
+    must leave the old file whole, for the next resume to redo the rewrite."""
+    import json
+    import resource
+
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=6))
+    before = (out / "metrics.jsonl").read_text()
+    assert len(before) > 600
+    # (Python ignores SIGXFSZ; the child restores the default action: death)
+    rewrite = ("import signal; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
+               f"from model.metrics import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
+               "print('rewritten')")
+    done = subprocess.run(
+        [sys.executable, "-c", rewrite], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100)))
+    assert done.returncode == -signal.SIGXFSZ and "rewritten" not in done.stdout
+    assert (out / "metrics.jsonl").read_text() == before
+    train(tiny_config(corpus, out, max_iters=6, init_from="resume"))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_loss" in r] == [0, 3, 6]
