@@ -117,6 +117,7 @@ RANGES: dict[str, tuple] = {
         "repeat_spans", "min_lr_frac", "cooldown_frac")},
     **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
     "lr": (lambda v: 0 < v < float("inf"), "a positive number"),
+    "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),  # torch's and numpy's range
 }
 
 

@@ -124,3 +124,56 @@ def test_a_kill_while_metrics_are_rewritten_loses_no_record(corpus, tmp_path):
     train(tiny_config(corpus, out, max_iters=6, init_from="resume"))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val_loss" in r] == [0, 3, 6]
+
+
+def one_line_error(capsys, *argv) -> str:
+    from model.cli import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=2",
+        "--max_iters=2", "--eval_interval=1", "--eval_batches=1", "--dtype=float32"]
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("--seed=-1", "seed must be from 0 to 2**63 - 1, got -1"),
+    ("--seed=99999999999999999999999", "seed must be from 0 to 2**63 - 1"),
+    ("--threads=100000", "threads=100000 is not possible here"),
+])
+def test_numbers_out_of_range_in_train(capsys, corpus, tmp_path, arg, message):
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'o'}",
+                         *TINY, arg)
+    assert message in err
+    assert not (tmp_path / "o" / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("--seed=-1", "seed must be from 0 to 2**63 - 1, got -1"),
+    ("--seed=99999999999999999999999", "seed must be from 0 to 2**63 - 1"),
+    ("--temperature=1e-45", "temperature must be 0 (greedy) or more, and at least 1e-6"),
+])
+def test_numbers_out_of_range_in_sample(capsys, corpus, tmp_path, arg, message):
+    train(tiny_config(corpus, tmp_path / "r", max_iters=2))
+    assert message in one_line_error(capsys, "sample", f"--out_dir={tmp_path / 'r'}", arg)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--fixed_minutes=nan"], "--fixed_minutes must be positive, got nan"),
+    (["--threads=100000"], "threads=100000 is not possible here"),
+])
+def test_numbers_out_of_range_in_bench(capsys, args, message):
+    assert message in one_line_error(capsys, "bench", *args)
+
+
+def test_bench_finds_its_default_recipe_from_any_folder(monkeypatch):
+    """Issue 12 item 17 (the tests run in a temporary folder, not in the checkout)."""
+    import model.bench as bench
+
+    seen = {}
+    monkeypatch.setattr(bench, "fixed_time_comparison", lambda m, recipe, *a: seen.update(r=recipe))
+    bench.main(["--fixed_minutes=1"])
+    assert Path(seen["r"]).is_file() and Path(seen["r"]).name == "shakespeare_char.toml"

@@ -93,3 +93,26 @@ def test_text_that_only_looks_like_a_stop_start_is_given_back(trained):
     held = run(trained / "ckpt.pt", SampleOptions(**opts, stop=full[-1] + "\u00a7"),
                out=io.StringIO())[0]
     assert held == full
+
+
+def test_a_huge_cap_with_a_stop_string_needs_no_huge_buffer(trained):
+    """Issue 12 item 8: --max_new_tokens is a cap, so "until --stop" can be asked for with a
+    huge one; generation must not allocate room for the whole cap up front."""
+    opts = dict(prompt="The king", temperature=1.0, seed=3)
+    full = run(trained / "ckpt.pt", SampleOptions(**opts, max_new_tokens=40), out=io.StringIO())[0]
+    cut = run(trained / "ckpt.pt", SampleOptions(**opts, max_new_tokens=10 ** 11, stop=full[10]),
+              out=io.StringIO())[0]
+    assert cut == full[:full.index(full[10])]
+
+
+def test_long_samples_are_generated_in_reproducible_chunks(trained, monkeypatch):
+    import model.sampler as sampler
+
+    opts = SampleOptions(prompt="The king", max_new_tokens=50, temperature=1.0, seed=3)
+    whole = run(trained / "ckpt.pt", opts, out=io.StringIO())[0]
+    monkeypatch.setattr(sampler, "CHUNK", 50)  # one chunk: exactly what one stream() gives
+    assert run(trained / "ckpt.pt", opts, out=io.StringIO())[0] == whole
+    monkeypatch.setattr(sampler, "CHUNK", 7)
+    chunked = run(trained / "ckpt.pt", opts, out=io.StringIO())[0]
+    assert len(chunked) == 50 and chunked[:7] == whole[:7]
+    assert run(trained / "ckpt.pt", opts, out=io.StringIO())[0] == chunked
