@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import zipfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -21,6 +22,8 @@ from .gpt import GPT
 from .tokenizer import Tokenizer, from_meta, vocab_hash
 
 FORMAT = 1
+RECOVER = ("use the previous checkpoint (a ckpt_<step>.pt if the run kept them), or start again "
+           "with --init_from=scratch in a new --out_dir")
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
@@ -55,14 +58,38 @@ def load(path: str | Path, device: str = "cpu") -> dict:
         raise UserError(f"no checkpoint at {path}; train one first, or check the path")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # a damaged file fails in many ways inside torch's unpickler
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"checkpoint {path} is corrupt or not a tinygpt checkpoint ({first[:120]}); "
-                        "move it aside, or point at another checkpoint") from None
+    except Exception:  # a damaged file fails in many ways inside torch's unpickler, and its
+        # messages (cut mid-word, or about weights_only in PyTorch 2.6) mislead: say what it is
+        what = ("a torch archive that is damaged, or holds more than tensors and plain containers"
+                if zipfile.is_zipfile(path) else
+                "not a complete torch file (torch writes zip archives): truncated, or another "
+                "kind of file")
+        raise UserError(f"{path} is not a tinygpt checkpoint: {what}; {RECOVER}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT}; "
-                        "was it written by another program or version?")
+        raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT} (another "
+                        f"program's or version's file?); {RECOVER}")
     return state
+
+
+def check_resumable(path: str | Path, state: dict) -> None:
+    """UserError unless a run can continue from state: every weight at its shape, the
+    optimizer state and the step, RNG and precision (else torch fails with a KeyError or a
+    page of missing keys, after the run has started)."""
+    problems = [f"no {k}" for k in ("optimizer", "step", "rng", "dtype", "model_config")
+                if k not in state]
+    if not problems:
+        with torch.device("meta"):  # shapes only, no memory
+            wanted = GPT(GPTConfig(**state["model_config"])).state_dict()
+        weights = state["model"] if isinstance(state["model"], dict) else {}
+        problems = [f"weight {k} missing or of another shape" for k, v in wanted.items()
+                    if getattr(weights.get(k), "shape", None) != v.shape]
+        problems += [f"an unknown weight {k}" for k in weights if k not in wanted]
+        opt = state["optimizer"]
+        if not (isinstance(opt, dict) and {"state", "param_groups"} <= opt.keys()):
+            problems.append("no optimizer state")
+    if problems:
+        more = f" and {len(problems) - 3} more problems" if len(problems) > 3 else ""
+        raise UserError(f"{path} cannot be resumed ({', '.join(problems[:3])}{more}); {RECOVER}")
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:

@@ -107,6 +107,20 @@ def study_args(prog: str, argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_summaries(root: Path) -> None:
+    """UserError naming the first damaged summary.json of a study folder (edited by hand, or
+    torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
+    for path in sorted(root.glob("*/summary.json")):
+        try:
+            if isinstance(json.loads(path.read_text()), dict):
+                continue
+            problem = "not a JSON object"
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            problem = f"not JSON: {getattr(e, 'msg', None) or e.reason}"
+        raise UserError(f"{path} is damaged ({problem}); delete it and tinygpt study redoes it "
+                        "from the run's checkpoint")
+
+
 def load_study(prog: str, argv: list[str], kind: str):
     from .scaling.plan import load_plan
 
@@ -116,6 +130,7 @@ def load_study(prog: str, argv: list[str], kind: str):
         plan.dataset = a.dataset
         plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
     root = Path(a.out or f"out/{kind}-{plan.name}")
+    check_summaries(root)
     return plan, root, dict(wandb=a.wandb, threads=a.threads)
 
 
@@ -147,6 +162,7 @@ def cmd_report(argv: list[str]) -> None:
     plan_file = root / "plan.json"
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
+    check_summaries(root)
     plan = load_plan(a.preset) if a.preset else None
     print(f"report: {write_report(root, plan)}")
 

@@ -61,6 +61,7 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
                          for k in sorted({*saved, *model_cfg}) if saved.get(k) != model_cfg.get(k))
         raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
+    checkpoint.check_resumable(ckpt_path, state)
     # the same shape is not the same model: an edited corpus can keep the vocabulary's size
     check_same_vocab(state.get("tokenizer") or {}, vocab, f"the data set {cfg.dataset}",
                      "restore the corpus the run was trained on, or train it in another --out_dir")

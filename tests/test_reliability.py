@@ -177,3 +177,54 @@ def test_bench_finds_its_default_recipe_from_any_folder(monkeypatch):
     monkeypatch.setattr(bench, "fixed_time_comparison", lambda m, recipe, *a: seen.update(r=recipe))
     bench.main(["--fixed_minutes=1"])
     assert Path(seen["r"]).is_file() and Path(seen["r"]).name == "shakespeare_char.toml"
+
+
+def damaged_study(tmp_path: Path) -> tuple[Path, str]:
+    from model.scaling.plan import load_plan
+
+    root = tmp_path / "study"
+    first = load_plan("quick").runs()[0].name
+    (root / first).mkdir(parents=True)
+    (root / first / "summary.json").write_text('{"val_loss": 1.2, ')  # torn
+    (root / "plan.json").write_text("{}")
+    return root, first
+
+
+def test_a_damaged_summary_is_named_by_report_and_study(capsys, corpus, tmp_path):
+    root, first = damaged_study(tmp_path)
+    for argv in (["report", str(root)],
+                 ["study", "--preset=quick", f"--dataset={corpus}", f"--out={root}"]):
+        err = one_line_error(capsys, *argv)
+        assert f"{first}/summary.json is damaged (not JSON" in err and "delete it" in err
+    assert not (root / first / "ckpt.pt").exists()  # refused before any training
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda s: s.pop("optimizer"), r"cannot be resumed \(no optimizer\)"),
+    (lambda s: s["model"].pop("lm_head.weight", None) if "lm_head.weight" in s["model"]
+     else s["model"].pop("wte.weight"), r"cannot be resumed \(weight \S+ missing"),
+    (lambda s: s["model"].update(extra=s["model"]["wte.weight"]),
+     r"cannot be resumed \(an unknown weight extra\)"),
+])
+def test_resume_names_what_a_checkpoint_lacks(corpus, tmp_path, damage, message):
+    import torch
+
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=3))
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    damage(state)
+    torch.save(state, out / "ckpt.pt")
+    with pytest.raises(UserError, match=message + ".*--init_from=scratch in a new --out_dir"):
+        train(tiny_config(corpus, out, max_iters=6, init_from="resume"))
+
+
+def test_random_bytes_as_a_checkpoint_say_what_the_file_is_not(capsys, corpus, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(os.urandom(5000))
+    err = one_line_error(capsys, "sample", f"--out_dir={out}")
+    assert "not a complete torch file" in err and "weights_only" not in err
+    assert "the previous checkpoint" in err and "--init_from=scratch in a new --out_dir" in err
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={out}", *TINY,
+                         "--init_from=resume")
+    assert "not a complete torch file" in err
