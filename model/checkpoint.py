@@ -52,6 +52,12 @@ def save(path: str | Path, state: dict) -> None:
     write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
+def file_of(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's latest checkpoint (its ckpt.pt)."""
+    path = Path(path)
+    return path / "ckpt.pt" if path.is_dir() else path
+
+
 def load(path: str | Path, device: str = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():

@@ -61,7 +61,7 @@ def cmd_sample(argv: list[str]) -> None:
 
     p = argparse.ArgumentParser(prog="tinygpt sample", description="sample from a checkpoint")
     p.add_argument("--out_dir", default="out/shakespeare-char", help="folder holding ckpt.pt")
-    p.add_argument("--ckpt", default="", help="a checkpoint file (overrides --out_dir)")
+    p.add_argument("--ckpt", default="", help="a checkpoint file or run folder (overrides --out_dir)")
     p.add_argument("--prompt", default="", help="text to continue; FILE:path reads a file")
     p.add_argument("--num_samples", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=500)
@@ -84,7 +84,8 @@ def cmd_sample(argv: list[str]) -> None:
         prompt = read_utf8(path)
     opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,
                          unescape(a.stop), not a.no_cache, a.crop)
-    run(a.ckpt or Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
+    from .checkpoint import file_of
+    run(file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
 
 
 def cmd_fewshot(argv: list[str]) -> None:

@@ -228,3 +228,25 @@ def test_random_bytes_as_a_checkpoint_say_what_the_file_is_not(capsys, corpus, t
     err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={out}", *TINY,
                          "--init_from=resume")
     assert "not a complete torch file" in err
+
+
+def test_weight_decay_must_be_finite(capsys, corpus, tmp_path):
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'o'}",
+                         *TINY, "--weight_decay=inf")
+    assert "weight_decay must be 0 or more, and finite, got inf" in err
+    assert not (tmp_path / "o" / "ckpt.pt").exists()  # refused up front, not after training
+
+
+def test_a_config_path_that_is_a_folder(capsys, tmp_path):
+    (tmp_path / "recipes").mkdir()
+    err = one_line_error(capsys, "train", str(tmp_path / "recipes"), *TINY)
+    assert "is a folder, not a TOML file" in err and "not found" not in err
+
+
+def test_sample_accepts_a_run_folder_as_ckpt(capsys, corpus, tmp_path):
+    from model.cli import main
+
+    train(tiny_config(corpus, tmp_path / "r", max_iters=2))
+    capsys.readouterr()
+    assert main(["sample", f"--ckpt={tmp_path / 'r'}", "--prompt=The", "--max_new_tokens=5"]) == 0
+    assert capsys.readouterr().out.startswith("The")

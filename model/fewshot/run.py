@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_model, tokenizer_of
+from ..checkpoint import file_of, load_model, tokenizer_of
 from ..data import load_documents, split_documents
 from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly, make_dir
@@ -137,8 +137,7 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
 def checkpoint_paths(args: list[str], out: Path) -> list[Path]:
     """Files as given; a run folder stands for its final ckpt.pt. The output folder is left
     out: `out/study-laptop/*/` matches it once the study's fewshot/ folder exists."""
-    return [Path(a) / "ckpt.pt" if Path(a).is_dir() else Path(a) for a in args
-            if Path(a).resolve() != out.resolve()]
+    return [file_of(a) for a in args if Path(a).resolve() != out.resolve()]
 
 
 def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]:
