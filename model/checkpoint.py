@@ -8,6 +8,7 @@ renamed over the old one: a crash or a full disk never leaves a torn file.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import zipfile
@@ -40,12 +41,25 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space" in str(e):
-            kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
+        with contextlib.suppress(OSError):  # (on a read-only disk even this fails)
+            tmp.unlink(missing_ok=True)
+        cause = os_error(e)
+        if cause is None:
+            raise
+        kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
+        if cause.errno == errno.ENOSPC:
             raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
                             "resume with --init_from=resume") from None
-        raise
+        raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
+                        "folder writable, or choose another --out_dir") from None
+
+
+def os_error(e: BaseException | None) -> OSError | None:
+    """The OSError behind e, if any: torch's writer reports a full disk as a RuntimeError
+    ("unexpected pos") raised while handling the OSError that says so."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
 
 
 def save(path: str | Path, state: dict) -> None:

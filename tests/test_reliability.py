@@ -250,3 +250,97 @@ def test_sample_accepts_a_run_folder_as_ckpt(capsys, corpus, tmp_path):
     capsys.readouterr()
     assert main(["sample", f"--ckpt={tmp_path / 'r'}", "--prompt=The", "--max_new_tokens=5"]) == 0
     assert capsys.readouterr().out.startswith("The")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), for faults a full or read-only disk causes."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode:
+        pytest.skip("mounting a tmpfs needs root (or CAP_SYS_ADMIN); the fault is not faked")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_disk_full_inside_torch_save_is_one_line(small_disk, corpus):
+    (small_disk / "filler").write_bytes(b"x" * 150_000)  # leaves less than a checkpoint's size
+    with pytest.raises(UserError, match="disk full while saving .*ckpt.pt; nothing was saved"):
+        train(tiny_config(corpus, small_disk / "run"))
+    assert list((small_disk / "run").iterdir()) == []  # no torn ckpt.pt.tmp filling the disk
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(small_disk, corpus, tmp_path):
+    from model.data import prepare
+
+    big = tmp_path / "big.txt"
+    big.write_text((corpus / "work0.txt").read_text() * 20)  # 2 x 190 KB of uint16 tokens
+    with pytest.raises(UserError, match=r"cannot write the prepared data .* \(disk full\)"):
+        prepare(str(big), "char", small_disk)
+    assert list(small_disk.iterdir()) == []
+
+
+def test_read_only_folders_name_the_path_and_the_cause(small_disk, corpus, capsys, monkeypatch):
+    import torch
+    from model import checkpoint
+
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(UserError, match=r"cannot write .*ckpt.pt \(Read-only file system\)"):
+        checkpoint.save(small_disk / "ckpt.pt", {"model": {"w": torch.zeros(3)}})
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={small_disk}", *TINY)
+    assert "Read-only file system" in err and str(small_disk) in err
+    monkeypatch.setenv("TINYGPT_CACHE", str(small_disk / "cache"))
+    err = one_line_error(capsys, "prepare", "--tokenizer=gpt2")
+    assert "cannot make the download cache" in err and "TINYGPT_CACHE" in err
+
+
+def test_home_on_dev_null_with_the_gpt2_tokenizer(capsys, monkeypatch):
+    monkeypatch.delenv("TINYGPT_CACHE")
+    monkeypatch.setenv("HOME", "/dev/null")
+    err = one_line_error(capsys, "prepare", "--tokenizer=gpt2")
+    assert "cannot make the download cache /dev/null/.cache/tinygpt" in err
+
+
+PREPARE = "import sys; from model.data import prepare; prepare(sys.argv[1], 'char', sys.argv[2])"
+
+
+def test_two_processes_preparing_one_corpus_at_once(corpus, tmp_path):
+    import json
+    import shutil
+
+    big = tmp_path / "big.txt"
+    big.write_text((corpus / "work0.txt").read_text() * 100)
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(2):
+        shutil.rmtree(data, ignore_errors=True)
+        kids = [subprocess.Popen([sys.executable, "-c", PREPARE, str(big), str(data)], env=env,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        errors = [k.communicate()[1] for k in kids]
+        assert [k.returncode for k in kids] == [0, 0], errors
+        assert [p.name for p in data.iterdir()] == ["big-char"]  # no temporary folder left
+        meta = json.loads((data / "big-char" / "meta.json").read_text())
+        assert (data / "big-char" / "train.bin").stat().st_size == \
+            2 * meta["counts"]["train"]["tokens"]
+
+
+def test_a_corpus_too_rich_for_16_bit_tokens(capsys, tmp_path):
+    rich = tmp_path / "rich.txt"
+    rich.write_text("".join(chr(0x20000 + i) for i in range(70_000)) * 2)
+    err = one_line_error(capsys, "prepare", f"--dataset={rich}", f"--data_root={tmp_path / 'd'}")
+    assert "70,000 distinct characters, more than the 65,536" in err
+    assert list((tmp_path / "d").glob("*")) == []
+
+
+def test_a_killed_prepare_leaves_no_folder_for_good(corpus, tmp_path):
+    from model.data import prepare
+
+    data = tmp_path / "data"
+    dead = data / "corpus-char.tmp-999999999-abc"  # a pid no process has
+    live = data / f"corpus-char.tmp-{os.getpid()}-abc"
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+    prepare(str(corpus), "char", data)
+    assert not dead.exists() and live.exists()
