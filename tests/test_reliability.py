@@ -344,3 +344,20 @@ def test_a_killed_prepare_leaves_no_folder_for_good(corpus, tmp_path):
         folder.mkdir(parents=True)
     prepare(str(corpus), "char", data)
     assert not dead.exists() and live.exists()
+
+
+@pytest.mark.parametrize("args", [["--n_embd=40000", "--n_head=1", "--n_layer=1"]])
+def test_running_out_of_memory_is_one_line(corpus, tmp_path, args):
+    """A real allocation failure: the child may use 3 GB of address space (ulimit -v)."""
+    import resource
+
+    limit = 3 << 30
+    done = subprocess.run(
+        [sys.executable, "-m", "model.cli", "train", f"--dataset={corpus}",
+         f"--out_dir={tmp_path / 'o'}", "--block_size=16", "--max_iters=1", "--dtype=float32",
+         "--threads=1", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr[-2000:]
+    assert err[0].startswith("error: out of memory: 19.2 GB did not fit; lower --batch_size")
