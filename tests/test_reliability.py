@@ -361,3 +361,20 @@ def test_running_out_of_memory_is_one_line(corpus, tmp_path, args):
     err = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(err) == 1, done.stderr[-2000:]
     assert err[0].startswith("error: out of memory: 19.2 GB did not fit; lower --batch_size")
+
+
+def test_fewshot_names_a_relative_dataset_from_the_checkpoint(corpus, tmp_path, monkeypatch,
+                                                              capsys):
+    from model.cli import main
+
+    monkeypatch.chdir(corpus.parent)
+    train(tiny_config("corpus", tmp_path / "r", max_iters=2))  # a relative --dataset
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    fewshot = ["fewshot", str(tmp_path / "r"), "--tasks=none", "--items=2", "--windows=2",
+               f"--out={tmp_path / 'fs'}"]
+    err = one_line_error(capsys, *fewshot)
+    assert "corpus corpus (the path" in err and "ckpt.pt was trained with)" in err
+    assert "--dataset" in err
+    assert main([*fewshot, f"--dataset={corpus}"]) == 0

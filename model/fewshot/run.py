@@ -110,15 +110,22 @@ def held_out_tokens(dataset: str, tokenizer_meta: str) -> np.ndarray:
 
 
 def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
-                        with_tasks: bool = True) -> dict:
+                        with_tasks: bool = True, dataset: str = "") -> dict:
     """Every number of the study for one checkpoint: task scores (unless with_tasks is False)
-    and the in-context instruments."""
+    and the in-context instruments, on the held-out text of dataset (default: the corpus the
+    checkpoint names)."""
     t0 = time.perf_counter()
     path = Path(path)
     model, state = load_model(path, opts.device)
     entry = describe(path, model, state)
     tokenizer = tokenizer_of(state, path)
-    dataset = state["train_config"]["dataset"]
+    if not dataset:
+        dataset = state["train_config"]["dataset"]
+        local = not (dataset == "shakespeare" or dataset.startswith("hf:"))
+        if local and not Path(dataset).exists():  # a relative path, from another folder
+            raise UserError(f"corpus {dataset} (the path {path} was trained with) does not exist "
+                            f"from {Path.cwd()}; run from the folder it was trained in, or "
+                            "pass --dataset=<the corpus>")
     if state["tokenizer"]["kind"] == "char":  # an edited corpus would be scored under other ids
         check_same_vocab(state["tokenizer"], char_vocab(dataset), f"the corpus {dataset}",
                          f"restore the text {path} was trained on")
@@ -160,7 +167,7 @@ def last_of_each_run(paths: list[Path]) -> set[Path]:
 
 
 def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
-                every_checkpoint: bool = False) -> dict:
+                every_checkpoint: bool = False, dataset: str = "") -> dict:
     """Instruments on every checkpoint, tasks on the last of each run (or on every one), once
     per run and step; then the figures and fewshot.md."""
     make_dir(out, "out")
@@ -171,7 +178,7 @@ def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
         wants_tasks = path in with_tasks and bool(opts.tasks)
         entry = cached.get((str(path), path.stat().st_mtime if path.exists() else None))
         if entry is None or (wants_tasks and not entry["tasks"]):
-            entry = evaluate_checkpoint(path, opts, wants_tasks)
+            entry = evaluate_checkpoint(path, opts, wants_tasks, dataset)
         key = (entry["run"], entry["step"])
         # ckpt.pt repeats its run's last ckpt_<step>.pt: keep one, the one with task scores
         if key not in kept or (entry["tasks"] and not kept[key]["tasks"]):
@@ -213,6 +220,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", default="",
+                   help="the corpus the checkpoints were trained on (default: the path they name)")
     a = p.parse_args(argv)
     if a.items < 2 or a.windows < 2 or a.batch_size < 1:
         raise UserError("--items and --windows need at least 2 (an interval needs a spread) "
@@ -220,7 +229,8 @@ def main(argv: list[str]) -> None:
     set_threads(a.threads)
     opts = Options(a.items, a.seed, parse_tasks(a.tasks), a.windows, a.batch_size,
                    pick_device(a.device))
-    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint)
+    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint,
+                a.dataset)
 
 
 if __name__ == "__main__":
