@@ -121,6 +121,7 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     unchanged. Another corpus of the same name, or an edited one, is prepared again."""
     out = dataset_dir(source, tokenizer, root)
     mark = fingerprint(source)
+    remove_dead_tmp(out)
     if prepared_from(out, mark):
         return out
     if (out / "meta.json").exists():
@@ -135,7 +136,6 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
                         f"{TOKEN_MAX + 1:,} token ids a 16-bit token file holds; use "
                         "--tokenizer=gpt2, or a corpus with fewer distinct characters")
     make_dir(out.parent, "data_root")
-    remove_dead_tmp(out)
     tmp = None
     try:
         # A folder of this process's own: two runs preparing one corpus at once never share one.
