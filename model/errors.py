@@ -6,6 +6,7 @@ print `error: <message>` to stderr and exit with status 2.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import re
 import sys
@@ -49,6 +50,13 @@ def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except OSError as e:
+            if e.filename is None:  # not about a file: keep the traceback, it is ours to fix
+                raise
+            cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
+            print(f"error: {e.filename}: {cause}; free some space, or check the path and its "
+                  "permissions", file=sys.stderr)
+            return 2
         except (MemoryError, RuntimeError) as e:
             size = memory_shortfall(e)
             if size is None:
@@ -65,7 +73,7 @@ def memory_shortfall(e: BaseException) -> str | None:
     Python), as "19.2 GB"; None for any other error."""
     text = str(e)
     if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
-            or "can't allocate memory" in text):
+            or "can't allocate memory" in text or "out of memory" in text):
         return None
     found = re.search(r"allocate (\d+) bytes", text)  # torch's CPU allocator
     if found:

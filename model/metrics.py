@@ -5,6 +5,7 @@ touches the network or the user's home folder.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -70,8 +71,14 @@ class RunLog:
         write_atomic(self.path, lambda f: f.write(text), "metrics file")
 
     def log(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # (a failed write names no file: name it)
+            cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
+            raise UserError(f"cannot append to {self.path} ({cause}); the checkpoint of the last "
+                            "evaluation is intact: fix that and resume with --init_from=resume") \
+                from None
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 

@@ -378,3 +378,25 @@ def test_fewshot_names_a_relative_dataset_from_the_checkpoint(corpus, tmp_path, 
     assert "corpus corpus (the path" in err and "ckpt.pt was trained with)" in err
     assert "--dataset" in err
     assert main([*fewshot, f"--dataset={corpus}"]) == 0
+
+
+def test_metrics_on_a_full_disk_name_the_file(small_disk):
+    from model.metrics import RunLog
+
+    log = RunLog(small_disk, {})
+    with pytest.raises(OSError):  # fill the file system to the last byte
+        with open(small_disk / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+    with pytest.raises(UserError, match=r"cannot append to .*metrics.jsonl \(disk full\)"):
+        log.log({"step": 1, "train_loss": 1.0, "note": "x" * 8192})
+
+
+def test_other_write_errors_name_the_file(small_disk, corpus, tmp_path, capsys):
+    train(tiny_config(corpus, tmp_path / "r", max_iters=2))
+    (small_disk / "fs").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    err = one_line_error(capsys, "fewshot", str(tmp_path / "r"), "--tasks=none", "--items=2",
+                         "--windows=2", f"--out={small_disk / 'fs'}")
+    assert "results.json" in err and "Read-only file system" in err
