@@ -130,7 +130,8 @@ def tokenizer_of(state: dict, path: str | Path) -> Tokenizer:
     meta = state.get("tokenizer") or {}
     tok = from_meta(meta)
     rows = (state.get("model_config") or {}).get("vocab_size")
-    if tok.vocab_size != rows or len(set(getattr(tok, "chars", ()))) != len(getattr(tok, "chars", ())):
+    chars = getattr(tok, "chars", [])
+    if tok.vocab_size != rows or len(set(chars)) != len(chars):
         raise UserError(f"checkpoint {path} holds a tokenizer of {tok.vocab_size} tokens (hash "
                         f"{vocab_hash(meta)}) for a model of {rows}: they do not belong together; "
                         "use a checkpoint written by tinygpt train")

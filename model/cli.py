@@ -61,7 +61,8 @@ def cmd_sample(argv: list[str]) -> None:
 
     p = argparse.ArgumentParser(prog="tinygpt sample", description="sample from a checkpoint")
     p.add_argument("--out_dir", default="out/shakespeare-char", help="folder holding ckpt.pt")
-    p.add_argument("--ckpt", default="", help="a checkpoint file or run folder (overrides --out_dir)")
+    p.add_argument("--ckpt", default="",
+                   help="a checkpoint file or run folder (overrides --out_dir)")
     p.add_argument("--prompt", default="", help="text to continue; FILE:path reads a file")
     p.add_argument("--num_samples", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=500)

@@ -39,7 +39,8 @@ def test_a_second_run_in_one_out_dir_is_refused_until_the_first_dies(corpus, tmp
     child = hold_lock(out)
     try:
         for init_from in ("scratch", "auto"):
-            with pytest.raises(UserError, match=f"in use by another tinygpt run \\(pid {child.pid}\\)"):
+            busy = f"in use by another tinygpt run \\(pid {child.pid}\\)"
+            with pytest.raises(UserError, match=busy):
                 train(tiny_config(corpus, out, init_from=init_from))
         assert not (out / "metrics.jsonl").exists() and not (out / "ckpt.pt").exists()
     finally:
