@@ -11,6 +11,7 @@ import functools
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,6 +22,9 @@ from .errors import UserError
 from .generate import generate
 from .gpt import GPT, flops_per_token
 from .optim import fused_adamw
+
+# the checkout's recipe wherever bench runs from (a relative default only worked in the checkout)
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.toml"
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--vs", choices=("baseline",), help="also run the plain GPT-2 block, fp32 eager")
     p.add_argument("--fixed_minutes", type=float, default=0,
                    help="instead: train --recipe for this long per arch (gpt2, modern), compare val loss")
-    p.add_argument("--recipe", default="configs/shakespeare_char.toml")
+    p.add_argument("--recipe", default=str(RECIPE))
     a = p.parse_args(argv)
-    if a.fixed_minutes < 0:
+    if not 0 <= a.fixed_minutes < float("inf"):  # (NaN fails this too)
         raise UserError(f"--fixed_minutes must be positive, got {a.fixed_minutes:g}")
+    set_threads(a.threads)
     if a.fixed_minutes:
         ignored = [f"--{k}" for k in ("config", "arch", "device", "dtype", "vs")
                    if getattr(a, k) != p.get_default(k)]
@@ -200,7 +205,6 @@ def main(argv: list[str]) -> None:
                         "least 1")
     if a.config not in SHAPES:
         raise UserError(f"unknown bench config {a.config!r}; choose one of {', '.join(SHAPES)}")
-    set_threads(a.threads)
     device = pick_device(a.device)
     dtype = pick_dtype(device, a.dtype)
     shape = SHAPES[a.config]

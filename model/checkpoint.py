@@ -8,35 +8,68 @@ renamed over the old one: a crash or a full disk never leaves a torn file.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 
 from .config import GPTConfig
 from .errors import UserError
 from .gpt import GPT
+from .tokenizer import Tokenizer, from_meta, vocab_hash
 
 FORMAT = 1
+RECOVER = ("use the previous checkpoint (a ckpt_<step>.pt if the run kept them), or start again "
+           "with --init_from=scratch in a new --out_dir")
 
 
-def save(path: str | Path, state: dict) -> None:
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
+                 what: str = "checkpoint") -> None:
+    """Write path through write(file): into a temporary file in the same folder, flushed to
+    disk, then renamed over path, so a kill or a full disk leaves the old file or the new one,
+    never a torn or empty one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space" in str(e):
-            kept = "the previous checkpoint is intact" if path.exists() else "nothing was saved"
+        with contextlib.suppress(OSError):  # (on a read-only disk even this fails)
+            tmp.unlink(missing_ok=True)
+        cause = os_error(e)
+        if cause is None:
+            raise
+        kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
+        if cause.errno == errno.ENOSPC:
             raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
                             "resume with --init_from=resume") from None
-        raise
+        raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
+                        "folder writable, or choose another --out_dir") from None
+
+
+def os_error(e: BaseException | None) -> OSError | None:
+    """The OSError behind e, if any: torch's writer reports a full disk as a RuntimeError
+    ("unexpected pos") raised while handling the OSError that says so."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
+
+
+def save(path: str | Path, state: dict) -> None:
+    write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def file_of(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's latest checkpoint (its ckpt.pt)."""
+    path = Path(path)
+    return path / "ckpt.pt" if path.is_dir() else path
 
 
 def load(path: str | Path, device: str = "cpu") -> dict:
@@ -45,14 +78,38 @@ def load(path: str | Path, device: str = "cpu") -> dict:
         raise UserError(f"no checkpoint at {path}; train one first, or check the path")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # a damaged file fails in many ways inside torch's unpickler
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"checkpoint {path} is corrupt or not a tinygpt checkpoint ({first[:120]}); "
-                        "move it aside, or point at another checkpoint") from None
+    except Exception:  # a damaged file fails in many ways inside torch's unpickler, and its
+        # messages (cut mid-word, or about weights_only in PyTorch 2.6) mislead: say what it is
+        what = ("a torch archive that is damaged, or holds more than tensors and plain containers"
+                if zipfile.is_zipfile(path) else
+                "not a complete torch file (torch writes zip archives): truncated, or another "
+                "kind of file")
+        raise UserError(f"{path} is not a tinygpt checkpoint: {what}; {RECOVER}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT}; "
-                        "was it written by another program or version?")
+        raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT} (another "
+                        f"program's or version's file?); {RECOVER}")
     return state
+
+
+def check_resumable(path: str | Path, state: dict) -> None:
+    """UserError unless a run can continue from state: every weight at its shape, the
+    optimizer state and the step, RNG and precision (else torch fails with a KeyError or a
+    page of missing keys, after the run has started)."""
+    problems = [f"no {k}" for k in ("optimizer", "step", "rng", "dtype", "model_config")
+                if k not in state]
+    if not problems:
+        with torch.device("meta"):  # shapes only, no memory
+            wanted = GPT(GPTConfig(**state["model_config"])).state_dict()
+        weights = state["model"] if isinstance(state["model"], dict) else {}
+        problems = [f"weight {k} missing or of another shape" for k, v in wanted.items()
+                    if getattr(weights.get(k), "shape", None) != v.shape]
+        problems += [f"an unknown weight {k}" for k in weights if k not in wanted]
+        opt = state["optimizer"]
+        if not (isinstance(opt, dict) and {"state", "param_groups"} <= opt.keys()):
+            problems.append("no optimizer state")
+    if problems:
+        more = f" and {len(problems) - 3} more problems" if len(problems) > 3 else ""
+        raise UserError(f"{path} cannot be resumed ({', '.join(problems[:3])}{more}); {RECOVER}")
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
@@ -65,3 +122,17 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
         raise UserError(f"checkpoint {path} does not fit this version's model "
                         f"({str(e).splitlines()[0][:120]}); retrain or use a matching version") from None
     return model.to(device).eval(), state
+
+
+def tokenizer_of(state: dict, path: str | Path) -> Tokenizer:
+    """The checkpoint's tokenizer, refused unless it has exactly one token per row of the
+    model's embedding: any other pairing would decode every id as some other token."""
+    meta = state.get("tokenizer") or {}
+    tok = from_meta(meta)
+    rows = (state.get("model_config") or {}).get("vocab_size")
+    chars = getattr(tok, "chars", [])
+    if tok.vocab_size != rows or len(set(chars)) != len(chars):
+        raise UserError(f"checkpoint {path} holds a tokenizer of {tok.vocab_size} tokens (hash "
+                        f"{vocab_hash(meta)}) for a model of {rows}: they do not belong together; "
+                        "use a checkpoint written by tinygpt train")
+    return tok

@@ -62,7 +62,8 @@ def cmd_sample(argv: list[str]) -> None:
 
     p = argparse.ArgumentParser(prog="tinygpt sample", description="sample from a checkpoint")
     p.add_argument("--out_dir", default="out/shakespeare-char", help="folder holding ckpt.pt")
-    p.add_argument("--ckpt", default="", help="a checkpoint file (overrides --out_dir)")
+    p.add_argument("--ckpt", default="",
+                   help="a checkpoint file or run folder (overrides --out_dir)")
     p.add_argument("--prompt", default="", help="text to continue; FILE:path reads a file")
     p.add_argument("--num_samples", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=500)
@@ -85,7 +86,8 @@ def cmd_sample(argv: list[str]) -> None:
         prompt = read_utf8(path)
     opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,
                          unescape(a.stop), not a.no_cache, a.crop)
-    run(a.ckpt or Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
+    from .checkpoint import file_of
+    run(file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
 
 
 def cmd_fewshot(argv: list[str]) -> None:
@@ -109,6 +111,20 @@ def study_args(prog: str, argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_summaries(root: Path) -> None:
+    """UserError naming the first damaged summary.json of a study folder (edited by hand, or
+    torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
+    for path in sorted(root.glob("*/summary.json")):
+        try:
+            if isinstance(json.loads(path.read_text()), dict):
+                continue
+            problem = "not a JSON object"
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            problem = f"not JSON: {getattr(e, 'msg', None) or e.reason}"
+        raise UserError(f"{path} is damaged ({problem}); delete it and tinygpt study redoes it "
+                        "from the run's checkpoint")
+
+
 def load_study(prog: str, argv: list[str], kind: str):
     from .scaling.plan import load_plan
 
@@ -118,6 +134,7 @@ def load_study(prog: str, argv: list[str], kind: str):
         plan.dataset = a.dataset
         plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
     root = Path(a.out or f"out/{kind}-{plan.name}")
+    check_summaries(root)
     return plan, root, dict(wandb=a.wandb, threads=a.threads)
 
 
@@ -147,6 +164,7 @@ def emergence_study(argv: list[str]) -> None:
         plan.dataset = a.dataset
         plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
     root = Path(a.out or f"out/emergence-{plan.name}")
+    check_summaries(root)
     run_emergence(plan, root, a.wandb, a.threads)
     print(f"report: {write_report(root, command=' '.join(['tinygpt', 'study', *argv]))}")
 
@@ -170,6 +188,7 @@ def cmd_report(argv: list[str]) -> None:
     plan_file = root / "plan.json"
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
+    check_summaries(root)
     if plan_file.exists() and json.loads(plan_file.read_text()).get("kind") == "emergence":
         from .emergence.report import write_report as write_emergence_report
         print(f"report: {write_emergence_report(root)}")

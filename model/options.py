@@ -113,12 +113,15 @@ RANGES: dict[str, tuple] = {
     **{k: (lambda v: v >= 1, "at least 1") for k in (
         "batch_size", "grad_accum", "max_iters", "block_size", "eval_batches", "eval_interval",
         "log_interval", "n_layer", "n_head", "n_embd")},
-    **{k: (lambda v: v >= 0, "0 or more") for k in (
-        "warmup_iters", "weight_decay", "grad_clip", "softcap", "threads")},
+    **{k: (lambda v: v >= 0, "0 or more") for k in ("warmup_iters", "grad_clip", "threads")},
+    # infinite decay or cap makes the weights or logits NaN, which is then blamed on the lr
+    **{k: (lambda v: 0 <= v < float("inf"), "0 or more, and finite") for k in (
+        "weight_decay", "softcap")},
     **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
         "repeat_spans", "synthetic", "min_lr_frac", "cooldown_frac")},
     **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
     "lr": (lambda v: 0 < v < float("inf"), "a positive number"),
+    "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),  # torch's and numpy's range
 }
 
 
@@ -173,7 +176,8 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
     if path:
         p = Path(path)
         if not p.is_file():
-            raise UserError(f"config file {path} not found; see configs/ for the recipes")
+            problem = "is a folder, not a TOML file" if p.is_dir() else "not found"
+            raise UserError(f"config file {path} {problem}; see configs/ for the recipes")
         try:
             values = tomllib.loads(p.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

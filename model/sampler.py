@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +13,6 @@ from . import checkpoint
 from .device import pick_device
 from .errors import UserError, check_values
 from .generate import stream
-from .tokenizer import from_meta
 
 
 @dataclass
@@ -30,7 +30,10 @@ class SampleOptions:
     def validate(self) -> "SampleOptions":
         check_values(vars(self), {
             "max_new_tokens": (lambda v: v >= 1, "at least 1"),
-            "temperature": (lambda v: v >= 0, "0 (greedy) or more"),
+            # below 1e-6 the logits overflow float32 (NaN); it is greedy long before that
+            "temperature": (lambda v: v == 0 or v >= 1e-6,
+                            "0 (greedy) or more, and at least 1e-6 if not 0"),
+            "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),
             "top_k": (lambda v: v >= 0, "0 (off) or more"),
             "top_p": (lambda v: 0 < v <= 1, "above 0 and at most 1 (1 is off)")})
         return self
@@ -64,25 +67,56 @@ def prompt_ids(tok, text: str, block_size: int, crop: bool) -> list[int]:
     return ids
 
 
-def sample_text(model, tok, opts: SampleOptions, seed: int) -> Iterator[str]:
-    """Yield pieces of new text; stops early at opts.stop (which is not yielded)."""
+def could_start(text: str, stop: str) -> int:
+    """How many characters at the end of text could be the beginning of stop: they are held
+    back until the next tokens show whether stop follows."""
+    for n in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:n]):
+            return n
+    return 0
+
+
+# stream() allocates room for all its new tokens up front; asked for no more than this per
+# call, a cap meant as "until --stop" (--max_new_tokens=100000000000) costs 8 MB, not 800 GB.
+CHUNK = 1 << 20
+
+
+def tokens(model, ids: list[int], opts: SampleOptions, seed: int) -> Iterator[int]:
+    """opts.max_new_tokens new token ids after ids, CHUNK at a time. The first chunk is what a
+    single call of stream() gives; each later one continues from the last block_size tokens
+    with a seed of its own (the sequence stays reproducible)."""
     device = model.wte.weight.device
+    left, part, context = opts.max_new_tokens, 0, deque(ids, maxlen=model.cfg.block_size)
+    while left > 0:
+        n = min(left, CHUNK)
+        idx = torch.tensor([list(context)], device=device)
+        chunk_seed = seed if part == 0 else (seed * 1_000_003 + part) % 2 ** 63
+        for token in stream(model, idx, n, opts.temperature, opts.top_k, opts.top_p,
+                            chunk_seed, opts.use_cache):
+            context.append(token.item())
+            yield context[-1]
+        left, part = left - n, part + 1
+
+
+def sample_text(model, tok, opts: SampleOptions, seed: int) -> Iterator[str]:
+    """Yield pieces of new text; stops early at opts.stop, of which no character is yielded."""
     ids = prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)
-    idx = torch.tensor([ids], device=device)
     new: list[int] = []
-    shown = ""
-    for token in stream(model, idx, opts.max_new_tokens, opts.temperature, opts.top_k,
-                        opts.top_p, seed, opts.use_cache):
-        new.append(token.item())
+    shown = 0  # characters of the decoded text yielded so far
+    for token in tokens(model, ids, opts, seed):
+        new.append(token)
         text = tok.decode(new)
         if opts.stop and opts.stop in text:
-            yield text[len(shown):text.index(opts.stop)]
+            yield text[shown:text.index(opts.stop)]
             return
         if not text.endswith("\ufffd"):  # a multi-byte character still incomplete
-            yield text[len(shown):]
-            shown = text
-    if len(tok.decode(new)) > len(shown):
-        yield tok.decode(new)[len(shown):]
+            end = len(text) - could_start(text, opts.stop)
+            if end > shown:
+                yield text[shown:end]
+                shown = end
+    rest = tok.decode(new)[shown:]  # the cap came first: what was held back is not the stop
+    if rest:
+        yield rest
 
 
 def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str = "auto",
@@ -94,7 +128,7 @@ def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str
         raise UserError(f"num_samples must be at least 1, got {num_samples}")
     device = pick_device(device)
     model, state = checkpoint.load_model(ckpt, device)
-    tok = from_meta(state["tokenizer"])
+    tok = checkpoint.tokenizer_of(state, ckpt)
     prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)  # refuse a bad prompt up front
     samples = []
     for i in range(num_samples):

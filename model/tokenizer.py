@@ -6,6 +6,8 @@ Encoding from that file with its hash pinned.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Protocol
 
 from .errors import UserError
@@ -79,8 +81,29 @@ class GPT2Tokenizer:
         return {"kind": "gpt2", "vocab_size": self.vocab_size}
 
 
+def vocab_hash(meta: dict) -> str:
+    """A short name for a whole vocabulary: equal hashes mean every id stands for the same token."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_same_vocab(trained: dict, now: dict, what: str, fix: str) -> None:
+    """UserError unless two tokenizer metadata map every id to the same token: a model run on
+    another mapping reads every id as another character, and nothing else would notice."""
+    if vocab_hash(trained) == vocab_hash(now):
+        return
+    if trained.get("kind") == now.get("kind") == "char":
+        gone = sorted(set(trained["chars"]) - set(now["chars"]))
+        new = sorted(set(now["chars"]) - set(trained["chars"]))
+        diff = (f"{gone[:5]!r} gone, {new[:5]!r} new" if gone or new
+                else "the same characters in another order")
+    else:
+        diff = f"{trained.get('kind')} there, {now.get('kind')} here"
+    raise UserError(f"{what} has another vocabulary than the checkpoint was trained on (hash "
+                    f"{vocab_hash(trained)} there, {vocab_hash(now)} here; {diff}); {fix}")
+
+
 def from_meta(meta: dict) -> Tokenizer:
-    if meta.get("kind") == "char":
+    if meta.get("kind") == "char" and isinstance(meta.get("chars"), list):
         return CharTokenizer(meta["chars"])
     if meta.get("kind") == "gpt2":
         return GPT2Tokenizer()

@@ -22,9 +22,11 @@ from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_devi
                      set_threads)
 from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
+from .lock import owns_out_dir
 from .metrics import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
+from .tokenizer import check_same_vocab
 
 
 @torch.no_grad()
@@ -41,7 +43,8 @@ def evaluate(model: torch.nn.Module, batches: Batches, n_batches: int, batch_siz
     return total / n_batches
 
 
-def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str) -> dict | None:
+def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str,
+                 vocab: dict) -> dict | None:
     """The checkpoint to continue from, or None to start fresh (init_from rules)."""
     if cfg.init_from == "scratch":
         if ckpt_path.exists():
@@ -59,6 +62,10 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
                          for k in sorted({*saved, *model_cfg}) if saved.get(k) != model_cfg.get(k))
         raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
+    checkpoint.check_resumable(ckpt_path, state)
+    # the same shape is not the same model: an edited corpus can keep the vocabulary's size
+    check_same_vocab(state.get("tokenizer") or {}, vocab, f"the data set {cfg.dataset}",
+                     "restore the corpus the run was trained on, or train it in another --out_dir")
     return state
 
 
@@ -82,6 +89,7 @@ def build(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches, device: 
     return raw, opt, dtype
 
 
+@owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
 def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -> dict:
     """Train per cfg; returns a summary (final val loss, tokens, wall time...).
 
@@ -103,7 +111,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     batches = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
     gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
     ckpt_path = out / "ckpt.pt"
-    state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device)
+    state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device,
+                         batches.meta["tokenizer"])
 
     raw, opt, dtype = build(cfg, gcfg, state, batches, device, dtype, dist.enabled)
     step = state["step"] if state else 0

@@ -382,6 +382,9 @@ def test_fewshot_command_end_to_end(tmp_path):
     corpus.mkdir()
     for i in range(3):  # the last work is the held-out one
         (corpus / f"work{i}.txt").write_text(play(200, seed=i))
+    # a trained checkpoint's vocabulary is its corpus's (fewshot checks it): a training work
+    # (sorted first, so not the held-out one) that holds the rest of the alphabet
+    (corpus / "alphabet.txt").write_text("".join(CHARS))
     run = tmp_path / "run"
     run.mkdir()
     write_checkpoint(run / "ckpt_000000.pt", tiny_gpt(block_size=64), 0, corpus)

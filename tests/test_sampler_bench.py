@@ -71,3 +71,48 @@ def test_bad_bench_arguments_before_any_timing(capsys, args, message):
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("at", [0, 5, 12])
+def test_multi_character_stop_never_leaks(trained, at):
+    """Issue 12 item 1: the characters of a --stop string must not reach the stream or the
+    returned text before the string is known to be complete (nor after)."""
+    opts = dict(prompt="The king", max_new_tokens=40, temperature=1.0, seed=3)
+    full = run(trained / "ckpt.pt", SampleOptions(**opts), out=io.StringIO())[0]
+    stop = full[at:at + 3]
+    out = io.StringIO()
+    cut = run(trained / "ckpt.pt", SampleOptions(**opts, stop=stop), out=out)[0]
+    assert cut == full[:full.index(stop)]
+    assert out.getvalue() == "The king" + cut + "\n---------------\n"
+
+
+def test_text_that_only_looks_like_a_stop_start_is_given_back(trained):
+    opts = dict(prompt="The king", max_new_tokens=30, temperature=1.0, seed=3)
+    full = run(trained / "ckpt.pt", SampleOptions(**opts), out=io.StringIO())[0]
+    # a stop string that begins with the sample's last character but never completes
+    held = run(trained / "ckpt.pt", SampleOptions(**opts, stop=full[-1] + "\u00a7"),
+               out=io.StringIO())[0]
+    assert held == full
+
+
+def test_a_huge_cap_with_a_stop_string_needs_no_huge_buffer(trained):
+    """Issue 12 item 8: --max_new_tokens is a cap, so "until --stop" can be asked for with a
+    huge one; generation must not allocate room for the whole cap up front."""
+    opts = dict(prompt="The king", temperature=1.0, seed=3)
+    full = run(trained / "ckpt.pt", SampleOptions(**opts, max_new_tokens=40), out=io.StringIO())[0]
+    cut = run(trained / "ckpt.pt", SampleOptions(**opts, max_new_tokens=10 ** 11, stop=full[10]),
+              out=io.StringIO())[0]
+    assert cut == full[:full.index(full[10])]
+
+
+def test_long_samples_are_generated_in_reproducible_chunks(trained, monkeypatch):
+    import model.sampler as sampler
+
+    opts = SampleOptions(prompt="The king", max_new_tokens=50, temperature=1.0, seed=3)
+    whole = run(trained / "ckpt.pt", opts, out=io.StringIO())[0]
+    monkeypatch.setattr(sampler, "CHUNK", 50)  # one chunk: exactly what one stream() gives
+    assert run(trained / "ckpt.pt", opts, out=io.StringIO())[0] == whole
+    monkeypatch.setattr(sampler, "CHUNK", 7)
+    chunked = run(trained / "ckpt.pt", opts, out=io.StringIO())[0]
+    assert len(chunked) == 50 and chunked[:7] == whole[:7]
+    assert run(trained / "ckpt.pt", opts, out=io.StringIO())[0] == chunked

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_model
+from ..checkpoint import file_of, load_model, tokenizer_of
 from ..data import load_documents, split_documents
 from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly, make_dir
 from ..scaling.runner import write_json
-from ..tokenizer import from_meta
+from ..tokenizer import CharTokenizer, check_same_vocab, from_meta
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
 from .metrics import encode, score_prompts, summarize
 from .plots import write_figures
@@ -42,6 +42,13 @@ class Options:
     batch_size: int = 64
     device: str = "cpu"
     ks: tuple[int, ...] = KS
+
+
+@functools.lru_cache(maxsize=4)
+def char_vocab(dataset: str) -> dict:
+    """The character vocabulary the corpus has now, as tokenizer metadata."""
+    train, val, _ = split_documents(load_documents(dataset))
+    return CharTokenizer.fit(train + val).meta()
 
 
 @functools.lru_cache(maxsize=4)
@@ -104,15 +111,25 @@ def held_out_tokens(dataset: str, tokenizer_meta: str) -> np.ndarray:
 
 
 def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
-                        with_tasks: bool = True) -> dict:
+                        with_tasks: bool = True, dataset: str = "") -> dict:
     """Every number of the study for one checkpoint: task scores (unless with_tasks is False)
-    and the in-context instruments."""
+    and the in-context instruments, on the held-out text of dataset (default: the corpus the
+    checkpoint names)."""
     t0 = time.perf_counter()
     path = Path(path)
     model, state = load_model(path, opts.device)
     entry = describe(path, model, state)
-    tokenizer = from_meta(state["tokenizer"])
-    dataset = state["train_config"]["dataset"]
+    tokenizer = tokenizer_of(state, path)
+    if not dataset:
+        dataset = state["train_config"]["dataset"]
+        local = not (dataset == "shakespeare" or dataset.startswith("hf:"))
+        if local and not Path(dataset).exists():  # a relative path, from another folder
+            raise UserError(f"corpus {dataset} (the path {path} was trained with) does not exist "
+                            f"from {Path.cwd()}; run from the folder it was trained in, or "
+                            "pass --dataset=<the corpus>")
+    if state["tokenizer"]["kind"] == "char":  # an edited corpus would be scored under other ids
+        check_same_vocab(state["tokenizer"], char_vocab(dataset), f"the corpus {dataset}",
+                         f"restore the text {path} was trained on")
     text = held_out_text(dataset)
     entry["tasks"] = evaluate_tasks(model, tokenizer, text, opts) if with_tasks else {}
     tokens = held_out_tokens(dataset, json.dumps(state["tokenizer"], sort_keys=True))
@@ -129,8 +146,7 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
 def checkpoint_paths(args: list[str], out: Path) -> list[Path]:
     """Files as given; a run folder stands for its final ckpt.pt. The output folder is left
     out: `out/study-laptop/*/` matches it once the study's fewshot/ folder exists."""
-    return [Path(a) / "ckpt.pt" if Path(a).is_dir() else Path(a) for a in args
-            if Path(a).resolve() != out.resolve()]
+    return [file_of(a) for a in args if Path(a).resolve() != out.resolve()]
 
 
 def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]:
@@ -153,7 +169,7 @@ def last_of_each_run(paths: list[Path]) -> set[Path]:
 
 
 def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
-                every_checkpoint: bool = False) -> dict:
+                every_checkpoint: bool = False, dataset: str = "") -> dict:
     """Instruments on every checkpoint, tasks on the last of each run (or on every one), once
     per run and step; then the figures and fewshot.md."""
     make_dir(out, "out")
@@ -164,7 +180,7 @@ def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
         wants_tasks = path in with_tasks and bool(opts.tasks)
         entry = cached.get((str(path), path.stat().st_mtime if path.exists() else None))
         if entry is None or (wants_tasks and not entry["tasks"]):
-            entry = evaluate_checkpoint(path, opts, wants_tasks)
+            entry = evaluate_checkpoint(path, opts, wants_tasks, dataset)
         key = (entry["run"], entry["step"])
         # ckpt.pt repeats its run's last ckpt_<step>.pt: keep one, the one with task scores
         if key not in kept or (entry["tasks"] and not kept[key]["tasks"]):
@@ -206,6 +222,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", default="",
+                   help="the corpus the checkpoints were trained on (default: the path they name)")
     a = p.parse_args(argv)
     if a.items < 2 or a.windows < 2 or a.batch_size < 1:
         raise UserError("--items and --windows need at least 2 (an interval needs a spread) "
@@ -213,7 +231,8 @@ def main(argv: list[str]) -> None:
     set_threads(a.threads)
     opts = Options(a.items, a.seed, parse_tasks(a.tasks), a.windows, a.batch_size,
                    pick_device(a.device))
-    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint)
+    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint,
+                a.dataset)
 
 
 if __name__ == "__main__":
