@@ -163,7 +163,7 @@ def emergence_study(argv: list[str]) -> None:
     if a.dataset:
         plan.dataset = a.dataset
         plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
-    root = Path(a.out or f"out/emergence-{plan.name}")
+    root = Path(a.out or f"out/{plan.name}")
     check_summaries(root)
     run_emergence(plan, root, a.wandb, a.threads)
     print(f"report: {write_report(root, command=' '.join(['tinygpt', 'study', *argv]))}")

@@ -48,6 +48,7 @@ class EmergencePlan:
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     smeared_depths: list[int] = field(default_factory=lambda: [1])
     natural_controls: list[list[int]] = field(default_factory=list)  # [depth, width] pairs
+    leave_out: list[list[int]] = field(default_factory=list)  # [depth, width] not trained
     seeds: list[int] = field(default_factory=lambda: [1337])
     repeat_spans: float = 0.0     # the data shape (model/shapes.py)
     synthetic: float = 1.0
@@ -62,7 +63,8 @@ class EmergencePlan:
         return shapes.name(self.repeat_spans, self.synthetic)
 
     def runs(self) -> list[GridRun]:
-        grid = [(d, w, False) for d in self.depths for w in self.widths]
+        grid = [(d, w, False) for d in self.depths for w in self.widths
+                if [d, w] not in self.leave_out]
         grid += [(d, w, True) for d in self.smeared_depths for w in self.widths]
         runs = [GridRun(d, w, s, seed) for seed in self.seeds for d, w, s in grid]
         return runs + [GridRun(d, w, False, seed, natural=True) for seed in self.seeds
@@ -117,6 +119,9 @@ VALUES = {
     "widths": (lambda v: _wholes(v) and v, "a non-empty list of widths"),
     "smeared_depths": (_wholes, "a list of layer counts"),
     "natural_controls": (lambda v: isinstance(v, list) and all(
+        isinstance(p, list) and len(p) == 2 and _wholes(p) for p in v),
+        "a list of [depth, width] pairs"),
+    "leave_out": (lambda v: isinstance(v, list) and all(
         isinstance(p, list) and len(p) == 2 and _wholes(p) for p in v),
         "a list of [depth, width] pairs"),
     "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),

@@ -126,14 +126,14 @@ def fewshot_vs_n(runs: list[dict], plan: dict, shape: str, folder: Path) -> list
                title=task + (" (control)" if task in CONTROLS else ""))
     axes[0, 0].set_ylabel("exact match (95% Wilson)")
     for ax in axes[0]:
-        ax.legend(fontsize=7, title="solid: deepest; dashed: 1 layer", title_fontsize=7)
+        ax.legend(fontsize=7, title="- 2 layers, -- 1, -. 3", title_fontsize=7)
     fig.suptitle(f"Few-shot exact match against model size, trained on {shape}", fontsize=10)
     return save(fig, folder, "fewshot_vs_n")
 
 
 def shuffled_line(ax, runs: list[dict], task: str, k_max: int) -> None:
-    """The shuffled-demonstration control at the largest k it was run at, deepest family."""
-    deepest, _ = family_lines(runs)[0]
+    """The shuffled-demonstration control at the largest k it was run at, 2-layer family."""
+    deepest = next((rs for rs, fmt in family_lines(runs) if fmt == "-o"), family_lines(runs)[0][0])
     for k in sorted((k for k in range(k_max + 1)), reverse=True):
         pts = [(r["n_nonemb"], final_fewshot(r).get(task, {}).get("shuffled", {}).get(str(k)))
                for r in deepest]
@@ -144,11 +144,13 @@ def shuffled_line(ax, runs: list[dict], task: str, k_max: int) -> None:
 
 
 def family_lines(runs: list[dict]) -> list[tuple[list[dict], str]]:
-    """Plain (not smeared) runs of the deepest and of the 1-layer family, each by N."""
+    """The plain runs (neither smeared nor natural-text controls) of each depth, by N, deepest
+    first, with their line style."""
     plain = [r for r in runs if not r["smear"] and not r.get("natural")]
-    deepest = max(r["n_layer"] for r in plain)
-    by_n = lambda d: sorted((r for r in plain if r["n_layer"] == d), key=lambda r: r["n_nonemb"])
-    return [(by_n(deepest), "-o")] + ([(by_n(1), "--s")] if deepest > 1 else [])
+    depths = sorted({r["n_layer"] for r in plain}, reverse=True)
+    fmt = {1: "--s", 2: "-o", 3: "-.^"}
+    return [(sorted((r for r in plain if r["n_layer"] == d), key=lambda r: r["n_nonemb"]),
+             fmt.get(d, "-.v")) for d in depths]
 
 
 def runs_table(runs: list[dict]) -> list[str]:

@@ -59,16 +59,19 @@ def threshold(runs: list[dict], chance: float) -> str:
     plain1 = [r for r in runs if r["n_layer"] == 1 and not r["smear"]]
     smeared = [r for r in runs if r["smear"]]
     stay = all(r["transition"]["floor"] >= chance - NEAR_CHANCE for r in plain1)
-    formed = [r for r in smeared if r["transition"]["formed"]]
+    formed = [r for r in smeared if r["transition"]["step"] is not None
+              and max(e["prefix_matching"] for e in r["evals"]) >= INDUCTION_FORMED]
     never = [name(r) for r in runs if r["n_layer"] >= 2 and not r["smear"]
              and r["transition"]["step"] is None]
     floors = ", ".join(f"{name(r)} {r['transition']['floor']:.2f}" for r in plain1)
     lines = [f"- 1-layer models stay at chance ({chance:.2f} nats) on the copy probes: "
              f"{yes(stay and bool(plain1))} (lowest copy loss: {floors or 'no 1-layer runs'})."]
     if smeared:
-        lines.append(f"- Smeared keys let 1-layer models form it: {yes(bool(formed))} "
+        lines.append(f"- Smeared keys let 1-layer models form it (copy loss below half its "
+                     f"plateau, prefix matching >= {INDUCTION_FORMED}): {yes(bool(formed))} "
                      f"({', '.join(name(r) for r in formed) or 'none'} of "
-                     f"{', '.join(name(r) for r in smeared)}).")
+                     f"{', '.join(name(r) for r in smeared)}; lowest copy loss "
+                     + ", ".join(f"{r['transition']['floor']:.2f}" for r in smeared) + ").")
     lines.append(f"- 2+ layer models that never transitioned within the budget: "
                  f"{', '.join(never) or 'none'}.")
     return "\n".join(lines)
