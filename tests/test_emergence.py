@@ -43,6 +43,7 @@ def test_a_flat_curve_never_transitions():
     rng = np.random.default_rng(0)
     t = transition(steps, 4.43 + 0.01 * rng.standard_normal(len(steps)), start=100)
     assert t["step"] is None and not t["formed"] and not t["phase_change"]
+    assert t["fall_steps"] is None and t["plateau_steps"] is None
 
 
 def test_emergence_presets_load_and_name_their_data_shape():
@@ -105,3 +106,23 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert main(["study", "--preset=emergence-quick", f"--out={out}"]) == 0
     assert (out / "1x16-s1337" / "metrics.jsonl").read_text() == before
     assert main(["report", str(out)]) == 0
+
+
+def test_fewshot_points_split_by_the_copy_loss_at_each_evaluation():
+    from model.emergence.verdicts import fewshot, fewshot_points
+
+    def run(scores):  # step -> (copy loss, pair_recall exact match at k=4)
+        evals = [{"step": s, "copy_loss": c,
+                  "fewshot": {"pair_recall": {"k": {"4": {"exact_match": v}}},
+                              "addition": {"k": {"4": {"exact_match": 0.0}}}}}
+                 for s, (c, v) in scores.items()]
+        return {"transition": {"plateau": 4.4}, "evals": evals}
+
+    late = run({1000: (4.3, 0.0), 2000: (3.0, 0.1), 3000: (0.3, 0.6)})  # 2000: mid-fall
+    assert fewshot_points(late, "pair_recall", "4") == ([0.0], [0.6])
+    never = run({1500: (4.4, 0.0), 3000: (4.2, 0.0)})
+    assert fewshot_points(never, "pair_recall", "4") == ([0.0, 0.0], [])
+    plan = {"fewshot_k": [0, 4]}
+    assert "pair_recall at k=4 (0 in 3 evaluations" in fewshot([late, never], plan)
+    lucky = run({3000: (4.4, 0.1)})  # a model without the circuit that scores breaks the claim
+    assert "Emerged: none" in fewshot([late, never, lucky], plan)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display needed, none assumed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,7 +20,7 @@ from .. import shapes  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..metrics import fmt_time, read_metrics  # noqa: E402
 from ..scaling.plots import save  # noqa: E402
-from .transition import FORMED  # noqa: E402
+from .transition import FORMED, transition  # noqa: E402
 from .verdicts import COPY_TASKS, CONTROLS, final_fewshot, verdicts  # noqa: E402
 from .verdicts import name as label  # noqa: E402
 PANELS = (("copy_loss", "copy loss, synthetic probes (nats)"),
@@ -42,6 +43,10 @@ def load(root: Path) -> tuple[dict, list[dict]]:
         rows = read_metrics(folder)
         summary["evals"] = sorted((r for r in rows if "copy_loss" in r), key=lambda r: r["step"])
         summary["train"] = [r for r in rows if "train_loss" in r]
+        # recomputed, not read from summary.json: the detector's definition may have moved on
+        summary["transition"] = transition([r["step"] for r in summary["evals"]],
+                                           [r["copy_loss"] for r in summary["evals"]],
+                                           start=plan.get("train", {}).get("warmup_iters", 100))
         runs.append(summary)
     if not runs:
         raise UserError(f"{root} holds no finished runs yet; run the study first")
@@ -70,6 +75,8 @@ def phase_change(runs: list[dict], widths: list[int], shape: str, folder: Path) 
         if t["step"] is not None:
             axes[0, 0].plot(t["step"], t["plateau"] / 2, "o", ms=5, color=style(run, widths)["color"])
     axes[0, 0].axhline(FORMED, color="grey", ls=":", lw=1)
+    chance = runs[0]["evals"][0]["copy_chance"]
+    axes[0, 0].set_ylim(0, 1.35 * chance)  # a natural-text control climbs far above chance
     axes[0, 1].axhline(runs[0]["evals"][0]["prefix_chance"], color="grey", ls=":", lw=1)
     axes[0, 1].axhline(0.3, color="grey", ls="--", lw=1)
     for ax, (_, name) in zip(axes.flat, PANELS):
@@ -94,12 +101,14 @@ def transition_vs_width(runs: list[dict], steps: int, shape: str, folder: Path) 
         ax.plot([x for x, s in zip(w, at) if s is not None], [s for s in at if s is not None],
                 "-o", color=f"C{i}", label=name)
         never = [x for x, s in zip(w, at) if s is None]
-        ax.plot(never, [steps * 1.08] * len(never), "^", color=f"C{i}", ms=8,
+        ax.plot(never, [steps * (1.04 + 0.04 * i)] * len(never), "^", color=f"C{i}", ms=7,
                 label=f"{name}: none within {steps} steps" if never else None)
-    ax.axhline(steps, color="grey", ls=":", lw=1)
+    ax.axhline(steps, color="grey", ls=":", lw=1)  # triangles above it: no transition
     ax.set(xscale="log", xlabel="width (n_embd)", ylabel="transition step",
            title=f"Transition step by width and depth\ntrained on {shape}")
-    ax.set_xticks(sorted({r["n_embd"] for r in runs}), [str(x) for x in sorted({r["n_embd"] for r in runs})])
+    widths = sorted({r["n_embd"] for r in runs})
+    ax.set_xticks(widths, [str(x) for x in widths])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
     return save(fig, folder, "transition_vs_width")
 
@@ -119,7 +128,8 @@ def fewshot_vs_n(runs: list[dict], plan: dict, shape: str, folder: Path) -> list
                 n, s = zip(*pts)
                 em = np.array([x["exact_match"] for x in s])
                 lo, hi = np.array([x["exact_ci"] for x in s]).T
-                ax.errorbar(n, em, yerr=[em - lo, hi - em], fmt=ls, color=f"C{j}", ms=3,
+                yerr = np.clip([em - lo, hi - em], 0, None)  # rounding can put a bound past em
+                ax.errorbar(n, em, yerr=yerr, fmt=ls, color=f"C{j}", ms=3,
                             capsize=2, label=f"k={k}" if ls == "-o" else None)
         shuffled_line(ax, runs, task, max(plan["fewshot_k"]))
         ax.set(xscale="log", ylim=(-0.03, 1.03), xlabel="N (non-embedding parameters)",

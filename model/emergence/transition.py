@@ -41,6 +41,8 @@ def transition(steps, losses, start: int = 0) -> dict:
     at = crossing(steps, losses, plateau / 2)
     s10 = crossing(steps, losses, plateau - 0.1 * drop) if drop > 0 else None
     s90 = crossing(steps, losses, plateau - 0.9 * drop) if drop > 0 else None
+    if at is None:  # no transition: a drift of a few hundredths has no "fall" to time
+        s10 = s90 = None
     fall = s90 - s10 if s10 is not None and s90 is not None else None
     plateau_steps = s10 - steps[0] if s10 is not None else None
     formed = floor < FORMED

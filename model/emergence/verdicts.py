@@ -6,9 +6,10 @@
    nats of ln V); smeared 1-layer runs form the circuit.
 3. Transfer: past the transition, the 2nd copy of repeated held-out text costs >= 1 nat/char
    less than the 1st.
-4. Few-shot emergence: on a copy-type task, exact match at some k >= 4 is 0 for runs without
-   the circuit and >= 0.5 for runs with it, while the controls stay flat (their exact match
-   varies by less than FLAT across runs).
+4. Few-shot emergence: on a copy-type task, exact match at some k >= 4 is 0 at every few-shot
+   evaluation of a model without the circuit (copy loss near its plateau) and >= 0.5 at one
+   past its transition, while the controls stay flat (their exact match varies by less than
+   FLAT across all evaluations).
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def threshold(runs: list[dict], chance: float) -> str:
 
 
 def transfer(runs: list[dict]) -> str:
-    formed = [r for r in runs if r["transition"]["formed"]]
+    formed = [r for r in runs if r["transition"]["step"] is not None]
     gains = {name(r): r["evals"][-1]["text_copy_gain"] for r in formed}
     ok = bool(gains) and all(g >= TRANSFER for g in gains.values())
     detail = ", ".join(f"{n} {g:+.2f}" for n, g in gains.items())
@@ -87,30 +88,47 @@ def transfer(runs: list[dict]) -> str:
             f"({detail or 'no model past the transition'}).")
 
 
+def fewshot_points(run: dict, task: str, k: str) -> tuple[list[float], list[float]]:
+    """Exact match at one task and k from a run's few-shot evaluations: those where its copy
+    loss was still near the plateau (within NEAR_CHANCE nats: no circuit yet), and those where
+    it was below half the plateau (past the transition). Evaluations caught mid-fall are in
+    neither."""
+    plateau = run["transition"]["plateau"]
+    before, after = [], []
+    for row in run["evals"]:
+        s = row.get("fewshot", {}).get(task, {}).get("k", {}).get(k)
+        if s is None:
+            continue
+        if row["copy_loss"] >= plateau - NEAR_CHANCE:
+            before.append(s["exact_match"])
+        elif row["copy_loss"] <= plateau / 2:
+            after.append(s["exact_match"])
+    return before, after
+
+
 def fewshot(runs: list[dict], plan: dict) -> str:
     ks = [str(k) for k in plan["fewshot_k"] if k >= 4]
-
-    def em(r, task, k):
-        s = final_fewshot(r).get(task, {}).get("k", {}).get(k)
-        return None if s is None else s["exact_match"]
-
     emerged = []
     for task in COPY_TASKS:
         for k in ks:
-            off = [em(r, task, k) for r in runs if not r["transition"]["formed"]]
-            on = [em(r, task, k) for r in runs if r["transition"]["formed"]]
-            if off and on and None not in off + on and max(off) == 0 and max(on) >= FEWSHOT_HIGH:
-                emerged.append(f"{task} at k={k} (0 → up to {max(on):.2f})")
+            split = [fewshot_points(r, task, k) for r in runs]
+            off = [v for before, _ in split for v in before]
+            on = [v for _, after in split for v in after]
+            if off and on and max(off) == 0 and max(on) >= FEWSHOT_HIGH:
+                emerged.append(f"{task} at k={k} (0 in {len(off)} evaluations without the "
+                               f"circuit → up to {max(on):.2f} in {len(on)} with it)")
     spread = {}
     for task in CONTROLS:
-        vals = [v for r in runs for k in ks if (v := em(r, task, k)) is not None]
+        vals = [v for r in runs for k in ks for part in fewshot_points(r, task, k) for v in part]
         spread[task] = (max(vals) - min(vals)) if vals else None
     flat = all(s is not None and s < FLAT for s in spread.values())
     tasks = {e.split(" at ")[0] for e in emerged}
-    return (f"- Few-shot emergence on at least two copy-type tasks with the controls flat: "
-            f"{yes(len(tasks) >= 2 and flat)}. Emerged: {'; '.join(emerged) or 'none'}. "
-            "Controls' exact-match spread across runs: "
-            + ", ".join(f"{t} {'—' if s is None else f'{s:.2f}'}" for t, s in spread.items()) + ".")
+    return (f"- Few-shot emergence on at least two copy-type tasks with the controls flat "
+            f"(exact match 0 at every evaluation whose copy loss was within {NEAR_CHANCE} nats "
+            f"of its plateau, >= {FEWSHOT_HIGH} at one below half the plateau): {yes(len(tasks) >= 2 and flat)}. Emerged: "
+            f"{'; '.join(emerged) or 'none'}. Controls' exact-match spread across all "
+            "evaluations: " + ", ".join(f"{t} {'—' if s is None else f'{s:.2f}'}"
+                                        for t, s in spread.items()) + ".")
 
 
 def natural_control(runs: list[dict]) -> list[str]:
