@@ -2,6 +2,7 @@
 # all a fresh machine needs), then runs.
 #   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
 #   make test   the test suite (what CI runs)
+#   make emergence  the emergence study: in-context copying switching on (~32 min)
 #   make demo   prepare the corpus, train the default char model (~2 min), print samples
 #               (run again, it reuses the trained model and only samples)
 # TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.
@@ -11,7 +12,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study demo test clean
+.PHONY: study emergence demo test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ $(BIN)/.installed: pyproject.toml
 
 study: $(BIN)/.installed
 	$(BIN)/tinygpt study --preset=laptop
+
+emergence: $(BIN)/.installed
+	$(BIN)/tinygpt study --preset=emergence
 
 demo: $(BIN)/.installed
 	$(BIN)/tinygpt prepare --dataset=shakespeare --tokenizer=char
