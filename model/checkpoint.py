@@ -8,58 +8,20 @@ renamed over the old one: a crash or a full disk never leaves a torn file.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import zipfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import torch
 
 from .config import GPTConfig
 from .errors import UserError
+from .files import write_atomic
 from .gpt import GPT
 from .tokenizer import Tokenizer, from_meta, vocab_hash
 
 FORMAT = 1
 RECOVER = ("use the previous checkpoint (a ckpt_<step>.pt if the run kept them), or start again "
            "with --init_from=scratch in a new --out_dir")
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
-                 what: str = "checkpoint") -> None:
-    """Write path through write(file): into a temporary file in the same folder, flushed to
-    disk, then renamed over path, so a kill or a full disk leaves the old file or the new one,
-    never a torn or empty one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        with contextlib.suppress(OSError):  # (on a read-only disk even this fails)
-            tmp.unlink(missing_ok=True)
-        cause = os_error(e)
-        if cause is None:
-            raise
-        kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
-        if cause.errno == errno.ENOSPC:
-            raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
-                            "resume with --init_from=resume") from None
-        raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
-                        "folder writable, or choose another --out_dir") from None
-
-
-def os_error(e: BaseException | None) -> OSError | None:
-    """The OSError behind e, if any: torch's writer reports a full disk as a RuntimeError
-    ("unexpected pos") raised while handling the OSError that says so."""
-    while e is not None and not isinstance(e, OSError):
-        e = e.__cause__ or e.__context__
-    return e
 
 
 def save(path: str | Path, state: dict) -> None:

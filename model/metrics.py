@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from .checkpoint import write_atomic
+from .files import write_atomic
 from .errors import UserError
 
 

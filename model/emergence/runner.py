@@ -15,7 +15,7 @@ from ..data import Batches, prepare
 from ..errors import UserError, make_dir
 from ..fewshot.run import Options, held_out_text
 from ..metrics import fmt_time, read_metrics
-from ..scaling.runner import machine, write_json
+from ..files import machine, write_json
 from ..trainer import train
 from .plan import EmergencePlan
 from .probes import Probes

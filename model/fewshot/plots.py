@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..scaling.plots import save  # also selects the file-only Agg backend
+from ..figures import save  # also selects the file-only Agg backend
 from .analysis import finals, gain_k, tracks
 from .tasks import KS, TASKS
 

@@ -24,7 +24,7 @@ from ..checkpoint import file_of, load_model, tokenizer_of
 from ..data import load_documents, split_documents
 from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly, make_dir
-from ..scaling.runner import write_json
+from ..files import write_json
 from ..tokenizer import CharTokenizer, check_same_vocab, from_meta
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
 from .metrics import encode, score_prompts, summarize

@@ -3,23 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # files only: no display needed, none assumed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .fit import PowerLawFit  # noqa: E402
+from ..figures import save
+from .fit import PowerLawFit
 
 BASELINE_STYLE = {"unigram": ":", "bigram": "--", "trigram": "-."}
-
-
-def save(fig, folder: Path, stem: str) -> list[Path]:
-    paths = [folder / f"{stem}.{ext}" for ext in ("png", "svg")]
-    for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return paths
 
 
 def draw_baselines(ax, baselines: dict[str, float], unit: str) -> None:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
-
 from ..data import Batches, prepare
 from ..errors import UserError, make_dir
+from ..files import machine, write_json
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..metrics import fmt_time
 from ..trainer import train
@@ -27,18 +24,6 @@ from .plan import RunSpec, StudyPlan, config_hash
 def run_flops(plan: StudyPlan, spec: RunSpec) -> float:
     model = plan.model(spec.size)
     return spec.tokens * flops_per_token(model, n_nonemb_formula(model))
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def machine() -> str:
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} threads{gpu}, "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
 def ready(plan: StudyPlan) -> None:

@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .plan import RunSpec, StudyPlan
-from .runner import ready, run_specs, write_json
+from ..files import write_json
+from .runner import ready, run_specs
 
 
 def sweep_size(plan: StudyPlan, size: str, root: Path, tokens: int, factors: list[float],

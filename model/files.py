@@ -1,0 +1,66 @@
+"""Files every part of tinygpt writes the same way: the one atomic writer (checkpoints,
+metrics rewrites, JSON results), and the line that says which machine produced a result.
+
+Kept free of the trainer and of any study, so the scaling, few-shot and emergence studies
+import it without pulling in each other.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import platform
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import torch
+
+from .errors import UserError
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
+                 what: str = "checkpoint") -> None:
+    """Write path through write(file): into a temporary file in the same folder, flushed to
+    disk, then renamed over path, so a kill or a full disk leaves the old file or the new one,
+    never a torn or empty one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        with contextlib.suppress(OSError):  # (on a read-only disk even this fails)
+            tmp.unlink(missing_ok=True)
+        cause = os_error(e)
+        if cause is None:
+            raise
+        kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
+        if cause.errno == errno.ENOSPC:
+            raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
+                            "resume with --init_from=resume") from None
+        raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
+                        "folder writable, or choose another --out_dir") from None
+
+
+def os_error(e: BaseException | None) -> OSError | None:
+    """The OSError behind e, if any: torch's writer reports a full disk as a RuntimeError
+    ("unexpected pos") raised while handling the OSError that says so."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
+
+
+def write_json(path: Path, data: dict) -> None:
+    """data as indented JSON, written atomically (a study's plan, summaries and results)."""
+    text = json.dumps(data, indent=1).encode()
+    write_atomic(path, lambda f: f.write(text), path.name)
+
+
+def machine() -> str:
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} threads{gpu}, "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
