@@ -104,6 +104,9 @@ class TrainConfig:
                 default = TrainConfig.__dataclass_fields__[key].default
                 raise UserError(f"{key} is empty; give a path (default {default!r})")
         check_values(vars(self), RANGES)
+        # The model's shape is checked now, before any corpus is read or downloaded; the real
+        # vocabulary size only comes with the prepared data and changes no shape rule.
+        self.gpt_config(vocab_size=1)
         return self
 
 

@@ -47,6 +47,10 @@ def test_explicit_fields_override_size_and_arch():
     (["--min_lr_frac=5"], "min_lr_frac must be a fraction from 0 to 1"),
     (["--out_dir="], "out_dir is empty"),
     (["--dataset= "], "dataset is empty"),
+    # the model's shape, refused before any corpus is read (a typo'd --dataset is not reached)
+    (["--n_embd=128", "--n_head=3", "--dataset=nowhere.txt"], "bad model shape: n_embd=128 is "
+     "not divisible by n_head=3"),
+    (["--arch=modern", "--n_embd=36", "--n_head=4"], "rotary positions need an even head size"),
 ])
 def test_bad_overrides(args, message):
     with pytest.raises(UserError, match=message):
