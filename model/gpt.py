@@ -18,7 +18,8 @@ from .config import GPTConfig
 class RMSNorm(nn.RMSNorm):
     """nn.RMSNorm with its gain cast to the input's dtype: under bf16 autocast
     the stock module sees bf16 input and an fp32 gain and falls back to a slow
-    unfused path (about 15% of a training step at the ladder's sizes)."""
+    unfused path, a sizeable share of a training step at the ladder's sizes
+    (docs/measurements.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
@@ -45,16 +46,16 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def make_dropout(p: float) -> nn.Module:
-    """Dropout, or nothing at p=0: even a no-op Dropout costs ~3 us a call, 6% of a decoded token."""
+    """Dropout, or nothing at p=0: even a no-op Dropout has a fixed cost per call that shows in
+    single-token decoding (docs/measurements.md)."""
     return nn.Dropout(p) if p else nn.Identity()
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
               dropout: float) -> torch.Tensor:
-    """Scaled dot-product attention. On CPU it runs in fp32 even under bf16 autocast:
-    torch's CPU flash-attention kernel is slower in bf16 than in fp32 (measured forward +
-    backward: 3.8 vs 1.3 ms at nanoGPT's CPU shape, 6.6 vs 4.8 ms at the ladder's 6x160),
-    and at head size 32 the casts cost little."""
+    """Scaled dot-product attention. On CPU it runs in fp32 even under bf16 autocast: torch's
+    CPU flash-attention kernel is slower in bf16 than in fp32 for forward + backward at these
+    shapes (docs/measurements.md), and at small head sizes the casts cost little."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
             y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
@@ -129,8 +130,8 @@ class MLP(nn.Module):
 
     def forward(self, x):
         h = self.fc(x)
-        # Exact (erf) GELU, as nanoGPT. On CPU it is 1.8x faster than GPT-2's tanh form on
-        # training-sized tensors (though 4x slower on a single decoded token's).
+        # Exact (erf) GELU, as nanoGPT: on CPU it is faster than GPT-2's tanh form on
+        # training-sized tensors, though slower on a single decoded token's.
         h = F.relu(h).square() if self.relu2 else F.gelu(h)
         return self.proj(h)
 
@@ -235,7 +236,7 @@ def n_nonemb_formula(cfg: GPTConfig) -> int:
 
 
 def flops_per_token(cfg: GPTConfig, n_nonemb: int | None = None) -> int:
-    """Training FLOPs per token, forward + backward (DESIGN §3):
+    """Training FLOPs per token, forward + backward:
     6·N + 6·n_layer·n_ctx·d (attention scores) + 6·d·V (unembedding).
     At tiny width the last two terms are large; never use bare 6·N there."""
     N = n_nonemb if n_nonemb is not None else 12 * cfg.n_layer * cfg.n_embd ** 2

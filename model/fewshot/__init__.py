@@ -1,4 +1,4 @@
-"""The few-shot / in-context study (DESIGN §6): does a larger model use its context better?
+"""The few-shot / in-context study: does a larger model use its context better?
 
 tasks     seeded few-shot items from held-out text, and prompts of k demonstrations
 metrics   exact match, log-likelihood and accuracy per char from one teacher-forced pass

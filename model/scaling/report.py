@@ -137,7 +137,7 @@ def held_out_finding(held: F.HeldOut, noise: float | None) -> str:
                                       ("a straight line through the 3 next-largest sizes",
                                        held.local_error)) if abs(err) <= PREDICTION_TOLERANCE]
     seeds = (f"Seed-to-seed noise: {noise:.4f} in log L, measured." if noise is not None else
-             "Seed-to-seed noise: not measured (one seed per size; DESIGN.md cites ~0.02 nats), "
+             "Seed-to-seed noise: not measured (one seed per size), "
              "so the interval's noise is the fit's residual SD.")
     return (f"- The largest size predicted from the others: {held.predicted:.4f} vs "
             f"{held.actual:.4f} measured, error {held.error:+.4f} nats, "

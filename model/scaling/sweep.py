@@ -1,7 +1,7 @@
 """A small learning-rate sweep per size, at a reduced token budget.
 
-The learning rate is most of the difference between sizes at tiny scale
-(DESIGN §5): an untuned ladder measures how fast each size leaves the n-gram
+The learning rate is most of the difference between sizes at tiny scale:
+an untuned ladder measures how fast each size leaves the n-gram
 regime, not L(N). For each size we try the plan's rate times each factor; when
 the best sits at an edge of the grid we extend the grid that way (at most
 `extend` times), so no chosen value is an edge.
