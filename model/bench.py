@@ -11,7 +11,6 @@ import functools
 import resource
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -19,13 +18,10 @@ from .config import ARCHS, LADDER, GPTConfig, named
 from .device import (autocast, describe, medians_in_turn, peak_flops, pick_device, pick_dtype,
                      set_threads, sync)
 from .errors import UserError
+from .files import configs_dir
 from .generate import generate
 from .gpt import GPT, flops_per_token
 from .optim import fused_adamw
-
-# the checkout's recipe wherever bench runs from (a relative default only worked in the checkout)
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.toml"
-
 
 @dataclass(frozen=True)
 class Shape:
@@ -187,7 +183,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--vs", choices=("baseline",), help="also run the plain GPT-2 block, fp32 eager")
     p.add_argument("--fixed_minutes", type=float, default=0,
                    help="instead: train --recipe for this long per arch (gpt2, modern), compare val loss")
-    p.add_argument("--recipe", default=str(RECIPE))
+    p.add_argument("--recipe", default="",
+                   help="a training config (default: the shipped shakespeare_char.toml)")
     a = p.parse_args(argv)
     if not 0 <= a.fixed_minutes < float("inf"):  # (NaN fails this too)
         raise UserError(f"--fixed_minutes must be positive, got {a.fixed_minutes:g}")
@@ -198,7 +195,8 @@ def main(argv: list[str]) -> None:
         if ignored:
             raise UserError(f"--fixed_minutes trains --recipe, once per arch; drop "
                             f"{', '.join(ignored)}")
-        return fixed_time_comparison(a.fixed_minutes, a.recipe, ["gpt2", "modern"], a.threads,
+        recipe = a.recipe or str(configs_dir() / "shakespeare_char.toml")
+        return fixed_time_comparison(a.fixed_minutes, recipe, ["gpt2", "modern"], a.threads,
                                      a.compile)
     if min(a.steps, a.rounds, a.decode_tokens, a.decode_context) < 1:
         raise UserError("--steps, --rounds, --decode_tokens and --decode_context need to be at "

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -64,3 +65,15 @@ def machine() -> str:
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (f"{platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} threads{gpu}, "
             f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def configs_dir() -> Path:
+    """The recipes and study presets: ./configs if the current folder has them (a checkout, or
+    a user's own), else the checkout beside the package (an editable install), else the copy a
+    wheel installs under <prefix>/share/tinygpt (a plain `pip install .`)."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1],
+                 Path(sys.prefix) / "share" / "tinygpt"):
+        if (root / "configs" / "study").is_dir():
+            return root / "configs"
+    raise UserError("no configs/ folder with the study presets was found here, beside the "
+                    "package or under the install prefix; reinstall tinygpt")

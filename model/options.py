@@ -165,6 +165,17 @@ def check_keys(keys, where: str) -> None:
                         + ", ".join(sorted(valid)))
 
 
+def recipe_file(path: str) -> Path:
+    """path as given; or, where no such file exists, the shipped recipe of that name
+    (`shakespeare_char` or `configs/shakespeare_char.toml` from any folder)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    from .files import configs_dir  # (files imports torch; options stays light otherwise)
+    shipped = configs_dir() / Path(p.name).with_suffix(".toml")
+    return shipped if shipped.is_file() else p
+
+
 def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
     """TrainConfig from an optional TOML file and `--key=value` overrides."""
     values: dict = {}
@@ -177,7 +188,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConf
         check_keys([key], "the command line")
         cli[key] = value
     if path:
-        p = Path(path)
+        p = recipe_file(path)
         if not p.is_file():
             problem = "is a folder, not a TOML file" if p.is_dir() else "not found"
             raise UserError(f"config file {path} {problem}; see configs/ for the recipes")

@@ -1,4 +1,6 @@
 """Config files and --key=value overrides: typed, checked, one-line errors."""
+from pathlib import Path
+
 import pytest
 
 from model.errors import UserError
@@ -65,3 +67,21 @@ def test_toml_value_of_wrong_type(tmp_path):
     path.write_text('compile = 1\n')
     with pytest.raises(UserError, match="compile must be bool"):
         load_config(str(path))
+
+
+def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the copy beside the package is used
+    for name in ("shakespeare_char", "configs/shakespeare_char.toml"):
+        cfg = load_config(name, ["--max_iters=7"])
+        assert (cfg.max_iters, cfg.out_dir) == (7, "out/shakespeare-char")
+    with pytest.raises(UserError, match="config file nope.toml not found"):
+        load_config("nope.toml")
+
+
+def test_configs_are_looked_for_here_first_then_beside_the_package(tmp_path, monkeypatch):
+    from model.files import configs_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert configs_dir() == Path(__file__).resolve().parents[1] / "configs"
+    (tmp_path / "configs" / "study").mkdir(parents=True)
+    assert configs_dir() == tmp_path / "configs"

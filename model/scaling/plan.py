@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..config import ARCHS, SIZES, named
 from ..errors import UserError, check_values
+from ..files import configs_dir
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..options import TrainConfig, cast, check_keys
 
-PRESETS = Path(__file__).resolve().parents[2] / "configs" / "study"
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,11 @@ def read_plan(preset_or_path: str) -> tuple[Path, dict]:
     """The plan file of a preset name or path, and its parsed TOML. A file that says
     kind = "emergence" is an emergence plan (model/emergence/plan.py)."""
     path = Path(preset_or_path)
+    presets = configs_dir() / "study"
     if not path.suffix:
-        path = PRESETS / f"{preset_or_path}.toml"
+        path = presets / f"{preset_or_path}.toml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        known = ", ".join(sorted(p.stem for p in presets.glob("*.toml")))
         raise UserError(f"no study plan {preset_or_path!r}; presets: {known}, or a .toml path")
     try:
         return path, tomllib.loads(path.read_text())
