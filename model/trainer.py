@@ -23,7 +23,7 @@ from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_devi
 from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
 from .lock import owns_out_dir
-from .metrics import Progress, RunLog
+from .runlog import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
 from .tokenizer import check_same_vocab

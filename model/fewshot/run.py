@@ -27,7 +27,7 @@ from ..errors import UserError, exits_cleanly, make_dir
 from ..files import write_json
 from ..tokenizer import CharTokenizer, check_same_vocab, from_meta
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
-from .metrics import encode, score_prompts, summarize
+from .scoring import encode, score_prompts, summarize
 from .plots import write_figures
 from .report import write_section
 from .tasks import KS, TASKS, build_prompts
