@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from .config import ARCHS, LADDER, GPTConfig, named
-from .device import (autocast, describe, medians_in_turn, peak_flops, pick_device, pick_dtype,
-                     set_threads, sync)
+from .device import autocast, describe, pick_device, pick_dtype, set_threads
 from .errors import UserError
 from .generate import generate
 from .gpt import GPT, flops_per_token
 from .optim import fused_adamw
+from .timing import medians_in_turn, peak_flops, sync
 
 # the checkout's recipe wherever bench runs from (a relative default only worked in the checkout)
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.toml"

@@ -18,14 +18,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import checkpoint, distributed
 from .data import Batches, dataset_dir, prepare
-from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_device, pick_dtype,
-                     set_threads)
+from .device import autocast, describe, faster_cpu_dtype, pick_device, pick_dtype, set_threads
 from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
 from .lock import owns_out_dir
-from .runlog import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
+from .runlog import Progress, RunLog
 from .tokenizer import check_same_vocab
 
 
