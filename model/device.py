@@ -94,7 +94,7 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def describe(device: str) -> str:
+def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
     return f"{device} ({torch.get_num_threads()} threads)"
