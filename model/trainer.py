@@ -25,6 +25,7 @@ from .lock import owns_out_dir
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
 from .runlog import Progress, RunLog
+from .timing import peak_flops
 from .tokenizer import check_same_vocab
 
 
@@ -127,7 +128,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     peak = peak_flops(dev_type, dtype) if dist.master else 1.0
     if dist.master:
         print(f"tinygpt: {raw.num_params():,} non-embedding params, {device_name(dev_type)}, "
-              f"{dtype}, {tokens_per_step:,} tokens/step, starting at step {step}/{cfg.max_iters}", flush=True)
+              f"{dtype}, {tokens_per_step:,} tokens/step, starting at step {step}/{cfg.max_iters}",
+              flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):
