@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import torch
 
 from .config import ARCHS, LADDER, GPTConfig, named
-from .device import (autocast, describe, medians_in_turn, peak_flops, pick_device, pick_dtype,
-                     set_threads, sync)
+from .device import autocast, device_name, pick_device, pick_dtype, set_threads
 from .errors import UserError
 from .files import configs_dir
 from .generate import generate
 from .gpt import GPT, flops_per_token
 from .optim import fused_adamw
+from .timing import medians_in_turn, peak_flops, sync
 
 @dataclass(frozen=True)
 class Shape:
@@ -39,14 +39,14 @@ SHAPES = {
 }
 
 
-def build(shape: Shape, arch: str, device: str, block: int | None = None) -> GPT:
+def seeded_model(shape: Shape, arch: str, device: str, block: int | None = None) -> GPT:
     torch.manual_seed(0)
     cfg: GPTConfig = named(shape.size, arch, vocab_size=shape.vocab, block_size=block or shape.block)
     return GPT(cfg).to(device)
 
 
-class Trainer:
-    """One model's training step (forward, backward, AdamW step) on fixed random tokens."""
+class StepTimer:
+    """Times one model's training step (forward, backward, AdamW step) on fixed random tokens."""
 
     def __init__(self, model: GPT, shape: Shape, device: str, dtype: torch.dtype,
                  compile_: bool, fused: bool, warmup: int = 3):
@@ -72,9 +72,9 @@ class Trainer:
         return steps * self.shape.batch * self.shape.block / (time.perf_counter() - t0)
 
 
-def interleaved(trainers: list[Trainer], steps: int, rounds: int) -> list[float]:
-    """Median tokens/s of each trainer over rounds taken in turn."""
-    return medians_in_turn([functools.partial(t.tokens_per_s, steps) for t in trainers], rounds)
+def interleaved(timers: list[StepTimer], steps: int, rounds: int) -> list[float]:
+    """Median tokens/s of each timer over rounds taken in turn."""
+    return medians_in_turn([functools.partial(t.tokens_per_s, steps) for t in timers], rounds)
 
 
 def decode_speed(model: GPT, device: str, new_tokens: int, rounds: int) -> tuple[float, float]:
@@ -109,8 +109,8 @@ def report_train(label: str, tok_s: float, fpt: int, peaks: dict) -> None:
     print(f"  {label:<34} {tok_s:>10,.0f} tok/s  {achieved / 1e9:8.1f} GFLOP/s  {mfu}")
 
 
-def recipe_trainer(recipe: str, overrides: list[str]) -> tuple[Trainer, float]:
-    """A bench Trainer at the recipe's shape, and its start-up time (compilation, when
+def recipe_step_timer(recipe: str, overrides: list[str]) -> tuple[StepTimer, float]:
+    """A StepTimer at the recipe's shape, and its start-up time (compilation, when
     compiling: the real run pays it too)."""
     from .data import Batches, dataset_dir, prepare
     from .options import load_config
@@ -122,9 +122,9 @@ def recipe_trainer(recipe: str, overrides: list[str]) -> tuple[Trainer, float]:
     device = pick_device(cfg.device)
     model = GPT(cfg.gpt_config(vocab)).to(device)
     t0 = time.perf_counter()
-    trainer = Trainer(model, Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab), device,
+    timer = StepTimer(model, Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab), device,
                       pick_dtype(device, cfg.dtype), cfg.compile, fused_adamw(device))
-    return trainer, time.perf_counter() - t0
+    return timer, time.perf_counter() - t0
 
 
 def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads: int,
@@ -139,14 +139,14 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
               for arch in archs}
     # a throwaway first build: the process's one-time costs (library start-up, the compiler's
     # first use) would otherwise count as the first arch's start-up
-    recipe_trainer(recipe, common[archs[0]])
-    trainers, start_ups = zip(*(recipe_trainer(recipe, common[arch]) for arch in archs))
+    recipe_step_timer(recipe, common[archs[0]])
+    timers, start_ups = zip(*(recipe_step_timer(recipe, common[arch]) for arch in archs))
     # Speeds timed in alternating rounds, so that a slow spell of the machine hits every arch
     # alike: timed one after the other, 20 steps each, the step counts once differed by 30%
     # from what the runs then did.
-    rates = interleaved(list(trainers), 20, 5)
-    tokens_per_step = [t.shape.batch * t.shape.block for t in trainers]
-    del trainers
+    rates = interleaved(list(timers), 20, 5)
+    tokens_per_step = [t.shape.batch * t.shape.block for t in timers]
+    del timers
     results = {}
     for arch, tok_s, start_up, tps in zip(archs, rates, start_ups, tokens_per_step):
         # 8% of the budget goes to evaluations and start-up, measured on the default recipe
@@ -206,26 +206,26 @@ def main(argv: list[str]) -> None:
     device = pick_device(a.device)
     dtype = pick_dtype(device, a.dtype)
     shape = SHAPES[a.config]
-    model = build(shape, a.arch, device)
+    model = seeded_model(shape, a.arch, device)
     fpt = flops_per_token(model.cfg, model.num_params())
     peaks = {"fp32": peak_flops(device, torch.float32)}
     if device != "cpu" or dtype == torch.bfloat16:
         peaks["bf16"] = peak_flops(device, torch.bfloat16)
     print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
-          f"batch {shape.batch}) on {describe(device)}")
+          f"batch {shape.batch}) on {device_name(device)}")
     print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
-    trainers = [Trainer(model, shape, device, dtype, a.compile, fused_adamw(device))]
+    timers = [StepTimer(model, shape, device, dtype, a.compile, fused_adamw(device))]
     if a.vs:  # nanoGPT fuses AdamW on CUDA only
-        trainers.append(Trainer(build(shape, "gpt2", device), shape, device, torch.float32, False,
-                                fused_adamw(device) and device == "cuda"))
-    rates = interleaved(trainers, a.steps, a.rounds)
+        timers.append(StepTimer(seeded_model(shape, "gpt2", device), shape, device, torch.float32,
+                                False, fused_adamw(device) and device == "cuda"))
+    rates = interleaved(timers, a.steps, a.rounds)
     print(f"  training, median of {a.rounds} rounds of {a.steps} steps taken in turn:")
     report_train(f"train {a.arch} {dtype} {'compiled' if a.compile else 'eager'}", rates[0], fpt,
                  peaks)
     if a.vs:
         report_train("train baseline gpt2 fp32 eager", rates[1], fpt, peaks)
         print(f"  speedup over baseline: {rates[0] / rates[1]:.2f}x")
-    dec_model = build(shape, a.arch, device, block=a.decode_context)
+    dec_model = seeded_model(shape, a.arch, device, block=a.decode_context)
     cached, full = decode_speed(dec_model, device, a.decode_tokens, a.rounds)
     print(f"  decode {a.decode_tokens} tokens (context {a.decode_context}), median of {a.rounds} "
           f"rounds: {cached:,.0f} tok/s with KV cache, {full:,.0f} tok/s recomputing; "

@@ -1,20 +1,18 @@
-"""Device, precision and the measured matmul peak that MFU is reported against.
+"""Device and precision: which device to run on, in which dtype, with how many CPU threads.
 
-MFU against a hard-coded A100 number says nothing on a laptop. We time a large
-matmul on the device in use, in the precision in use, and divide by that.
+Timing (the matmul peak MFU is reported against, medians of alternating measurements)
+lives in timing.py.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import statistics
 import time
-from typing import Callable
 
 import torch
 
 from .errors import UserError
+from .timing import medians_in_turn
 
 
 def pick_device(name: str = "auto") -> str:
@@ -78,13 +76,6 @@ def faster_cpu_dtype(model: torch.nn.Module, x: torch.Tensor, rounds: int = 5,
     return torch.bfloat16 if bf16 * margin < fp32 else torch.float32
 
 
-def medians_in_turn(measures: list[Callable[[], float]], rounds: int) -> list[float]:
-    """The median of each measurement over rounds that take them in turn, so that a slow
-    spell of the machine (another process, frequency changes) hits every one alike."""
-    results = [[measure() for measure in measures] for _ in range(rounds)]
-    return [statistics.median(r[i] for r in results) for i in range(len(measures))]
-
-
 def autocast(device: str, dtype: torch.dtype):
     """Mixed precision where it applies; a no-op for float32."""
     if dtype == torch.float32:
@@ -103,32 +94,7 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elif device == "mps":
-        torch.mps.synchronize()
-
-
-@functools.lru_cache(maxsize=None)
-def peak_flops(device: str, dtype: torch.dtype, n: int = 0, seconds: float = 0.5) -> float:
-    """Measured matmul FLOP/s on this device and dtype (best of repeated n³ products)."""
-    n = n or (8192 if device == "cuda" else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b  # warm-up: library initialisation and kernel selection
-    sync(device)
-    best, spent = float("inf"), 0.0
-    while spent < seconds:
-        t0 = time.perf_counter()
-        a @ b
-        sync(device)
-        dt = time.perf_counter() - t0
-        best, spent = min(best, dt), spent + dt
-    return 2 * n ** 3 / best
-
-
-def describe(device: str) -> str:
+def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
     return f"{device} ({torch.get_num_threads()} threads)"

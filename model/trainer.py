@@ -18,14 +18,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import checkpoint, distributed
 from .data import Batches, dataset_dir, prepare
-from .device import (autocast, describe, faster_cpu_dtype, peak_flops, pick_device, pick_dtype,
-                     set_threads)
+from .device import autocast, device_name, faster_cpu_dtype, pick_device, pick_dtype, set_threads
 from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
 from .lock import owns_out_dir
-from .metrics import Progress, RunLog
 from .optim import lr_at, make_optimizer
 from .options import TrainConfig, as_dict
+from .runlog import Progress, RunLog
+from .timing import peak_flops
 from .tokenizer import check_same_vocab
 
 
@@ -69,8 +69,8 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
     return state
 
 
-def build(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches, device: str,
-          dtype: torch.dtype, distributed_run: bool):
+def model_and_optimizer(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches,
+                        device: str, dtype: torch.dtype, distributed_run: bool):
     """The model, its optimizer and the precision: fresh, or restored from state."""
     dev_type = device.split(":")[0]
     torch.manual_seed(cfg.seed)
@@ -114,7 +114,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device,
                          batches.meta["tokenizer"])
 
-    raw, opt, dtype = build(cfg, gcfg, state, batches, device, dtype, dist.enabled)
+    raw, opt, dtype = model_and_optimizer(cfg, gcfg, state, batches, device, dtype, dist.enabled)
     step = state["step"] if state else 0
     elapsed_before = state.get("elapsed", 0.0) if state else 0.0
     model = torch.compile(raw) if cfg.compile else raw
@@ -127,8 +127,9 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     fpt = flops_per_token(gcfg, raw.num_params())
     peak = peak_flops(dev_type, dtype) if dist.master else 1.0
     if dist.master:
-        print(f"tinygpt: {raw.num_params():,} non-embedding params, {describe(dev_type)}, {dtype}, "
-              f"{tokens_per_step:,} tokens/step, starting at step {step}/{cfg.max_iters}", flush=True)
+        print(f"tinygpt: {raw.num_params():,} non-embedding params, {device_name(dev_type)}, "
+              f"{dtype}, {tokens_per_step:,} tokens/step, starting at step {step}/{cfg.max_iters}",
+              flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):

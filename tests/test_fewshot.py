@@ -18,7 +18,7 @@ from model.fewshot import analysis
 from model.fewshot.icl import (attention_probs, copy_probe, halves_loss, icl_positions,
                                icl_score, induction_probe, loss_by_position, prefix_matching,
                                prefix_targets, probe_pool, text_repeat_loss)
-from model.fewshot.metrics import (batch_rows, mean_ci, newcombe_diff, score_logits,
+from model.fewshot.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
                                    score_prompts, summarize, wilson)
 from model.fewshot.run import last_of_each_run, main
 from model.fewshot.tasks import END, SEP, TASKS, build_prompts

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import tiny_config
 from model.errors import UserError
-from model.metrics import read_metrics
+from model.runlog import read_metrics
 from model.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_a_kill_while_metrics_are_rewritten_loses_no_record(corpus, tmp_path):
     assert len(before) > 600
     # (Python ignores SIGXFSZ; the child restores the default action: death)
     rewrite = ("import signal; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
-               f"from model.metrics import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
+               f"from model.runlog import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
                "print('rewritten')")
     done = subprocess.run(
         [sys.executable, "-c", rewrite], capture_output=True, text=True,
@@ -382,7 +382,7 @@ def test_fewshot_names_a_relative_dataset_from_the_checkpoint(corpus, tmp_path, 
 
 
 def test_metrics_on_a_full_disk_name_the_file(small_disk):
-    from model.metrics import RunLog
+    from model.runlog import RunLog
 
     log = RunLog(small_disk, {})
     with pytest.raises(OSError):  # fill the file system to the last byte

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from conftest import tiny_config
-from model.metrics import read_metrics
+from model.runlog import read_metrics
 from model.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]

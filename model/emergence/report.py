@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from .. import shapes  # noqa: E402
 from ..errors import UserError  # noqa: E402
-from ..metrics import fmt_time, read_metrics  # noqa: E402
+from ..runlog import fmt_time, read_metrics  # noqa: E402
 from ..figures import save  # noqa: E402
 from .transition import FORMED, transition  # noqa: E402
 from .verdicts import COPY_TASKS, CONTROLS, final_fewshot, verdicts  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..data import Batches, prepare
 from ..errors import UserError, make_dir
 from ..fewshot.run import Options, held_out_text
-from ..metrics import fmt_time, read_metrics
+from ..runlog import fmt_time, read_metrics
 from ..files import machine, write_json
 from ..trainer import train
 from .plan import EmergencePlan

@@ -1,7 +1,7 @@
 """The few-shot / in-context study: does a larger model use its context better?
 
 tasks     seeded few-shot items from held-out text, and prompts of k demonstrations
-metrics   exact match, log-likelihood and accuracy per char from one teacher-forced pass
+scoring   exact match, log-likelihood and accuracy per char from one teacher-forced pass
 icl       Olsson et al.'s ICL score, loss by position, prefix matching, repeated sequences
 analysis  gains from k=0 and their trend in N, from results.json alone
 plots     the figures; report: the fewshot.md section

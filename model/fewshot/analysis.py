@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats
 
-from .metrics import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
+from .scoring import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
 from .tasks import TASKS
 
 GAIN_K = 8

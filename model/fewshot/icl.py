@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .. import shapes
 from ..errors import UserError
 from ..gpt import GPT
-from .metrics import batch_rows, bootstrap_ci
+from .scoring import batch_rows, bootstrap_ci
 
 # Best head's prefix-matching score at which induction heads count as formed. A judgement:
 # Olsson et al.'s induction heads attend mostly to the matched token; uniform attention

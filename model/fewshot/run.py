@@ -27,7 +27,7 @@ from ..errors import UserError, exits_cleanly, make_dir
 from ..files import write_json
 from ..tokenizer import CharTokenizer, check_same_vocab, from_meta
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
-from .metrics import encode, score_prompts, summarize
+from .scoring import encode, score_prompts, summarize
 from .plots import write_figures
 from .report import write_section
 from .tasks import KS, TASKS, build_prompts
@@ -57,7 +57,7 @@ def held_out_text(dataset: str) -> str:
     return split_documents(load_documents(dataset))[1]
 
 
-def describe(path: Path, model, state: dict) -> dict:
+def checkpoint_identity(path: Path, model, state: dict) -> dict:
     """Who a checkpoint is: its run, step, N and val loss (the run's final full-split value
     from summary.json when this is the final step, else the value logged at this step)."""
     summary_file = path.parent / "summary.json"
@@ -118,7 +118,7 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
     t0 = time.perf_counter()
     path = Path(path)
     model, state = load_model(path, opts.device)
-    entry = describe(path, model, state)
+    entry = checkpoint_identity(path, model, state)
     tokenizer = tokenizer_of(state, path)
     if not dataset:
         dataset = state["train_config"]["dataset"]

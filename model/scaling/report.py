@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data import dataset_dir
 from ..errors import UserError
-from ..metrics import fmt_time, read_metrics
+from ..runlog import fmt_time, read_metrics
 from . import fit as F
 from . import plots
 from .ngram import baselines

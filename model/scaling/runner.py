@@ -16,7 +16,7 @@ from ..data import Batches, prepare
 from ..errors import UserError, make_dir
 from ..files import machine, write_json
 from ..gpt import flops_per_token, n_nonemb_formula
-from ..metrics import fmt_time
+from ..runlog import fmt_time
 from ..trainer import train
 from .plan import RunSpec, StudyPlan, config_hash
 

@@ -1,4 +1,4 @@
-"""Few-shot metrics, all from one teacher-forced forward pass over prompt + target.
+"""Few-shot scoring: every metric from one teacher-forced forward pass over prompt + target.
 
 Schaeffer et al. 2023: exact match turns smooth progress into a sudden jump,
 so it is reported next to continuous metrics of the same pass (target

@@ -1,0 +1,46 @@
+"""Timing: device synchronisation, medians of measurements taken in turn, and the
+measured matmul peak that MFU is reported against.
+
+MFU against a hard-coded A100 number says nothing on a laptop. We time a large
+matmul on the device in use, in the precision in use, and divide by that.
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def medians_in_turn(measures: list[Callable[[], float]], rounds: int) -> list[float]:
+    """The median of each measurement over rounds that take them in turn, so that a slow
+    spell of the machine (another process, frequency changes) hits every one alike."""
+    results = [[measure() for measure in measures] for _ in range(rounds)]
+    return [statistics.median(r[i] for r in results) for i in range(len(measures))]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
+@functools.lru_cache(maxsize=None)
+def peak_flops(device: str, dtype: torch.dtype, n: int = 0, seconds: float = 0.5) -> float:
+    """Measured matmul FLOP/s on this device and dtype (best of repeated n³ products)."""
+    n = n or (8192 if device == "cuda" else 2048)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up: library initialisation and kernel selection
+    sync(device)
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+    return 2 * n ** 3 / best
