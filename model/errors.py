@@ -80,3 +80,18 @@ def memory_shortfall(e: BaseException) -> str | None:
         return f"{int(found.group(1)) / 1e9:.3g} GB"
     found = re.search(r"allocate ([\d.]+ [KMGT]i?B)", text, re.IGNORECASE)  # CUDA, numpy
     return found.group(1) if found else "an allocation"
+
+
+def positive(v: Any) -> bool:
+    """A number above 0 (not a bool), for the value rules of check_values."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def whole(v: Any) -> bool:
+    """A whole number of at least 1 (not a bool)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def fraction(v: Any) -> bool:
+    """A number from 0 to 1 (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1

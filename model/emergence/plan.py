@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import shapes
-from ..errors import UserError, check_values
+from ..errors import UserError, check_values, fraction, positive, whole
 from ..fewshot.tasks import KS, TASKS
 from ..options import TrainConfig, cast, check_keys
 
@@ -96,25 +96,17 @@ class EmergencePlan:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _fraction(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-
-
 def _wholes(v) -> bool:
-    return isinstance(v, list) and all(map(_whole, v))
+    return isinstance(v, list) and all(map(whole, v))
 
 
 VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
        for k in ("kind", "name", "description", "dataset", "tokenizer", "arch")},
-    **{k: (_whole, "a whole number, at least 1") for k in (
+    **{k: (whole, "a whole number, at least 1") for k in (
         "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
-    "lr": (lambda v: isinstance(v, float) and v > 0, "a positive number"),
-    **{k: (_fraction, "a fraction from 0 to 1") for k in ("repeat_spans", "synthetic")},
+    "lr": (positive, "a positive number"),
+    **{k: (fraction, "a fraction from 0 to 1") for k in ("repeat_spans", "synthetic")},
     "depths": (lambda v: _wholes(v) and v, "a non-empty list of layer counts"),
     "widths": (lambda v: _wholes(v) and v, "a non-empty list of widths"),
     "smeared_depths": (_wholes, "a list of layer counts"),
@@ -126,7 +118,7 @@ VALUES = {
         "a list of [depth, width] pairs"),
     "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
               "a list of whole numbers"),
-    "fewshot_at": (lambda v: isinstance(v, list) and all(map(_fraction, v)),
+    "fewshot_at": (lambda v: isinstance(v, list) and all(map(fraction, v)),
                    "a list of fractions of the run"),
     "fewshot_tasks": (lambda v: isinstance(v, list) and set(v) <= set(TASKS),
                       "a list of task names: " + ", ".join(TASKS)),

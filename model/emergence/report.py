@@ -9,20 +9,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")  # files only: no display needed, none assumed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .. import shapes  # noqa: E402
-from ..errors import UserError  # noqa: E402
-from ..runlog import fmt_time, read_metrics  # noqa: E402
-from ..figures import save  # noqa: E402
-from .transition import FORMED, transition  # noqa: E402
-from .verdicts import COPY_TASKS, CONTROLS, final_fewshot, verdicts  # noqa: E402
-from .verdicts import name as label  # noqa: E402
+from .. import shapes
+from ..errors import UserError
+from ..figures import save  # also selects the file-only Agg backend
+from ..files import write_atomic
+from ..runlog import fmt_time, read_metrics
+from .transition import FORMED, transition
+from .verdicts import COPY_TASKS, CONTROLS, final_fewshot, verdicts
+from .verdicts import name as label
 PANELS = (("copy_loss", "copy loss, synthetic probes (nats)"),
           ("prefix_matching", "best head's prefix matching"),
           ("text_copy_gain", "held-out text: 1st − 2nd copy (nats/char)"),
@@ -144,7 +142,7 @@ def fewshot_vs_n(runs: list[dict], plan: dict, shape: str, folder: Path) -> list
 def shuffled_line(ax, runs: list[dict], task: str, k_max: int) -> None:
     """The shuffled-demonstration control at the largest k it was run at, 2-layer family."""
     deepest = next((rs for rs, fmt in family_lines(runs) if fmt == "-o"), family_lines(runs)[0][0])
-    for k in sorted((k for k in range(k_max + 1)), reverse=True):
+    for k in range(k_max, -1, -1):
         pts = [(r["n_nonemb"], final_fewshot(r).get(task, {}).get("shuffled", {}).get(str(k)))
                for r in deepest]
         pts = [(n, s["exact_match"]) for n, s in pts if s]
@@ -268,7 +266,6 @@ def write_report(root: Path, command: str = "") -> Path:
              f"line, {plan['fewshot_items']} items per cell), k >= 4:", "",
              *fewshot_table(runs, plan), "", *reading(runs, plan)]
     path = root / "report.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    text = ("\n".join(lines) + "\n").encode()
+    write_atomic(path, lambda f: f.write(text), "report")
     return path

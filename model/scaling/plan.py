@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ARCHS, SIZES, named
-from ..errors import UserError, check_values
+from ..errors import UserError, check_values, positive, whole
 from ..files import configs_dir
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..options import TrainConfig, cast, check_keys
@@ -121,34 +121,26 @@ def load_plan(preset_or_path: str) -> StudyPlan:
     return StudyPlan(**{"name": path.stem, **raw})
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
 # What each plan key holds, so that a mistake is named here and not by a traceback later.
 PLAN_VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
        for k in ("name", "description", "dataset")},
     "tokenizer": (lambda v: v in ("char", "gpt2"), "char or gpt2"),
     "arch": (lambda v: v in ARCHS, "one of " + ", ".join(ARCHS)),
-    **{k: (_whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
-    "tokens": (lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of token counts"),
-    "flops": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of FLOP budgets"),
+    **{k: (whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
+    "tokens": (lambda v: isinstance(v, list) and all(map(whole, v)), "a list of token counts"),
+    "flops": (lambda v: isinstance(v, list) and all(map(positive, v)), "a list of FLOP budgets"),
     "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
               "a list of whole numbers"),
-    "lr": (lambda v: isinstance(v, dict) and all(map(_number, v.values())),
+    "lr": (lambda v: isinstance(v, dict) and all(map(positive, v.values())),
            "a table of sizes and positive learning rates"),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
     "sweep": (lambda v: isinstance(v, dict) and set(v) <= {"tokens", "factors", "extend"}
-              and _whole(v.get("tokens", 1)) and _sweep_factors(v.get("factors", [1]))
+              and whole(v.get("tokens", 1)) and _sweep_factors(v.get("factors", [1]))
               and isinstance(v.get("extend", 0), int),
               "a table of tokens (a count), factors (a non-empty list) and extend (a count)"),
 }
 
 
 def _sweep_factors(v) -> bool:
-    return isinstance(v, list) and len(v) > 0 and all(map(_number, v))
+    return isinstance(v, list) and len(v) > 0 and all(map(positive, v))
