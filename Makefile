@@ -3,6 +3,7 @@
 #   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
 #   make test   the test suite (what CI runs)
 #   make emergence  the emergence study: in-context copying switching on (~32 min)
+#   make instruct   the third act: SFT, reward models, PPO and DPO on laptop-study base models
 #   make demo   prepare the corpus, train the default char model (~2 min), print samples
 #               (run again, it reuses the trained model and only samples)
 # TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.
@@ -12,7 +13,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study emergence demo test clean
+.PHONY: study emergence instruct demo test clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ study: $(BIN)/.installed
 
 emergence: $(BIN)/.installed
 	$(BIN)/tinygpt study --preset=emergence
+
+instruct: $(BIN)/.installed
+	$(BIN)/tinygpt instruct --preset=laptop
 
 demo: $(BIN)/.installed
 	$(BIN)/tinygpt prepare --dataset=shakespeare --tokenizer=char

@@ -9,6 +9,9 @@
     tinygpt sweep [--preset=laptop]                       (its learning-rate sweep)
     tinygpt report out/study-laptop                       (fits, plots, report again)
     tinygpt fewshot out/study-laptop/*/ [--items=200]     (few-shot and in-context study)
+    tinygpt instruct [--preset=laptop] [--key=value ...]  (SFT, reward models, PPO, DPO, report)
+    tinygpt sft [--size=4x104] | rm [--size=...] | ppo [--rm_size=...] [--ptx] | dpo
+                                                          (one stage of it)
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from pathlib import Path
 
 from .errors import UserError, exits_cleanly
 
-COMMANDS = ("prepare", "train", "sample", "bench", "study", "sweep", "report", "fewshot")
+COMMANDS = ("prepare", "train", "sample", "bench", "study", "sweep", "report", "fewshot",
+            "instruct", "sft", "rm", "ppo", "dpo")
 
 
 def cmd_prepare(argv: list[str]) -> None:
@@ -195,6 +199,61 @@ def cmd_report(argv: list[str]) -> None:
         return
     plan = load_plan(a.preset) if a.preset else None
     print(f"report: {write_report(root, plan)}")
+
+
+def instruct_context(verb: str, argv: list[str]):
+    """The pipeline's context from --preset, --out and InstructConfig overrides, and the
+    verb's own options (--size, --rm_size, --ptx)."""
+    from .device import set_threads
+    from .instruct.context import Context
+    from .instruct.options import load_instruct
+
+    p = argparse.ArgumentParser(prog=f"tinygpt {verb}",
+                                epilog="any other --key=value sets a field of "
+                                       "model/instruct/options.py:InstructConfig")
+    p.add_argument("--preset", default="laptop", help="laptop | quick, or a preset .toml")
+    p.add_argument("--out", default="", help="the pipeline's folder (default out/instruct-<preset>)")
+    if verb in ("sft", "rm"):
+        p.add_argument("--size", default="", help="the model size (default: the policy's for "
+                                                  "sft, the largest reward model's for rm)")
+    if verb == "ppo":
+        p.add_argument("--rm_size", default="", help="the reward model to optimise against "
+                                                     "(default the largest)")
+        p.add_argument("--ptx", action="store_true", help="add the pretraining term (PPO-ptx)")
+    a, rest = p.parse_known_args(argv)
+    cfg, name = load_instruct(a.preset, rest)
+    set_threads(cfg.threads)
+    return Context(cfg, Path(a.out or f"out/instruct-{name}"), name), a
+
+
+def cmd_instruct(argv: list[str]) -> None:
+    from .instruct.pipeline import run_pipeline
+    ctx, _ = instruct_context("instruct", argv)
+    print(f"report: {run_pipeline(ctx)}")
+
+
+def cmd_sft(argv: list[str]) -> None:
+    from .instruct.sft import run_sft
+    ctx, a = instruct_context("sft", argv)
+    print(run_sft(ctx, a.size or ctx.cfg.policy_size))
+
+
+def cmd_rm(argv: list[str]) -> None:
+    from .instruct.rm import run_rm
+    ctx, a = instruct_context("rm", argv)
+    print(run_rm(ctx, a.size or ctx.cfg.sizes()[-1]))
+
+
+def cmd_ppo(argv: list[str]) -> None:
+    from .instruct.ppo import run_ppo
+    ctx, a = instruct_context("ppo", argv)
+    print(run_ppo(ctx, a.rm_size or ctx.cfg.sizes()[-1], a.ptx))
+
+
+def cmd_dpo(argv: list[str]) -> None:
+    from .instruct.dpo import run_dpo
+    ctx, _ = instruct_context("dpo", argv)
+    print(run_dpo(ctx))
 
 
 @exits_cleanly

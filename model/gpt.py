@@ -178,13 +178,9 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, 0.0, 0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, caches=None,
-                start: int = 0, reduction: str = "mean"):
-        """Logits for idx (B, T) and, with targets, the cross-entropy loss.
-
-        caches (one per block) and start (the position of idx[:, 0]) are used by
-        KV-cache decoding; training passes neither.
-        """
+    def hidden(self, idx: torch.Tensor, caches=None, start: int = 0) -> torch.Tensor:
+        """The final normed hidden states (B, T, n_embd): what the language-model head reads,
+        and what the reward and value heads of the InstructGPT stages read (model/instruct)."""
         T = idx.size(1)
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.cfg.block_size}")
@@ -197,7 +193,16 @@ class GPT(nn.Module):
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rotary, None if caches is None else caches[i])
-        logits = self.head(self.ln_f(x))
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, caches=None,
+                start: int = 0, reduction: str = "mean"):
+        """Logits for idx (B, T) and, with targets, the cross-entropy loss.
+
+        caches (one per block) and start (the position of idx[:, 0]) are used by
+        KV-cache decoding; training passes neither.
+        """
+        logits = self.head(self.hidden(idx, caches, start))
         if self.cfg.softcap:
             logits = self.cfg.softcap * torch.tanh(logits / self.cfg.softcap)
         if targets is None:

@@ -128,17 +128,18 @@ RANGES: dict[str, tuple] = {
 }
 
 
-def field_type(name: str) -> type:
-    """The concrete type of a TrainConfig field (int for `int | None`)."""
-    hint = typing.get_type_hints(TrainConfig)[name]
+def field_type(name: str, cls: type = None) -> type:
+    """The concrete type of a field of cls, TrainConfig by default (int for `int | None`)."""
+    hint = typing.get_type_hints(cls or TrainConfig)[name]
     if isinstance(hint, types.UnionType):
         hint = next(t for t in typing.get_args(hint) if t is not type(None))
     return hint
 
 
-def cast(name: str, value, from_cli: bool = False):
-    """Check one value for field `name`; command-line strings are converted first."""
-    kind = field_type(name)
+def cast(name: str, value, from_cli: bool = False, cls: type = None):
+    """Check one value for field `name` of cls (TrainConfig by default); command-line strings
+    are converted first."""
+    kind = field_type(name, cls)
     if from_cli and kind is not str:
         text = value.strip().lower()
         try:
@@ -157,8 +158,8 @@ def cast(name: str, value, from_cli: bool = False):
     return value
 
 
-def check_keys(keys, where: str) -> None:
-    valid = {f.name for f in fields(TrainConfig)}
+def check_keys(keys, where: str, cls: type = None) -> None:
+    valid = {f.name for f in fields(cls or TrainConfig)}
     unknown = [k for k in keys if k not in valid]
     if unknown:
         raise UserError(f"unknown config key {unknown[0]!r} in {where}; valid keys: "
@@ -176,30 +177,49 @@ def recipe_file(path: str) -> Path:
     return shipped if shipped.is_file() else p
 
 
-def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """TrainConfig from an optional TOML file and `--key=value` overrides."""
-    values: dict = {}
-    cli: dict = {}
-    for arg in overrides:
+def parse_overrides(overrides: list[str], cls: type = None) -> dict[str, str]:
+    """{key: text} of `--key=value` or `--key value` arguments naming fields of cls."""
+    cli: dict[str, str] = {}
+    args = list(overrides)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--") and "=" not in arg and args and not args[0].startswith("--"):
+            arg = f"{arg}={args.pop(0)}"
         if not arg.startswith("--") or "=" not in arg:
             raise UserError(f"cannot read argument {arg!r}; overrides look like --key=value, "
                             "e.g. --max_iters=100")
         key, value = arg[2:].split("=", 1)
-        check_keys([key], "the command line")
+        check_keys([key], "the command line", cls)
         cli[key] = value
-    if path:
-        p = recipe_file(path)
-        if not p.is_file():
-            problem = "is a folder, not a TOML file" if p.is_dir() else "not found"
-            raise UserError(f"config file {path} {problem}; see configs/ for the recipes")
-        try:
-            values = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"config file {path} is not valid TOML: {e}") from None
-        check_keys(values, path)
-    typed = {k: cast(k, v) for k, v in values.items()}
-    typed.update({k: cast(k, v, from_cli=True) for k, v in cli.items()})
-    return TrainConfig(**typed).validate()
+    return cli
+
+
+def read_toml(path: str, what: str) -> dict:
+    """A TOML file's table, or a one-line UserError saying why it cannot be read."""
+    p = recipe_file(path)
+    if not p.is_file():
+        problem = "is a folder, not a TOML file" if p.is_dir() else "not found"
+        raise UserError(f"{what} {path} {problem}; see configs/ for the recipes")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid TOML: {e}") from None
+
+
+def typed(cls: type, values: dict, cli: dict[str, str], where: str):
+    """An instance of the dataclass cls from file values and command-line texts (which win),
+    every key checked against its fields and every value against its type."""
+    check_keys(values, where, cls)
+    kwargs = {k: cast(k, v, cls=cls) for k, v in values.items()}
+    kwargs.update({k: cast(k, v, from_cli=True, cls=cls) for k, v in cli.items()})
+    return cls(**kwargs)
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """TrainConfig from an optional TOML file and `--key=value` overrides."""
+    cli = parse_overrides(overrides)
+    values = read_toml(path, "config file") if path else {}
+    return typed(TrainConfig, values, cli, path or "").validate()
 
 
 def as_dict(cfg: TrainConfig) -> dict:

@@ -48,8 +48,10 @@ class RunLog:
     """Appends metric records to out_dir/metrics.jsonl and mirrors them to wandb."""
 
     def __init__(self, out_dir: Path, config: dict, mode: str = "disabled", project: str = "tinygpt",
-                 group: str = "", name: str = "", resume_step: int | None = None):
+                 group: str = "", name: str = "", resume_step: int | None = None,
+                 eval_key: str = "val_loss"):
         self.path = Path(out_dir) / "metrics.jsonl"
+        self.eval_key = eval_key  # the key that marks an evaluation's record
         if resume_step is not None:
             self._truncate_after(resume_step)
         elif self.path.exists():
@@ -65,7 +67,7 @@ class RunLog:
             return
         rows = read_metrics(self.path.parent)
         kept = [json.dumps(r) for r in rows
-                if r.get("step", 0) < step or (r.get("step") == step and "val_loss" not in r)]
+                if r.get("step", 0) < step or (r.get("step") == step and self.eval_key not in r)]
         # atomically: a kill while rewriting must not leave the run's curve empty
         text = "".join(line + "\n" for line in kept).encode()
         write_atomic(self.path, lambda f: f.write(text), "metrics file")

@@ -1,0 +1,108 @@
+"""The pipeline's settings: one typed dataclass, presets in configs/instruct/*.toml, and
+--key=value overrides, read as `tinygpt train` reads its config (model/options.py)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..config import SIZES
+from ..errors import UserError, check_values, fraction, positive, whole
+from ..files import configs_dir
+from ..options import parse_overrides, read_toml, typed
+
+
+@dataclass
+class InstructConfig:
+    description: str = ""
+    # where the base models come from: the runs of a scaling study (trained if missing)
+    base: str = "out/study-laptop"   # folder of the study's runs, <size>-...-s<seed>/ckpt.pt
+    base_preset: str = "laptop"      # the study plan that trains a missing base model
+    base_seed: int = 1337
+    policy_size: str = "4x104"       # the model SFT, PPO and DPO fine-tune
+    rm_sizes: str = "2x48,3x56,4x104"  # reward models, smallest to largest (comma-separated)
+    seed: int = 1337
+    # prompts (task.py): training prompts come from the training plays, the rest from held-out ones
+    sft_prompts: int = 6000          # demonstrations for SFT
+    rm_prompts: int = 1000           # prompts whose K samples the labeller ranks for the RM
+    k: int = 4                       # completions ranked per prompt (InstructGPT: 4 to 9)
+    eval_prompts: int = 256          # held-out prompts every model is scored on
+    max_new_tokens: int = 80         # a completion's length; a line must end within it
+    # SFT
+    sft_steps: int = 600
+    sft_batch: int = 32
+    sft_lr: float = 3e-4
+    # reward model: one pass over the ranked prompts, as InstructGPT (more overfits)
+    rm_batch: int = 16               # prompts per step, each with its K completions
+    rm_lr: float = 3e-4
+    # PPO
+    ppo_iters: int = 150
+    ppo_batch: int = 64              # rollouts per iteration
+    ppo_epochs: int = 4              # passes over each iteration's rollouts
+    ppo_minibatch: int = 32
+    ppo_lr: float = 5e-5
+    kl_beta: float = 0.02            # β of the per-token KL penalty (InstructGPT: 0.02)
+    clip: float = 0.2                # ε of L^CLIP and of the value loss
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    vf_coef: float = 0.5             # weight of the value loss
+    ptx_coef: float = 1.0            # γ of the pretraining term in the PPO-ptx run
+    ptx_batch: int = 8               # windows of training plays per PPO-ptx minibatch
+    ppo_eval_every: int = 10
+    ppo_eval_prompts: int = 64       # held-out prompts of each evaluation along PPO
+    # DPO, from the same ranked pairs as the reward model
+    dpo_steps: int = 300
+    dpo_batch: int = 32              # pairs per step
+    dpo_lr: float = 5e-5
+    dpo_beta: float = 0.1
+    eval_every: int = 100            # SFT, RM and DPO evaluations
+    val_batches: int = 20            # windows of held-out plays for the alignment tax, x16
+    threads: int = 0
+
+    def sizes(self) -> list[str]:
+        return [s.strip() for s in self.rm_sizes.split(",") if s.strip()]
+
+    def validate(self) -> "InstructConfig":
+        check_values(asdict(self), RULES)
+        for size in [self.policy_size, *self.sizes()]:
+            if size not in SIZES:
+                raise UserError(f"size {size!r} is unknown; known sizes: {', '.join(SIZES)}")
+        if not self.sizes():
+            raise UserError("rm_sizes is empty; name at least one size, e.g. 2x48,3x56,4x104")
+        if self.ppo_batch % self.ppo_minibatch:
+            raise UserError(f"ppo_batch={self.ppo_batch} is not a multiple of "
+                            f"ppo_minibatch={self.ppo_minibatch}")
+        return self
+
+
+RULES = {
+    **{k: (whole, "a whole number, at least 1") for k in (
+        "sft_prompts", "rm_prompts", "eval_prompts", "max_new_tokens", "sft_steps", "sft_batch",
+        "rm_batch", "ppo_iters", "ppo_batch", "ppo_epochs", "ppo_minibatch", "ptx_batch",
+        "ppo_eval_every", "ppo_eval_prompts", "dpo_steps", "dpo_batch", "eval_every",
+        "val_batches")},
+    "k": (lambda v: whole(v) and v >= 2, "at least 2 (a ranking needs two completions)"),
+    **{k: (positive, "a positive number") for k in (
+        "sft_lr", "rm_lr", "ppo_lr", "dpo_lr", "dpo_beta", "clip")},
+    **{k: (lambda v: v >= 0, "0 or more") for k in ("kl_beta", "vf_coef", "ptx_coef", "threads")},
+    **{k: (fraction, "a number from 0 to 1") for k in ("gamma", "gae_lambda")},
+}
+
+
+def preset_file(preset: str) -> Path:
+    path = Path(preset)
+    if path.suffix:
+        return path
+    folder = configs_dir() / "instruct"
+    path = folder / f"{preset}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+        raise UserError(f"no instruct preset {preset!r}; presets: {known}, or a .toml path")
+    return path
+
+
+def load_instruct(preset: str, overrides: list[str]) -> tuple[InstructConfig, str]:
+    """The preset's settings with the command line's overrides, and the preset's name."""
+    path = preset_file(preset)
+    values = read_toml(str(path), "instruct preset")
+    cfg = typed(InstructConfig, values, parse_overrides(overrides, InstructConfig), str(path))
+    return cfg.validate(), path.stem

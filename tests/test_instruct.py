@@ -1,0 +1,170 @@
+"""The InstructGPT pipeline: each loss against a value worked out by hand, the labeller on fixed
+strings, and the whole pipeline on the quick preset (smoke run, resume after a kill)."""
+import json
+import math
+
+import pytest
+import torch
+
+from model.cli import main
+from model.instruct import losses
+from model.instruct.rollout import line_mask
+from model.instruct.task import Instruction, PROMPT_CHARS, grade, instructions
+
+VOCAB = frozenset("the king is dead long live and love my lord".split())
+
+
+def close(a, b):
+    assert torch.allclose(torch.as_tensor(a, dtype=torch.float32),
+                          torch.as_tensor(b, dtype=torch.float32), atol=1e-5), (a, b)
+
+
+def test_pairwise_loss_is_mean_over_ranked_pairs():
+    # scores 2 > 1 > 1: pairs (0,1) and (0,2) count, the tie (1,2) does not
+    reward = torch.tensor([[1.0, 0.0, 3.0]])
+    loss, acc = losses.pairwise_loss(reward, torch.tensor([[2.0, 1.0, 1.0]]))
+    close(loss, (-math.log(1 / (1 + math.exp(-1))) - math.log(1 / (1 + math.exp(2)))) / 2)
+    close(acc, 0.5)
+    _, acc = losses.pairwise_loss(torch.zeros(1, 3), torch.tensor([[2.0, 1.0, 0.0]]))
+    close(acc, 0.5)  # a reward model that says the same of everything is at chance
+
+
+def test_kl_penalty_per_token_and_score_at_the_last_kept_token():
+    logp = torch.tensor([[-1.0, -2.0, -0.5]])
+    logp_sft = torch.tensor([[-1.5, -1.0, -0.1]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    r = losses.kl_penalised_rewards(torch.tensor([2.0]), logp, logp_sft, mask, beta=0.1)
+    close(r, [[-0.05, 0.1 + 2.0, 0.0]])
+
+
+def test_gae_by_hand():
+    rewards, values = torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.2, 9.0]])
+    adv, ret = losses.gae(rewards, values, torch.tensor([[1.0, 1.0, 0.0]]), gamma=1.0, lam=0.5)
+    # t=1: δ = 1 + 0 (episode over) - 0.2 = 0.8; t=0: δ = 0 + 0.2 - 0.5 = -0.3, A = -0.3 + 0.5·0.8
+    close(adv, [[0.1, 0.8, 0.0]])
+    close(ret, [[0.6, 1.0, 0.0]])
+
+
+def test_clipped_objective_by_hand():
+    logp_old = torch.zeros(1, 2)
+    logp = torch.log(torch.tensor([[1.5, 1.5]]))  # ratio 1.5
+    adv, mask = torch.tensor([[1.0, -1.0]]), torch.ones(1, 2)
+    # A > 0: min(1.5, 1.2)·1 = 1.2; A < 0: min(-1.5, -1.2) = -1.5; loss = -(1.2 - 1.5) / 2
+    close(losses.clipped_policy_loss(logp, logp_old, adv, mask, clip=0.2), 0.15)
+
+
+def test_clipped_value_loss_by_hand():
+    v, v_old, ret = torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[2.0]])
+    # unclipped (1-2)² = 1; clipped value 0.2: (0.2-2)² = 3.24; ½·max = 1.62
+    close(losses.clipped_value_loss(v, v_old, ret, torch.ones(1, 1), clip=0.2), 1.62)
+
+
+def test_dpo_loss_by_hand():
+    loss, acc = losses.dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]),
+                                torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5)
+    close(loss, -math.log(1 / (1 + math.exp(-1.0))))  # margin 0.5·((−1+2) − (−3+2)) = 1
+    close(acc, 1.0)
+
+
+def test_whiten_and_masked_mean():
+    x, mask = torch.tensor([[1.0, 3.0, 100.0]]), torch.tensor([[1.0, 1.0, 0.0]])
+    close(losses.masked_mean(x, mask), 2.0)
+    close(losses.whiten(x, mask), [[-1.0, 1.0, 0.0]])
+
+
+def test_line_mask_keeps_up_to_the_first_newline():
+    nl = 0
+    close(line_mask(torch.tensor([[5, 0, 6, 0], [5, 6, 7, 8]]), nl),
+          [[1, 1, 0, 0], [1, 1, 1, 1]])
+
+
+@pytest.mark.parametrize("text, keyword, want", [
+    ("the king is dead, long live the king\n", "dead", dict(keyword=1.0, length=1.0)),
+    ("my lord, my love, the lovely king is dead\n", "love", dict(keyword=1.0)),
+    ("my lord the lovely king is dead long\n", "love", dict(keyword=0.5)),
+    ("love love love love love love love\n", "love", dict(keyword=0.5, variety=1 / 7)),
+    ("the king is dead, long live the king", "dead", dict(length=0.0)),  # no newline
+    ("the king\n", "king", dict(length=0.0, words=1.0)),  # 8 characters
+    ("zzq xxv the king is dead and gone away\n", "dead", dict(words=5 / 9)),
+    ("\n", "king", dict(keyword=0.0, length=0.0, words=0.0, variety=0.0, score=0.0)),
+])
+def test_labeller_on_fixed_strings(text, keyword, want):
+    got = grade(text, keyword, VOCAB)
+    for part, value in want.items():
+        assert got[part] == pytest.approx(value), (part, got)
+    assert got["score"] == pytest.approx(0.5 * got["keyword"] + 0.2 * got["length"]
+                                         + 0.15 * got["words"] + 0.15 * got["variety"])
+
+
+def test_labeller_length_ramps():
+    line = "the king " * 8  # 72 characters: past 60, a third of the way down to 0 at 90
+    assert grade(line[:72] + "\n", "king", VOCAB)["length"] == pytest.approx(18 / 30)
+    assert grade("the king is dead lo\n", "king", VOCAB)["length"] == pytest.approx(9 / 20)
+
+
+def test_instructions_are_padded_prompts_from_speech_lines():
+    play = "".join(f"KING RICHARD.\nNow is the winter of our discontent {i},\nMade glorious "
+                   f"summer by this sun of York.\n\nGLOUCESTER.\nAy.\n\n" for i in range(30))
+    items = instructions(play, 20, seed=0)
+    assert len(items) == 20 and all(len(it.prompt) == PROMPT_CHARS for it in items)
+    assert all(it.keyword in it.line.lower() and len(it.keyword) >= 5 for it in items)
+    assert items == instructions(play, 20, seed=0)
+    assert Instruction("A", "winter", "x").prompt.endswith("[winter]\nA.\n")
+
+
+def run(argv):
+    assert main(argv) == 0
+
+
+def test_quick_pipeline_end_to_end(tmp_path, capsys):
+    """tinygpt instruct on the quick preset: every stage, the results and the report; a second
+    call finds everything finished."""
+    out, base = tmp_path / "instruct", tmp_path / "base"
+    run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}", "--threads=2"])
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == ["base", "SFT", "PPO (RM 2x24)", "PPO (RM 2x32)",
+                                       "PPO-ptx (RM 2x32)", "DPO"]
+    for m in results["models"].values():
+        assert len(m["score"]) == 24 and all(0 <= s <= 1 for s in m["score"])
+    report = (out / "report.md").read_text()
+    assert "## Reward over-optimisation against reward-model size" in report
+    assert (out / "overoptimisation.png").exists() and (out / "scores.png").exists()
+    capsys.readouterr()
+    run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}"])
+    assert "training it now" not in capsys.readouterr().out
+
+
+def test_a_killed_stage_resumes_exactly(tmp_path, monkeypatch):
+    """SFT cut short by a crash after its step-10 checkpoint, then rerun, ends with the very
+    weights of an uninterrupted SFT."""
+    from model.instruct import loop
+    base = tmp_path / "base"
+    args = ["--preset=quick", f"--base={base}", "--sft_steps=20", "--eval_every=10"]
+    run(["sft", f"--out={tmp_path / 'a'}", *args])
+    real_run = loop.run
+
+    def crash_at_15(stage, step_fn, eval_fn, name):
+        def step(s):
+            if s == 15:
+                raise KeyboardInterrupt
+            return step_fn(s)
+        return real_run(stage, step, eval_fn, name)
+
+    monkeypatch.setattr(loop, "run", crash_at_15)
+    assert main(["sft", f"--out={tmp_path / 'b'}", *args]) == 130
+    monkeypatch.setattr(loop, "run", real_run)
+    run(["sft", f"--out={tmp_path / 'b'}", *args])
+    a = torch.load(tmp_path / "a" / "sft-2x32" / "ckpt.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "sft-2x32" / "ckpt.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = [json.loads(l) for l in (tmp_path / "b" / "sft-2x32" / "metrics.jsonl").open()]
+    assert [r["step"] for r in metrics if "demo_loss" in r] == [0, 10, 20]
+
+
+def test_bad_settings_are_one_line(capsys):
+    assert main(["instruct", "--preset=quick", "--k=1"]) == 2
+    assert "k must be at least 2" in capsys.readouterr().err
+    assert main(["ppo", "--preset=nosuch"]) == 2
+    assert "no instruct preset 'nosuch'" in capsys.readouterr().err
+    assert main(["dpo", "--preset=quick", "--policy_size=9x9"]) == 2
+    assert "size '9x9' is unknown" in capsys.readouterr().err
