@@ -170,9 +170,10 @@ class Batches:
         """How many val batches tile the whole validation split once."""
         return -(-(len(self.splits["val"]) - 1) // (self.block_size * batch_size))
 
-    def val_batches(self, n_batches: int, batch_size: int):
-        """Evenly spaced windows over the whole validation split, the same every call."""
+    def val_batches(self, n_batches: int, batch_size: int, rank: int = 0, world: int = 1):
+        """Evenly spaced windows over the whole validation split, the same every call; of
+        world processes, process rank gets batches rank, rank + world, ..."""
         high = len(self.splits["val"]) - self.block_size - 1
         offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
-        for i in range(n_batches):
+        for i in range(rank, n_batches, world):
             yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])

@@ -1,5 +1,4 @@
 """The trainer: exact resume, data parallelism, logging."""
-import json
 import os
 import shutil
 import subprocess
@@ -52,9 +51,9 @@ def test_training_lowers_the_loss_and_logs(corpus, tmp_path):
 def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
     """Two micro-batches of 4 must give the gradient of one batch of those 8 windows."""
     from model.data import Batches, prepare
-    from model.distributed import Dist
     from model.gpt import GPT
-    from model.trainer import train_step
+    from model.runtime import Runtime
+    from model.step import micro_batches, train_step
 
     cfg = tiny_config(corpus, tmp_path / "acc", grad_accum=2, grad_clip=0.0)
     b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
@@ -68,7 +67,7 @@ def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
             model.zero_grad(set_to_none=set_to_none)
 
     rec = Recorder()
-    train_step(model, rec, b, cfg, step=3, dist=Dist(), device="cpu", dtype=torch.float32)
+    train_step(model, rec, Runtime(), micro_batches(b, cfg, step=3), cfg.grad_clip)
     xs, ys = zip(*(b.train_batch(cfg.seed, 3, shard, cfg.batch_size) for shard in range(2)))
     _, loss = model(torch.cat(xs), torch.cat(ys))
     loss.backward()
@@ -134,3 +133,4 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
     eager = train(tiny_config(corpus, tmp_path / "eager", arch="modern"))
     compiled = train(tiny_config(corpus, tmp_path / "compiled", arch="modern", compile=True))
     assert abs(compiled["val_loss"] - eager["val_loss"]) < 1e-3
+
