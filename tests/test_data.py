@@ -93,6 +93,10 @@ def test_batches_are_a_pure_function_of_seed_step_shard(corpus, tmp_path):
     v1 = [x for x, _ in b.val_batches(3, 4)]
     v2 = [x for x, _ in b.val_batches(3, 4)]
     assert all((a == c).all() for a, c in zip(v1, v2))
+    # two processes evaluate every other batch each: together, each batch once
+    shares = [[x for x, _ in b.val_batches(3, 4, rank, 2)] for rank in (0, 1)]
+    assert [len(s) for s in shares] == [2, 1]
+    assert all(torch.equal(a, c) for a, c in zip([shares[0][0], shares[1][0], shares[0][1]], v1))
 
 
 def test_repeat_spans_copy_a_span_later_in_the_window(corpus, tmp_path):
