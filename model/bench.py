@@ -97,9 +97,10 @@ def recipe_step_timer(recipe: str, overrides: list[str]) -> tuple[StepTimer, flo
     batches = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
     device = pick_device(cfg.device)
     model = GPT(cfg.gpt_config(batches.tokenizer.vocab_size)).to(device)
-    rt = Runtime(device, fresh_run_dtype(cfg, model, batches, device, distributed=False))
+    rt = Runtime(device, fresh_run_dtype(cfg, model, batches, device.split(":")[0],
+                                         distributed=False))
     t0 = time.perf_counter()
-    timer = StepTimer(model, cfg, rt, micro_batches(batches, cfg, 0), fused_adamw(device))
+    timer = StepTimer(model, cfg, rt, micro_batches(batches, cfg, 0), fused_adamw(rt.device_type))
     return timer, time.perf_counter() - t0
 
 
