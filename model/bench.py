@@ -1,5 +1,6 @@
 """`tinygpt bench`: training and decoding speed, measured, with MFU against a
-matmul peak measured in the same process.
+matmul peak measured in the same process. The training step timed is step.py's, the
+one training runs.
 
 Every figure printed is measured in this run; ratios compare runs made here,
 side by side, so they hold for this machine whatever else is on it.
@@ -7,7 +8,6 @@ side by side, so they hold for this machine whatever else is on it.
 from __future__ import annotations
 
 import argparse
-import functools
 import resource
 import time
 from dataclasses import dataclass
@@ -15,13 +15,18 @@ from dataclasses import dataclass
 import torch
 
 from .config import ARCHS, LADDER, GPTConfig, named
-from .device import autocast, device_name, pick_device, pick_dtype, set_threads
+from .data import Batches, prepare
+from .device import device_name, pick_device, pick_dtype, set_threads
 from .errors import UserError
 from .files import configs_dir
 from .generate import generate
 from .gpt import GPT, flops_per_token
 from .optim import fused_adamw
+from .options import TrainConfig, load_config
+from .runtime import Runtime
+from .step import StepTimer, fresh_run_dtype, interleaved, micro_batches
 from .timing import medians_in_turn, peak_flops, sync
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -45,36 +50,11 @@ def seeded_model(shape: Shape, arch: str, device: str, block: int | None = None)
     return GPT(cfg).to(device)
 
 
-class StepTimer:
-    """Times one model's training step (forward, backward, AdamW step) on fixed random tokens."""
-
-    def __init__(self, model: GPT, shape: Shape, device: str, dtype: torch.dtype,
-                 compile_: bool, fused: bool, warmup: int = 3):
-        self.model, self.shape, self.device, self.dtype = model, shape, device, dtype
-        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
-        self.step_model = torch.compile(model) if compile_ else model
-        self.x = torch.randint(0, shape.vocab, (shape.batch, shape.block), device=device)
-        self.run(warmup)  # compilation, kernel selection, allocator warm-up
-
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            with autocast(self.device, self.dtype):
-                _, loss = self.step_model(self.x, self.x)
-            loss.backward()
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-
-    def tokens_per_s(self, steps: int) -> float:
-        sync(self.device)
-        t0 = time.perf_counter()
-        self.run(steps)
-        sync(self.device)
-        return steps * self.shape.batch * self.shape.block / (time.perf_counter() - t0)
-
-
-def interleaved(timers: list[StepTimer], steps: int, rounds: int) -> list[float]:
-    """Median tokens/s of each timer over rounds taken in turn."""
-    return medians_in_turn([functools.partial(t.tokens_per_s, steps) for t in timers], rounds)
+def shape_timer(model: GPT, shape: Shape, rt: Runtime, cfg: TrainConfig,
+                fused: bool) -> StepTimer:
+    """A StepTimer on fixed random tokens of the shape, with cfg's optimizer and clipping."""
+    x = torch.randint(0, shape.vocab, (shape.batch, shape.block))
+    return StepTimer(model, cfg, rt, [(x, x)], fused)
 
 
 def decode_speed(model: GPT, device: str, new_tokens: int, rounds: int) -> tuple[float, float]:
@@ -110,20 +90,17 @@ def report_train(label: str, tok_s: float, fpt: int, peaks: dict) -> None:
 
 
 def recipe_step_timer(recipe: str, overrides: list[str]) -> tuple[StepTimer, float]:
-    """A StepTimer at the recipe's shape, and its start-up time (compilation, when
+    """A StepTimer of the recipe's training step (its micro-batches, optimizer, clipping and
+    precision, on the windows of its step 0), and its start-up time (compilation, when
     compiling: the real run pays it too)."""
-    from .data import Batches, dataset_dir, prepare
-    from .options import load_config
-
     cfg = load_config(recipe, overrides)
-    prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
-    vocab = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root),
-                    cfg.block_size).tokenizer.vocab_size
+    batches = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
     device = pick_device(cfg.device)
-    model = GPT(cfg.gpt_config(vocab)).to(device)
+    model = GPT(cfg.gpt_config(batches.tokenizer.vocab_size)).to(device)
+    rt = Runtime(device, fresh_run_dtype(cfg, model, batches, device.split(":")[0],
+                                         distributed=False))
     t0 = time.perf_counter()
-    timer = StepTimer(model, Shape(cfg.size, cfg.block_size, cfg.batch_size, vocab), device,
-                      pick_dtype(device, cfg.dtype), cfg.compile, fused_adamw(device))
+    timer = StepTimer(model, cfg, rt, micro_batches(batches, cfg, 0), fused_adamw(rt.device_type))
     return timer, time.perf_counter() - t0
 
 
@@ -132,7 +109,6 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
     """Train the recipe for about `minutes` of wall clock per architecture and
     compare held-out loss: each arch gets the step count its own measured speed
     affords, with the schedule fitted to that count (not a run cut short)."""
-    from .options import load_config
     from .trainer import train
 
     common = {arch: [f"--arch={arch}", f"--threads={threads}", f"--compile={compile_}"]
@@ -145,7 +121,7 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
     # alike: timed one after the other, 20 steps each, the step counts once differed by 30%
     # from what the runs then did.
     rates = interleaved(list(timers), 20, 5)
-    tokens_per_step = [t.shape.batch * t.shape.block for t in timers]
+    tokens_per_step = [t.tokens for t in timers]
     del timers
     results = {}
     for arch, tok_s, start_up, tps in zip(archs, rates, start_ups, tokens_per_step):
@@ -214,10 +190,12 @@ def main(argv: list[str]) -> None:
     print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
           f"batch {shape.batch}) on {device_name(device)}")
     print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
-    timers = [StepTimer(model, shape, device, dtype, a.compile, fused_adamw(device))]
+    # TrainConfig's defaults: AdamW with decay on matrices only and clipping, as training steps
+    timers = [shape_timer(model, shape, Runtime(device, dtype), TrainConfig(compile=a.compile),
+                          fused_adamw(device))]
     if a.vs:  # nanoGPT fuses AdamW on CUDA only
-        timers.append(StepTimer(seeded_model(shape, "gpt2", device), shape, device, torch.float32,
-                                False, fused_adamw(device) and device == "cuda"))
+        timers.append(shape_timer(seeded_model(shape, "gpt2", device), shape, Runtime(device),
+                                  TrainConfig(), fused_adamw(device) and device == "cuda"))
     rates = interleaved(timers, a.steps, a.rounds)
     print(f"  training, median of {a.rounds} rounds of {a.steps} steps taken in turn:")
     report_train(f"train {a.arch} {dtype} {'compiled' if a.compile else 'eager'}", rates[0], fpt,

@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, loaded with weights_only=True.
 
-A checkpoint holds the weights, the optimizer state, the step, the RNG state,
-the training config and the tokenizer metadata as plain containers, so that
+A checkpoint holds the weights, the optimizer state, the step, the RNG state
+(the GPU's too, when training on one), the loss scale of a float16 run, the
+training config and the tokenizer metadata as plain containers, so that
 torch.load(weights_only=True) can read it and a resumed run continues exactly.
 It is written to a temporary file in the same folder, flushed to disk, then
 renamed over the old one: a crash or a full disk never leaves a torn file.

@@ -86,7 +86,7 @@ def cmd_sample(argv: list[str]) -> None:
         if not path.is_file():
             problem = "is a folder" if path.is_dir() else "not found"
             raise UserError(f"prompt file {path} {problem}; give --prompt=FILE:<path of a text file>")
-        from .data import read_utf8
+        from .files import read_utf8
         prompt = read_utf8(path)
     opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,
                          unescape(a.stop), not a.no_cache, a.crop)

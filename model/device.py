@@ -1,18 +1,16 @@
 """Device and precision: which device to run on, in which dtype, with how many CPU threads.
 
 Timing (the matmul peak MFU is reported against, medians of alternating measurements)
-lives in timing.py.
+lives in timing.py; autocast and the loss scaler, in runtime.py; the probe that times
+both precisions on a CPU with bf16 units, in step.py.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 
 import torch
 
 from .errors import UserError
-from .timing import medians_in_turn
 
 
 def pick_device(name: str = "auto") -> str:
@@ -48,39 +46,6 @@ def pick_dtype(device: str, name: str = "auto") -> torch.dtype:
     if device == "cpu" and cpu_has_bf16():
         return torch.bfloat16
     return torch.float32
-
-
-def faster_cpu_dtype(model: torch.nn.Module, x: torch.Tensor, rounds: int = 5,
-                     margin: float = 1.2) -> torch.dtype:
-    """bfloat16 if it trains this model on this batch `margin` times faster than float32.
-
-    On a CPU with bf16 units the answer depends on the shape: bf16 wins for wide
-    layers, loses to fp32 for the tiny ones (autocast's casts cost more than the
-    faster matmuls save). The passes alternate between the two precisions, so a
-    slow spell of the machine hits both, and the median decides. bf16 must win
-    clearly, because it also costs loss: in the laptop study it made 4x72 both no
-    faster and 0.015 nats worse when a shorter probe picked it.
-    """
-    def seconds(dtype: torch.dtype) -> float:
-        t0 = time.perf_counter()
-        with autocast("cpu", dtype):
-            _, loss = model(x, x)
-        loss.backward()
-        return time.perf_counter() - t0
-
-    for dtype in (torch.float32, torch.bfloat16):  # warm-up: kernels and caches
-        seconds(dtype)
-    fp32, bf16 = medians_in_turn([lambda: seconds(torch.float32),
-                                  lambda: seconds(torch.bfloat16)], rounds)
-    model.zero_grad(set_to_none=True)
-    return torch.bfloat16 if bf16 * margin < fp32 else torch.float32
-
-
-def autocast(device: str, dtype: torch.dtype):
-    """Mixed precision where it applies; a no-op for float32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=dtype)
 
 
 def set_threads(n: int) -> None:

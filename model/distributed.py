@@ -41,12 +41,13 @@ def barrier(info: Dist) -> None:
         dist.barrier()
 
 
-def mean(value: float, info: Dist, device: str = "cpu") -> float:
+def total(value: float, info: Dist, device: str = "cpu") -> float:
+    """The sum of value over the processes (in float64: it is a sum of sums)."""
     if not info.enabled:
         return value
-    t = torch.tensor([value], dtype=torch.float32, device=device)
+    t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return t.item() / info.world
+    return t.item()
 
 
 def shutdown(info: Dist) -> None:

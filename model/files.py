@@ -1,5 +1,6 @@
-"""Files every part of tinygpt writes the same way: the one atomic writer (checkpoints,
-metrics rewrites, JSON results), and the line that says which machine produced a result.
+"""Files every part of tinygpt writes or reads the same way: the one atomic writer
+(checkpoints, metrics rewrites, JSON results), the one UTF-8 reader (corpora, prompts,
+held-out text), and the line that says which machine produced a result.
 
 Kept free of the trainer and of any study, so the scaling, few-shot and emergence studies
 import it without pulling in each other.
@@ -45,6 +46,17 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
                             "resume with --init_from=resume") from None
         raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
                         "folder writable, or choose another --out_dir") from None
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a file, byte for byte (no newline translation), or a one-line error
+    naming the first byte that is not UTF-8."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                        f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name}") from None
 
 
 def os_error(e: BaseException | None) -> OSError | None:

@@ -1,4 +1,4 @@
-"""Opt-in Hugging Face datasets (pip install 'tinygpt[hf]').
+"""Opt-in Hugging Face datasets (pip install 'tinygpt[hf]'): the hf:<name> source of corpus.py.
 
 Offline, datasets.load_dataset retries for about 23 s before failing with a
 long traceback; we check first and fail at once with the offline alternatives.
@@ -27,10 +27,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def hf_documents(name: str) -> list:
-    """Up to MAX_DOCS documents of the train split of a hub dataset."""
-    from .data import Document
-
+def hf_texts(name: str) -> list[tuple[str, str]]:
+    """(name, text) of up to MAX_DOCS rows of the train split of a hub dataset."""
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise UserError(f"Hugging Face dataset {name!r} requested but HF_HUB_OFFLINE is set; "
                         + OFFLINE_HINT)
@@ -42,12 +40,12 @@ def hf_documents(name: str) -> list:
     if not hub_reachable():
         raise UserError(f"cannot reach the Hugging Face hub for {name!r} (offline?); " + OFFLINE_HINT)
     rows = datasets.load_dataset(name, split="train", streaming=True)
-    docs = []
+    texts = []
     for i, row in enumerate(rows):
         if i == MAX_DOCS:
             break
         field = next((f for f in TEXT_FIELDS if f in row), None)
         if field is None:
             raise UserError(f"dataset {name!r} has no text column ({', '.join(TEXT_FIELDS)})")
-        docs.append(Document(f"{name}#{i}", row[field] + "\n"))
-    return docs
+        texts.append((f"{name}#{i}", row[field] + "\n"))
+    return texts

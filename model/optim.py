@@ -8,7 +8,7 @@ import torch
 from .options import TrainConfig
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
     # Weight decay pulls matrices toward small norms; applied to gains, biases
     # or (1-D) norm weights it only fights the normalisation.
     params = [p for p in model.parameters() if p.requires_grad]
@@ -17,7 +17,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> tor
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                             fused=fused_adamw(device))
+                             fused=fused)
 
 
 def fused_adamw(device: str) -> bool:

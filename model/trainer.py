@@ -1,15 +1,15 @@
 """The training loop: one function, train(cfg), on one process or under torchrun.
 
 Step s always trains on the same windows (Batches is a pure function of seed,
-step and shard), the checkpoint carries the optimizer and RNG state, so a run
-resumed from step s continues exactly as if it had never stopped.
+step and shard), the checkpoint carries the optimizer, RNG and loss-scale state,
+so a run resumed from step s continues exactly as if it had never stopped. The
+step itself is step.py's, the one the benchmark times.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -18,29 +18,53 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import checkpoint, distributed
 from .data import Batches, dataset_dir, prepare
-from .device import autocast, device_name, faster_cpu_dtype, pick_device, pick_dtype, set_threads
+from .device import device_name, pick_device, set_threads
 from .errors import UserError, make_dir
 from .gpt import GPT, flops_per_token
 from .lock import owns_out_dir
-from .optim import lr_at, make_optimizer
+from .optim import fused_adamw, lr_at, make_optimizer
 from .options import TrainConfig, as_dict
 from .runlog import Progress, RunLog
+from .runtime import Runtime
+from .step import fresh_run_dtype, micro_batches, train_step
 from .timing import peak_flops
 from .tokenizer import check_same_vocab
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Batches, n_batches: int, batch_size: int,
-             device: str, dtype: torch.dtype) -> float:
-    """Mean loss over the same fixed validation windows every time."""
+             rt: Runtime) -> float:
+    """Mean loss over the same fixed validation windows every time. Each process evaluates
+    its share of the batches; they are all of one size, so the sum of their mean losses over
+    all processes, divided by their number, is the mean over every window."""
     model.eval()
-    total = 0.0
-    for x, y in batches.val_batches(n_batches, batch_size):
-        with autocast(device.split(":")[0], dtype):
-            _, loss = model(x.to(device), y.to(device))
-        total += loss.item()
+    losses = []
+    for x, y in batches.val_batches(n_batches, batch_size, rt.dist.rank, rt.dist.world):
+        with rt.autocast():
+            _, loss = model(rt.to_device(x), rt.to_device(y))
+        losses.append(loss)
     model.train()
-    return total / n_batches
+    mine = sum(torch.stack(losses).tolist()) if losses else 0.0  # one read from the device
+    return distributed.total(mine, rt.dist, rt.device) / n_batches
+
+
+class LossWatch:
+    """The losses of the steps since the last check, summed on the device. Reading them waits
+    for the device, so they are read only where a step is logged or evaluated; a non-finite
+    one then stops the run before it can overwrite a checkpoint."""
+
+    def __init__(self, step: int):
+        self.first, self.unread = step + 1, None
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.unread = loss if self.unread is None else self.unread + loss
+
+    def check(self, step: int) -> None:
+        total = self.unread.item()
+        if not math.isfinite(total):
+            raise UserError(f"loss became {total} within steps {self.first}-{step}; lower --lr "
+                            "or raise --warmup_iters")
+        self.first, self.unread = step + 1, None
 
 
 def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str,
@@ -69,24 +93,64 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
     return state
 
 
-def model_and_optimizer(cfg: TrainConfig, gcfg, state: dict | None, batches: Batches,
-                        device: str, dtype: torch.dtype, distributed_run: bool):
-    """The model, its optimizer and the precision: fresh, or restored from state."""
-    dev_type = device.split(":")[0]
+def open_data(cfg: TrainConfig, dist: distributed.Dist) -> Batches:
+    """The prepared data set: one process downloads and tokenizes, the others wait for it."""
+    if dist.master:
+        make_dir(Path(cfg.out_dir), "out_dir")
+        prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
+    distributed.barrier(dist)
+    return Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+
+
+def setup(cfg: TrainConfig) -> tuple[Runtime, Batches, GPT, torch.optim.Optimizer, dict | None]:
+    """The runtime, data, model and optimizer of a run, fresh or restored from its checkpoint,
+    and that checkpoint (None for a fresh run)."""
+    device = pick_device(cfg.device)
+    dist = distributed.init(device)
+    if dist.enabled and device == "cuda":
+        device = f"cuda:{dist.local_rank}"
+    set_threads(cfg.threads)
+    batches = open_data(cfg, dist)
+    gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
+    state = resume_state(cfg, Path(cfg.out_dir) / "ckpt.pt", dataclasses.asdict(gcfg), device,
+                         batches.meta["tokenizer"])
     torch.manual_seed(cfg.seed)
     raw = GPT(gcfg).to(device)
     if state is not None:  # a resumed run keeps its precision, or it would not be exact
         dtype = getattr(torch, state["dtype"])
-    elif cfg.dtype == "auto" and dev_type == "cpu" and dtype == torch.bfloat16 \
-            and not distributed_run:  # (each process would time for itself, maybe differently)
-        with torch.random.fork_rng():
-            dtype = faster_cpu_dtype(raw, batches.train_batch(cfg.seed, 0, 0, cfg.batch_size)[0])
-    opt = make_optimizer(raw, cfg, dev_type)
+    else:
+        dtype = fresh_run_dtype(cfg, raw, batches, device.split(":")[0], dist.enabled)
+    rt = Runtime(device, dtype, dist)
+    opt = make_optimizer(raw, cfg, fused_adamw(rt.device_type))
     if state is not None:
-        raw.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"].cpu())
-    return raw, opt, dtype
+        restore(state, raw, opt, rt)
+    return rt, batches, raw, opt, state
+
+
+def snapshot(raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> dict:
+    """What a resumed run needs besides its config: weights, optimizer, the random streams,
+    the precision and the loss scale."""
+    state = {"model": raw.state_dict(), "optimizer": opt.state_dict(),
+             "rng": torch.get_rng_state(), "dtype": str(rt.dtype).removeprefix("torch.")}
+    if rt.device_type == "cuda":  # dropout on a GPU draws from the GPU's own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state(rt.device)
+    if rt.scaler is not None:
+        state["scaler"] = rt.scaler.state_dict()
+    return state
+
+
+def restore(state: dict, raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> None:
+    raw.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"].cpu())
+    if rt.device_type == "cuda" and "cuda_rng" in state:  # (none in a checkpoint from a CPU)
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), rt.device)
+    if rt.scaler is not None and "scaler" in state:  # (none from a float16 run before scaling)
+        rt.scaler.load_state_dict(state["scaler"])
+
+
+def evaluates(step: int, cfg: TrainConfig) -> bool:
+    return step % cfg.eval_interval == 0 or step == cfg.max_iters
 
 
 @owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
@@ -96,62 +160,43 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     on_eval(model, step), if given, runs at every evaluation on the main process; the numbers
     it returns join that evaluation's metrics record (the emergence study's instruments).
     It runs under a forked RNG, so it cannot change what training draws next."""
-    device = pick_device(cfg.device)
-    dist = distributed.init(device)
-    if dist.enabled and device == "cuda":
-        device = f"cuda:{dist.local_rank}"
-    dev_type = device.split(":")[0]
-    set_threads(cfg.threads)
-    dtype = pick_dtype(dev_type, cfg.dtype)
-    out = Path(cfg.out_dir)
-    if dist.master:  # one process downloads and tokenizes; the others wait for it
-        make_dir(out, "out_dir")
-        prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
-    distributed.barrier(dist)
-    batches = Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
-    gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
-    ckpt_path = out / "ckpt.pt"
-    state = resume_state(cfg, ckpt_path, dataclasses.asdict(gcfg), device,
-                         batches.meta["tokenizer"])
-
-    raw, opt, dtype = model_and_optimizer(cfg, gcfg, state, batches, device, dtype, dist.enabled)
+    rt, batches, raw, opt, state = setup(cfg)
+    dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
     step = state["step"] if state else 0
     elapsed_before = state.get("elapsed", 0.0) if state else 0.0
     model = torch.compile(raw) if cfg.compile else raw
     if dist.enabled:
-        model = DDP(model, device_ids=[dist.local_rank] if dev_type == "cuda" else None)
+        model = DDP(model, device_ids=[dist.local_rank] if rt.device_type == "cuda" else None)
 
     log = RunLog(out, as_dict(cfg), cfg.wandb if dist.master else "disabled", cfg.wandb_project,
                  cfg.wandb_group, cfg.run_name, resume_step=step if state else None)
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * dist.world
     fpt = flops_per_token(gcfg, raw.num_params())
-    peak = peak_flops(dev_type, dtype) if dist.master else 1.0
+    peak = peak_flops(rt.device_type, rt.dtype) if dist.master else 1.0
     if dist.master:
-        print(f"tinygpt: {raw.num_params():,} non-embedding params, {device_name(dev_type)}, "
-              f"{dtype}, {tokens_per_step:,} tokens/step, starting at step {step}/{cfg.max_iters}",
-              flush=True)
+        print(f"tinygpt: {raw.num_params():,} non-embedding params, "
+              f"{device_name(rt.device_type)}, {rt.dtype}, {tokens_per_step:,} tokens/step, "
+              f"starting at step {step}/{cfg.max_iters}", flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):
             return
-        snapshot = {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "model_config": dataclasses.asdict(gcfg), "train_config": as_dict(cfg),
-                    "tokenizer": batches.meta["tokenizer"], "rng": torch.get_rng_state(),
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "val_loss": val_loss, "elapsed": elapsed_before + time.perf_counter() - t0}
-        checkpoint.save(ckpt_path, snapshot)
+        snap = {**snapshot(raw, opt, rt), "step": step, "model_config": dataclasses.asdict(gcfg),
+                "train_config": as_dict(cfg), "tokenizer": batches.meta["tokenizer"],
+                "val_loss": val_loss, "elapsed": elapsed_before + time.perf_counter() - t0}
+        checkpoint.save(out / "ckpt.pt", snap)
         if cfg.keep_checkpoints:
-            checkpoint.save(out / f"ckpt_{step:06d}.pt", snapshot)
+            checkpoint.save(out / f"ckpt_{step:06d}.pt", snap)
 
     t0 = time.perf_counter()
-    progress, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), None
+    progress, watch, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), \
+        LossWatch(step), None
     while True:
-        if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+        if evaluates(step, cfg):
             # The last evaluation covers the whole held-out split: it is the run's result.
             n_eval = batches.batches_to_cover_val(cfg.batch_size) if step >= cfg.max_iters \
                 else cfg.eval_batches
-            val_loss = evaluate(raw, batches, n_eval, cfg.batch_size, device, dtype)
-            val_loss = distributed.mean(val_loss, dist, device)
+            val_loss = evaluate(raw, batches, n_eval, cfg.batch_size, rt)
             if state is None or step > state["step"]:
                 save(val_loss)  # before the log line: a logged eval always has its checkpoint
             if dist.master:
@@ -168,10 +213,15 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
         lr = lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = train_step(model, opt, batches, cfg, step, dist, device, dtype)
+        loss = train_step(model, opt, rt, micro_batches(batches, cfg, step, dist.rank),
+                          cfg.grad_clip)
+        watch.add(loss)
         step += 1
-        if step % cfg.log_interval == 0 and dist.master:
-            record, line = progress.report(step, loss, lr)
+        logged = step % cfg.log_interval == 0
+        if logged or evaluates(step, cfg):
+            watch.check(step)
+        if logged and dist.master:
+            record, line = progress.report(step, loss.item(), lr)
             log.log(record)
             print(line, flush=True)
 
@@ -179,35 +229,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     summary = {"val_loss": val_loss, "steps": step, "tokens": step * tokens_per_step,
                "flops": step * tokens_per_step * fpt, "wall_s": wall,
                "n_nonemb": raw.num_params(), "n_total": raw.num_params(non_embedding=False),
-               "dtype": str(dtype).removeprefix("torch.")}
+               "dtype": str(rt.dtype).removeprefix("torch.")}
     log.close()
     del model, raw, opt
     distributed.shutdown(dist)
     return summary
-
-
-def train_step(model, opt, batches: Batches, cfg: TrainConfig, step: int, dist, device: str,
-               dtype: torch.dtype) -> float:
-    """One optimizer step over grad_accum micro-batches; returns the mean loss."""
-    total = 0.0
-    for micro in range(cfg.grad_accum):
-        shard = dist.rank * cfg.grad_accum + micro
-        x, y = batches.train_batch(cfg.seed, step, shard, cfg.batch_size, cfg.repeat_spans,
-                                    cfg.synthetic)
-        last = micro == cfg.grad_accum - 1
-        # DDP would all-reduce after every backward; only the last one counts.
-        sync = nullcontext() if last or not dist.enabled else model.no_sync()
-        with sync:
-            with autocast(device.split(":")[0], dtype):
-                _, loss = model(x.to(device), y.to(device))
-            # The mean over micro-batches, not their sum, so the learning rate
-            # means the same whatever grad_accum is.
-            (loss / cfg.grad_accum).backward()
-        total += loss.item()
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    if not math.isfinite(total):
-        raise UserError(f"loss became {total} at step {step}; lower --lr or raise --warmup_iters")
-    return total / cfg.grad_accum

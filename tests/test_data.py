@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from model import shapes
-from model.data import Batches, prepare, split_documents, Document
+from model.corpus import Document, split_documents
+from model.data import Batches, held_out_text, held_out_tokens, prepare
 from model.errors import UserError
 from model.tokenizer import CharTokenizer, GPT2Tokenizer
 
@@ -50,6 +51,19 @@ def test_prepare_writes_tokens_and_meta(corpus, tmp_path):
     assert len(train) == meta["counts"]["train"]["tokens"] > 0
     tok = CharTokenizer(meta["tokenizer"]["chars"])
     assert tok.decode(train[:50].tolist()) == (corpus / "work0.txt").read_text()[:50]
+    # the held-out text is kept as it was split off, and it is what val.bin holds
+    assert held_out_text(folder) == (corpus / "work2.txt").read_text()
+    assert tok.decode(held_out_tokens(folder).tolist()) == held_out_text(folder)
+
+
+def test_a_folder_prepared_before_val_txt_is_prepared_again(corpus, tmp_path, capsys):
+    folder = prepare(str(corpus), "char", tmp_path / "data")
+    tokens = (folder / "val.bin").read_bytes()
+    (folder / "val.txt").unlink()  # a folder as preparation left it before it kept the text
+    assert prepare(str(corpus), "char", tmp_path / "data") == folder
+    assert "before preparation kept the held-out text (val.txt)" in capsys.readouterr().err
+    assert held_out_text(folder) == (corpus / "work2.txt").read_text()
+    assert (folder / "val.bin").read_bytes() == tokens
 
 
 def test_another_or_an_edited_corpus_of_the_same_name_is_prepared_again(tmp_path):
@@ -79,6 +93,10 @@ def test_batches_are_a_pure_function_of_seed_step_shard(corpus, tmp_path):
     v1 = [x for x, _ in b.val_batches(3, 4)]
     v2 = [x for x, _ in b.val_batches(3, 4)]
     assert all((a == c).all() for a, c in zip(v1, v2))
+    # two processes evaluate every other batch each: together, each batch once
+    shares = [[x for x, _ in b.val_batches(3, 4, rank, 2)] for rank in (0, 1)]
+    assert [len(s) for s in shares] == [2, 1]
+    assert all(torch.equal(a, c) for a, c in zip([shares[0][0], shares[1][0], shares[0][1]], v1))
 
 
 def test_repeat_spans_copy_a_span_later_in_the_window(corpus, tmp_path):

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from model.config import GPTConfig, named
-from model.device import faster_cpu_dtype
 from model.generate import generate, stream
 from model.gpt import GPT, attention, flops_per_token, n_nonemb_formula
+from model.options import TrainConfig
+from model.step import faster_cpu_dtype
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
           GPTConfig(n_layer=3, n_head=3, n_embd=48, bias=True),
@@ -171,10 +172,10 @@ def test_cpu_bf16_attention_runs_in_fp32():
 @pytest.mark.parametrize("margin, expected", [(0.0, torch.bfloat16), (math.inf, torch.float32)])
 def test_dtype_probe_decides_by_margin_and_leaves_the_model_as_it_was(margin, expected):
     # the speed itself is the benchmark's business; here: the margin decides, and the
-    # probe's passes leave no gradients and change no weights (the run starts after it)
+    # probe's steps leave no gradients and change no weights (the run starts after it)
     model = GPT(named("2x32", "modern", block_size=32))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randint(0, 65, (2, 32))
-    assert faster_cpu_dtype(model, x, rounds=2, margin=margin) == expected
+    assert faster_cpu_dtype(model, TrainConfig(), [(x, x)], rounds=2, margin=margin) == expected
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -1,14 +1,15 @@
 """The trainer: exact resume, data parallelism, logging."""
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import tiny_config
+from model.errors import UserError
 from model.runlog import read_metrics
 from model.trainer import train
 
@@ -52,9 +53,9 @@ def test_training_lowers_the_loss_and_logs(corpus, tmp_path):
 def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
     """Two micro-batches of 4 must give the gradient of one batch of those 8 windows."""
     from model.data import Batches, prepare
-    from model.distributed import Dist
     from model.gpt import GPT
-    from model.trainer import train_step
+    from model.runtime import Runtime
+    from model.step import micro_batches, train_step
 
     cfg = tiny_config(corpus, tmp_path / "acc", grad_accum=2, grad_clip=0.0)
     b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
@@ -68,7 +69,7 @@ def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
             model.zero_grad(set_to_none=set_to_none)
 
     rec = Recorder()
-    train_step(model, rec, b, cfg, step=3, dist=Dist(), device="cpu", dtype=torch.float32)
+    train_step(model, rec, Runtime(), micro_batches(b, cfg, step=3), cfg.grad_clip)
     xs, ys = zip(*(b.train_batch(cfg.seed, 3, shard, cfg.batch_size) for shard in range(2)))
     _, loss = model(torch.cat(xs), torch.cat(ys))
     loss.backward()
@@ -134,3 +135,102 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
     eager = train(tiny_config(corpus, tmp_path / "eager", arch="modern"))
     compiled = train(tiny_config(corpus, tmp_path / "compiled", arch="modern", compile=True))
     assert abs(compiled["val_loss"] - eager["val_loss"]) < 1e-3
+
+
+def test_the_benchmark_times_the_step_training_runs(corpus, tmp_path, monkeypatch):
+    """The bench's StepTimer and train() run one step function: from the same seed, on the
+    same windows, at the same learning rate, they reach the same weights bit for bit."""
+    from model.data import Batches, prepare
+    from model.gpt import GPT
+    from model.runtime import Runtime
+    from model.step import StepTimer, micro_batches
+
+    # a constant learning rate (the timer knows no schedule), two micro-batches, clipping
+    cfg = tiny_config(corpus, tmp_path / "run", max_iters=5, warmup_iters=0, schedule="wsd",
+                      cooldown_frac=0.0, grad_accum=2, grad_clip=0.5)
+    b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+    fixed = micro_batches(b, cfg, step=0)
+    monkeypatch.setattr(Batches, "train_batch",  # every step trains on step 0's windows
+                        lambda self, seed, step, shard, *a: fixed[shard])
+    train(cfg)
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.gpt_config(b.tokenizer.vocab_size))
+    StepTimer(model, cfg, Runtime(), fixed, fused=True, warmup=0).run(cfg.max_iters)
+    trained = weights(tmp_path / "run" / "ckpt.pt")
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+
+
+def test_a_non_finite_loss_stops_the_run_before_its_checkpoint(corpus, tmp_path):
+    out = tmp_path / "r"
+    with pytest.raises(UserError, match=r"loss became nan within steps 1-2; lower --lr"):
+        train(tiny_config(corpus, out, lr=1e30, warmup_iters=0, eval_interval=2,
+                          log_interval=100))
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 0
+
+
+def test_float16_training_scales_the_loss_and_resumes_exactly(corpus, tmp_path):
+    """CPU autocast runs float16 too, so the scaler path of a real run is tested here; the
+    scaler's state (its scale and the count of steps since it last grew) must resume."""
+    full = tiny_config(corpus, tmp_path / "full", max_iters=8, eval_interval=4,
+                       keep_checkpoints=True, dropout=0.1, dtype="float16")
+    summary = train(full)
+    assert summary["dtype"] == "float16" and summary["val_loss"] < 3.5
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(tmp_path / "full" / "ckpt_000004.pt", part / "ckpt.pt")
+    train(tiny_config(corpus, part, max_iters=8, eval_interval=4, dropout=0.1, dtype="float16",
+                      init_from="resume"))
+    a, b = (torch.load(p / "ckpt.pt", weights_only=True) for p in (tmp_path / "full", part))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["scaler"] == b["scaler"] and a["scaler"]["_growth_tracker"] == 8
+
+
+def test_the_scaler_path_unscales_before_clipping():
+    """A loss scaled by a power of two scales every gradient exactly, so a step through the
+    scaler must give the very weights of an unscaled step, clipping included; plain SGD,
+    because Adam would hide a gradient left scaled."""
+    from model.config import named
+    from model.gpt import GPT
+    from model.runtime import Runtime
+    from model.step import train_step
+
+    x = torch.randint(0, 65, (4, 16), generator=torch.Generator().manual_seed(0))
+    micro = [(x[:2], x[:2]), (x[2:], x[2:])]
+    results = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)):
+        torch.manual_seed(0)
+        model = GPT(named("2x32", block_size=16))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        rt = Runtime(scaler=scaler)
+        for _ in range(2):
+            train_step(model, opt, rt, micro, grad_clip=1e-3)  # (a clip this small always bites)
+        results.append(model.state_dict())
+    plain, scaled = results
+    assert all(torch.equal(plain[k], scaled[k]) for k in plain)
+
+
+def test_the_scaler_skips_a_step_whose_gradients_overflow():
+    from model.runtime import Runtime
+    from model.step import train_step
+
+    class Huge(torch.nn.Module):  # a loss whose gradient overflows float32 once scaled
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x, y):
+            return None, self.w * 1e30
+
+    model = Huge()
+    rt = Runtime(scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 100))
+    loss = train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), rt,
+                      [(torch.zeros(1), torch.zeros(1))], grad_clip=1.0)
+    assert loss.item() == pytest.approx(1e30)
+    assert model.w.item() == 1.0 and rt.scaler.get_scale() == 2.0 ** 99
+
+
+def test_a_float16_runtime_has_a_scaler_and_others_none():
+    from model.runtime import Runtime
+
+    assert Runtime(dtype=torch.float16).scaler is not None
+    assert Runtime(dtype=torch.bfloat16).scaler is None and Runtime().scaler is None

@@ -11,9 +11,9 @@ import json
 import time
 from pathlib import Path
 
-from ..data import Batches, prepare
+from ..data import Batches, held_out_text, prepare
 from ..errors import UserError, make_dir
-from ..fewshot.run import Options, held_out_text
+from ..fewshot.run import Options
 from ..runlog import fmt_time, read_metrics
 from ..files import machine, write_json
 from ..trainer import train
@@ -31,10 +31,11 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
         raise UserError(f"{root} holds an emergence study of another plan; use another --out "
                         "or remove that folder")
     write_json(saved, {**dataclasses.asdict(plan), "fingerprint": plan.fingerprint()})
-    tokenizer = Batches(prepare(plan.dataset, plan.tokenizer), plan.block_size).tokenizer
+    folder = prepare(plan.dataset, plan.tokenizer)
+    tokenizer = Batches(folder, plan.block_size).tokenizer
     opts = Options(items=plan.fewshot_items, tasks=tuple(plan.fewshot_tasks),
                    ks=tuple(plan.fewshot_k))
-    probes = Probes(held_out_text(plan.dataset), tokenizer, plan.fewshot_steps(), opts)
+    probes = Probes(held_out_text(folder), tokenizer, plan.fewshot_steps(), opts)
     runs, summaries, t0 = plan.runs(), [], time.perf_counter()
     print(f"emergence study {plan.name}: {len(runs)} runs of {plan.steps} steps on "
           f"{plan.shape}", flush=True)

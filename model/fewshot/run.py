@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -21,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import file_of, load_model, tokenizer_of
-from ..data import load_documents, split_documents
+from ..data import held_out_text, held_out_tokens, prepare, prepared_meta
 from ..device import pick_device, set_threads
 from ..errors import UserError, exits_cleanly, make_dir
 from ..files import write_json
-from ..tokenizer import CharTokenizer, check_same_vocab, from_meta
+from ..options import TrainConfig
+from ..tokenizer import check_same_vocab
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
 from .scoring import encode, score_prompts, summarize
 from .plots import write_figures
@@ -44,17 +44,23 @@ class Options:
     ks: tuple[int, ...] = KS
 
 
-@functools.lru_cache(maxsize=4)
-def char_vocab(dataset: str) -> dict:
-    """The character vocabulary the corpus has now, as tokenizer metadata."""
-    train, val, _ = split_documents(load_documents(dataset))
-    return CharTokenizer.fit(train + val).meta()
-
-
-@functools.lru_cache(maxsize=4)
-def held_out_text(dataset: str) -> str:
-    """The validation works of the checkpoint's own corpus: text it never trained on."""
-    return split_documents(load_documents(dataset))[1]
+def prepared_corpus(path: Path, state: dict, dataset: str = "") -> Path:
+    """The prepared data of the corpus the checkpoint at path was trained on, or of dataset
+    if given (prepared now where it is not yet), refused unless its vocabulary is the
+    checkpoint's: an edited corpus would be scored under other ids."""
+    trained = state["train_config"]
+    if not dataset:
+        dataset = trained["dataset"]
+        local = not (dataset == "shakespeare" or dataset.startswith("hf:"))
+        if local and not Path(dataset).exists():  # a relative path, from another folder
+            raise UserError(f"corpus {dataset} (the path {path} was trained with) does not exist "
+                            f"from {Path.cwd()}; run from the folder it was trained in, or "
+                            "pass --dataset=<the corpus>")
+    folder = prepare(dataset, state["tokenizer"]["kind"],
+                     trained.get("data_root", TrainConfig.data_root))
+    check_same_vocab(state["tokenizer"], prepared_meta(folder)["tokenizer"],
+                     f"the corpus {dataset}", f"restore the text {path} was trained on")
+    return folder
 
 
 def checkpoint_identity(path: Path, model, state: dict) -> dict:
@@ -103,13 +109,6 @@ def evaluate_tasks(model, tokenizer, text: str, opts: Options) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=4)
-def held_out_tokens(dataset: str, tokenizer_meta: str) -> np.ndarray:
-    """The held-out text encoded once per corpus and tokenizer (the metadata comes as JSON
-    because a cache key must be hashable)."""
-    return np.array(from_meta(json.loads(tokenizer_meta)).encode(held_out_text(dataset)))
-
-
 def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
                         with_tasks: bool = True, dataset: str = "") -> dict:
     """Every number of the study for one checkpoint: task scores (unless with_tasks is False)
@@ -120,19 +119,10 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
     model, state = load_model(path, opts.device)
     entry = checkpoint_identity(path, model, state)
     tokenizer = tokenizer_of(state, path)
-    if not dataset:
-        dataset = state["train_config"]["dataset"]
-        local = not (dataset == "shakespeare" or dataset.startswith("hf:"))
-        if local and not Path(dataset).exists():  # a relative path, from another folder
-            raise UserError(f"corpus {dataset} (the path {path} was trained with) does not exist "
-                            f"from {Path.cwd()}; run from the folder it was trained in, or "
-                            "pass --dataset=<the corpus>")
-    if state["tokenizer"]["kind"] == "char":  # an edited corpus would be scored under other ids
-        check_same_vocab(state["tokenizer"], char_vocab(dataset), f"the corpus {dataset}",
-                         f"restore the text {path} was trained on")
-    text = held_out_text(dataset)
+    folder = prepared_corpus(path, state, dataset)
+    text = held_out_text(folder)
     entry["tasks"] = evaluate_tasks(model, tokenizer, text, opts) if with_tasks else {}
-    tokens = held_out_tokens(dataset, json.dumps(state["tokenizer"], sort_keys=True))
+    tokens = held_out_tokens(folder)
     losses = loss_by_position(model, tokens, opts.windows, device=opts.device)
     entry["icl"] = {**icl_score(losses, opts.seed),
                     "loss_by_position": losses.mean(0).round(5).tolist()}
