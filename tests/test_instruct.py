@@ -103,11 +103,13 @@ def test_labeller_length_ramps():
 
 
 def test_instructions_are_padded_prompts_from_speech_lines():
-    play = "".join(f"KING RICHARD.\nNow is the winter of our discontent {i},\nMade glorious "
-                   f"summer by this sun of York.\n\nGLOUCESTER.\nAy.\n\n" for i in range(30))
+    play = "".join(f"KING RICHARD.\nNow is the winter of our discontent, my lord {i},\nMade "
+                   f"glorious summer by this sun of York.\nAnd all the clouds, love, that "
+                   f"lour'd.\n\nGLOUCESTER.\nAy, my lord.\n\n" for i in range(30))
     items = instructions(play, 20, seed=0)
     assert len(items) == 20 and all(len(it.prompt) == PROMPT_CHARS for it in items)
-    assert all(it.keyword in it.line.lower() and len(it.keyword) >= 5 for it in items)
+    assert {it.keyword for it in items} == {"lord", "love"}  # (the short line is no example)
+    assert all(it.keyword in it.line.lower() for it in items)
     assert items == instructions(play, 20, seed=0)
     assert Instruction("A", "winter", "x").prompt.endswith("[winter]\nA.\n")
 

@@ -1,5 +1,5 @@
-"""The labeller's rankings: K completions per prompt from the SFT policy, each graded by the
-labeller (task.py). They train every reward model and DPO, and test the reward models on
+"""The labeller's rankings: K completions per prompt from the SFT policy, each rated by the
+labeller (task.py: its score to the nearest tenth). They train every reward model and DPO, and test the reward models on
 held-out prompts. InstructGPT's raters ranked outputs of several models; here one policy
 samples them all, at temperature 1."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from ..files import write_json
 from .context import Context
 from .models import load_policy
 from .rollout import decode, encode_prompts, sample
-from .task import Instruction, grade
+from .task import Instruction, grade, rating
 
 CHUNK = 250  # prompts decoded at once (the cache is preallocated to the whole context)
 
@@ -26,13 +26,14 @@ def completions(ctx: Context, policy, items: list[Instruction], seed: int) -> li
 
 
 def ranked(ctx: Context, policy, items: list[Instruction], seed: int) -> list[dict]:
-    """For each item: its K completions and the labeller's score of each."""
+    """For each item: its K completions and the labeller's rating of each."""
     draws = [completions(ctx, policy, items, seed + j) for j in range(ctx.cfg.k)]
     rows = []
     for i, item in enumerate(items):
         texts = [draw[i] for draw in draws]
         rows.append({"completions": texts,
-                     "scores": [grade(t, item.keyword, ctx.vocabulary)["score"] for t in texts]})
+                     "ratings": [rating(grade(t, item.keyword, ctx.vocabulary)["score"])
+                                 for t in texts]})
     return rows
 
 

@@ -20,7 +20,7 @@ from ..tokenizer import Tokenizer
 from .options import InstructConfig
 from .task import Instruction, instructions, vocabulary_of
 
-PPO_POOL = 4000      # training prompts PPO draws its rollouts from
+PPO_POOL = 1000      # training prompts PPO draws its rollouts from
 RM_TEST_PROMPTS = 200  # held-out prompts whose K ranked samples test the reward models
 
 

@@ -23,9 +23,9 @@ def pairs(items: list[Instruction], rows: list[dict]) -> list[tuple[Instruction,
     ranks apart."""
     found = []
     for item, row in zip(items, rows):
-        for a, score_a in zip(row["completions"], row["scores"]):
-            found += [(item, a, b) for b, score_b in zip(row["completions"], row["scores"])
-                      if score_a > score_b]
+        for a, rating_a in zip(row["completions"], row["ratings"]):
+            found += [(item, a, b) for b, rating_b in zip(row["completions"], row["ratings"])
+                      if rating_a > rating_b]
     return found
 
 

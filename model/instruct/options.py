@@ -22,24 +22,26 @@ class InstructConfig:
     rm_sizes: str = "2x48,3x56,4x104"  # reward models, smallest to largest (comma-separated)
     seed: int = 1337
     # prompts (task.py): training prompts come from the training plays, the rest from held-out ones
-    sft_prompts: int = 6000          # demonstrations for SFT
-    rm_prompts: int = 1000           # prompts whose K samples the labeller ranks for the RM
+    sft_prompts: int = 3000          # demonstrations for SFT
+    rm_prompts: int = 2000           # prompts whose K samples the labeller ranks for the RM
     k: int = 4                       # completions ranked per prompt (InstructGPT: 4 to 9)
     eval_prompts: int = 256          # held-out prompts every model is scored on
-    max_new_tokens: int = 80         # a completion's length; a line must end within it
+    max_new_tokens: int = 64         # a completion's length; a line must end within it
     # SFT
     sft_steps: int = 600
     sft_batch: int = 32
-    sft_lr: float = 3e-4
-    # reward model: one pass over the ranked prompts, as InstructGPT (more overfits)
+    sft_lr: float = 1e-3
+    # reward model
+    rm_epochs: int = 3               # passes over the ranked prompts (InstructGPT: 1; here
+                                     # one pass at 2,000 prompts left the RMs near chance)
     rm_batch: int = 16               # prompts per step, each with its K completions
-    rm_lr: float = 3e-4
+    rm_lr: float = 2e-3
     # PPO
-    ppo_iters: int = 150
+    ppo_iters: int = 100
     ppo_batch: int = 64              # rollouts per iteration
-    ppo_epochs: int = 4              # passes over each iteration's rollouts
+    ppo_epochs: int = 2              # passes over each iteration's rollouts
     ppo_minibatch: int = 32
-    ppo_lr: float = 5e-5
+    ppo_lr: float = 1e-4
     kl_beta: float = 0.02            # β of the per-token KL penalty (InstructGPT: 0.02)
     clip: float = 0.2                # ε of L^CLIP and of the value loss
     gamma: float = 1.0
@@ -50,7 +52,7 @@ class InstructConfig:
     ppo_eval_every: int = 10
     ppo_eval_prompts: int = 64       # held-out prompts of each evaluation along PPO
     # DPO, from the same ranked pairs as the reward model
-    dpo_steps: int = 300
+    dpo_steps: int = 200
     dpo_batch: int = 32              # pairs per step
     dpo_lr: float = 5e-5
     dpo_beta: float = 0.1
@@ -77,6 +79,7 @@ class InstructConfig:
 RULES = {
     **{k: (whole, "a whole number, at least 1") for k in (
         "sft_prompts", "rm_prompts", "eval_prompts", "max_new_tokens", "sft_steps", "sft_batch",
+        "rm_epochs",
         "rm_batch", "ppo_iters", "ppo_batch", "ppo_epochs", "ppo_minibatch", "ptx_batch",
         "ppo_eval_every", "ppo_eval_prompts", "dpo_steps", "dpo_batch", "eval_every",
         "val_batches")},

@@ -1,7 +1,9 @@
 """PPO against a reward model (InstructGPT §3.5): the policy starts from SFT; the reward is the
 reward model's score at the end of the line minus β·KL(π ‖ π_SFT) at every token; a value
-function (started from the SFT body with a zero head) supplies the baseline for GAE; the
-policy follows the clipped objective. PPO-ptx adds γ·(language-model loss on the training
+function supplies the baseline for GAE; the policy follows the clipped objective. The value
+function starts from a reward model, as in InstructGPT: the smallest one, whichever reward the
+policy is trained against, so every run starts from the same value function, and at the cost
+of a small model's update (on 2 cores a policy-sized value model doubled each iteration). PPO-ptx adds γ·(language-model loss on the training
 plays) to every update, the term that pays the "alignment tax" back.
 
 One iteration: sample ppo_batch rollouts from the current policy, score and penalise them,
@@ -43,7 +45,7 @@ class PPO:
         sft_path = ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt"
         self.policy, self.state = load_policy(sft_path)
         self.sft = frozen(self.policy)
-        self.value = ScalarModel(load_policy(sft_path)[0])
+        self.value = load_scalar(ctx.stage(f"rm-{cfg.sizes()[0]}") / "ckpt.pt")[0].train()
         self.rm, _ = load_scalar(ctx.stage(f"rm-{rm_size}") / "ckpt.pt")
         rm_summary = ctx.finished(f"rm-{rm_size}")
         self.norm = (rm_summary["reward_mean"], rm_summary["reward_std"])
@@ -128,7 +130,8 @@ def run_ppo(ctx: Context, rm_size: str, ptx: bool = False) -> dict:
         return ctx.finished(name)
     cfg = ctx.cfg
     ctx.needs(f"sft-{cfg.policy_size}", f"tinygpt sft --size={cfg.policy_size}")
-    ctx.needs(f"rm-{rm_size}", f"tinygpt rm --size={rm_size}")
+    for size in dict.fromkeys([rm_size, cfg.sizes()[0]]):
+        ctx.needs(f"rm-{size}", f"tinygpt rm --size={size}")
     ppo = PPO(ctx, rm_size, ptx)
     meta = {"model_config": ppo.state["model_config"], "tokenizer": ppo.state["tokenizer"]}
     stage = loop.Stage(ctx.stage(name), {"model": ppo.policy, "value": ppo.value}, ppo.opt,

@@ -24,7 +24,7 @@ def ranked_batch(ctx: Context, items: list[Instruction], rows: list[dict]
     k = ctx.cfg.k
     repeated = [it for it in items for _ in range(k)]
     texts = [t for row in rows for t in row["completions"]]
-    labels = torch.tensor([row["scores"] for row in rows])
+    labels = torch.tensor([row["ratings"] for row in rows])
     return with_completions(ctx.tok, repeated, texts, ctx.cfg.max_new_tokens), labels
 
 
@@ -55,14 +55,16 @@ def run_rm(ctx: Context, size: str) -> dict:
     body, state = load_policy(ctx.stage(f"sft-{size}") / "ckpt.pt")
     rm = ScalarModel(body)
     opt = torch.optim.AdamW(rm.parameters(), lr=cfg.rm_lr, betas=(0.9, 0.95), weight_decay=0.0)
-    steps = math.ceil(len(ctx.rm_items) / cfg.rm_batch)  # one epoch
-    order = np.random.default_rng(cfg.seed).permutation(len(ctx.rm_items))
+    per_epoch = math.ceil(len(ctx.rm_items) / cfg.rm_batch)
+    steps = cfg.rm_epochs * per_epoch
     meta = {"model_config": state["model_config"], "tokenizer": state["tokenizer"]}
     stage = loop.Stage(ctx.stage(name), {"model": rm}, opt, steps,
                        max(steps // 4, 1), cfg.rm_lr, meta)
 
     def step(s: int) -> dict:
-        pick = order[s * cfg.rm_batch:(s + 1) * cfg.rm_batch]
+        epoch, i = divmod(s, per_epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(ctx.rm_items))
+        pick = order[i * cfg.rm_batch:(i + 1) * cfg.rm_batch]
         r, labels = ranked_batch(ctx, [ctx.rm_items[i] for i in pick],
                                  [data["train"][i] for i in pick])
         loss, acc = pairwise_loss(rewards(rm, r, cfg.k), labels)

@@ -1,14 +1,19 @@
 """The instruction task and its labeller: a program in the place of InstructGPT's human raters.
 
-An instruction asks a character of the plays for one line that uses a given word:
+An instruction asks a character of the plays for one line that uses a given word, one of the
+twelve KEYWORDS:
 
-    [remembrance]
-    OPHELIA.
-    There's rosemary, that's for remembrance;
+    [love]
+    PROTEUS.
+    Now let us take our leave. To Milan, love!
 
 The prompt is the first two lines; the completion is the third, ending at its newline. Prompts
 are drawn from real speech lines (the line itself is the demonstration SFT learns from), from
-the training plays for training and from the held-out plays for evaluation. The labeller never
+the training plays for training and from the held-out plays for evaluation. (Any word of 5+
+letters was tried first: SFT did not learn to copy a word it had never been asked for, as
+these models form no induction heads; the keyword score of a 4x104 model stayed at 0.00. With
+32 words SFT reached 0.11, but the reward models saw too few lines with each word to learn
+it: they ordered pairs that differ in the keyword no better than 0.55-0.62.) The labeller never
 reaches any model: it grades a completion from 0 to 1 on four parts, the keyword most (see
 WEIGHTS), so that a base model rarely scores 1 but every completion earns something, and a
 policy that repeats the keyword or writes non-words to please a learned reward loses score.
@@ -24,11 +29,8 @@ from ..errors import UserError
 # A speaker line of the plays ("DUKE SENIOR.") followed by the speech's lines up to a blank one.
 SPEECH = re.compile(r"^([A-Z][A-Z' ]*[A-Z])\.\n((?:[^\n]+\n)+)", re.M)
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-# Common words of 5+ letters that would make an instruction too easy to meet by chance.
-COMMON = frozenset("""there their which would shall should could these those where thou thee
-thine about never being other every again whose whilst before after doth hath might great
-think speak heard still
-""".split())
+# The twelve words of 4+ letters used most often in the plays' lines of LINE_CHARS characters.
+KEYWORDS = frozenset("lord love king time heart death night hand life fair eyes sweet".split())
 PROMPT_CHARS = 40          # every prompt is left-padded with newlines to exactly this length
 LINE_CHARS = (30, 60)      # a demonstration's length, and the length the labeller asks for
 WEIGHTS = {"keyword": 0.5, "length": 0.2, "words": 0.15, "variety": 0.15}
@@ -50,14 +52,12 @@ class Instruction:
 
 def instructions(text: str, n: int, seed: int) -> list[Instruction]:
     """n instructions from the speech lines of text, in an order fixed by seed. A line serves
-    if it is LINE_CHARS long and holds an uncommon word of 5+ letters; the keyword is one of
-    those words at random."""
+    if it is LINE_CHARS long and uses one of KEYWORDS; the keyword is one of those at random."""
     candidates = []
     for speaker, body in SPEECH.findall(text):
         for line in body.splitlines():
             line = line.strip()
-            words = sorted({w for w in WORD.findall(line) if len(w) >= 5 and w not in COMMON
-                            and "'" not in w})
+            words = sorted(KEYWORDS.intersection(WORD.findall(line.lower())))
             if LINE_CHARS[0] <= len(line) <= LINE_CHARS[1] and words:
                 candidates.append((speaker, line, words))
     rng = random.Random(seed)
@@ -103,6 +103,15 @@ def grade(completion: str, keyword: str, vocabulary: frozenset[str]) -> dict[str
     parts = {"keyword": keyword_part, "length": length, "words": known, "variety": variety}
     parts["score"] = sum(WEIGHTS[k] * v for k, v in parts.items())
     return parts
+
+
+def rating(score: float) -> float:
+    """The labeller's rating of a completion for a ranking: its score to the nearest tenth, as
+    a rater grades on a scale. Completions a tenth apart or less tie and make no comparison:
+    ranked on raw scores, most pairs differed by a few hundredths of the real-word share, and
+    the reward models spent themselves on those (a 2x48 reward model ordered pairs that differ
+    in the keyword 0.63 right; on ratings, with a higher rate and a third pass, 0.74)."""
+    return round(score * 10) / 10
 
 
 def vocabulary_of(text: str) -> frozenset[str]:
