@@ -95,3 +95,8 @@ def whole(v: Any) -> bool:
 def fraction(v: Any) -> bool:
     """A number from 0 to 1 (not a bool)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+
+def one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
+    """The rule of a field that takes one of a few names, for check_values."""
+    return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
