@@ -10,19 +10,18 @@ where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..args import positional
 from ..checkpoint import file_of, load_model, tokenizer_of
 from ..data import held_out_text, held_out_tokens, prepare, prepared_meta
 from ..device import pick_device, set_threads
-from ..errors import UserError, exits_cleanly, make_dir
+from ..errors import UserError, check_values, make_dir
 from ..files import write_json
 from ..options import TrainConfig
 from ..tokenizer import check_same_vocab
@@ -197,33 +196,40 @@ def parse_tasks(spec: str) -> tuple[str, ...]:
     return names
 
 
-def main(argv: list[str]) -> None:
-    """tinygpt fewshot <checkpoints...> [--items 200] [--seed 0] [--out DIR] ..."""
-    p = argparse.ArgumentParser(prog="tinygpt fewshot",
-                                description="few-shot tasks and in-context instruments")
-    p.add_argument("checkpoints", nargs="+", help="checkpoint files, or run folders (ckpt.pt)")
-    p.add_argument("--items", type=int, default=200, help="prompts per task and k")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out/fewshot", help="folder for results, figures, report")
-    p.add_argument("--tasks", default="all", help="comma-separated names, all, or none")
-    p.add_argument("--every_checkpoint", action="store_true",
-                   help="run the tasks on every checkpoint, not only on the last of each run")
-    p.add_argument("--windows", type=int, default=2000, help="held-out windows for the ICL score")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dataset", default="",
-                   help="the corpus the checkpoints were trained on (default: the path they name)")
-    a = p.parse_args(argv)
-    if a.items < 2 or a.windows < 2 or a.batch_size < 1:
-        raise UserError("--items and --windows need at least 2 (an interval needs a spread) "
-                        "and --batch_size at least 1")
+@dataclasses.dataclass
+class FewshotArgs:
+    checkpoints: tuple[str, ...] = positional()  # checkpoint files, or run folders (their ckpt.pt)
+    items: int = 200            # prompts per task and k
+    seed: int = 0               # draws the items, the controls and the probes
+    out: str = "out/fewshot"    # folder for results, figures, report
+    tasks: str = "all"          # comma-separated task names, all, or none (instruments only)
+    every_checkpoint: bool = False  # the tasks on every checkpoint, not only on each run's last
+    windows: int = 2000         # held-out windows for the ICL score
+    batch_size: int = 64        # prompts per forward pass
+    threads: int = 0            # CPU threads; 0 keeps torch's default
+    device: str = "auto"        # "auto" | "cpu" | "cuda" (or cuda:N) | "mps"
+    dataset: str = ""           # the corpus the checkpoints were trained on (default: the one named
+                                # in each checkpoint)
+
+    def validate(self) -> "FewshotArgs":
+        check_values(vars(self), RULES)
+        parse_tasks(self.tasks)
+        return self
+
+
+RULES = {
+    # an interval needs a spread
+    **{k: (lambda v: v >= 2, "at least 2") for k in ("items", "windows")},
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "threads": (lambda v: v >= 0, "0 or more"),
+}
+
+
+def main(a: FewshotArgs) -> None:
+    """`tinygpt fewshot <checkpoints...>`: the study of the given checkpoints into a.out."""
     set_threads(a.threads)
     opts = Options(a.items, a.seed, parse_tasks(a.tasks), a.windows, a.batch_size,
                    pick_device(a.device))
-    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint,
+    out = Path(a.out)
+    run_fewshot(checkpoint_paths(list(a.checkpoints), out), out, opts, a.every_checkpoint,
                 a.dataset)
-
-
-if __name__ == "__main__":
-    sys.exit(exits_cleanly(main)(sys.argv[1:]))

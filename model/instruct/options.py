@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import SIZES
 from ..errors import UserError, check_values, fraction, positive, whole
 from ..files import configs_dir
-from ..args import parse, typed
+from ..args import typed
 from ..options import read_toml
 
 
@@ -104,9 +104,9 @@ def preset_file(preset: str) -> Path:
     return path
 
 
-def load_instruct(preset: str, overrides: list[str]) -> tuple[InstructConfig, str]:
-    """The preset's settings with the command line's overrides, checked, and the preset's name."""
+def load_instruct(preset: str, cli: dict[str, str]) -> tuple[InstructConfig, str]:
+    """The preset's settings with the command line's {key: text} overrides, checked, and the
+    preset's name."""
     path = preset_file(preset)
     values = read_toml(str(path), "instruct preset")
-    (cli,) = parse(overrides, InstructConfig)
     return typed(InstructConfig, values, cli, str(path)), path.stem
