@@ -16,8 +16,7 @@ from .args import parse, positional, typed
 from .bench import BenchArgs
 from .bench import main as bench_main
 from .errors import UserError, check_values, exits_cleanly
-from .fewshot.run import FewshotArgs
-from .fewshot.run import main as fewshot_main
+from .fewshot.options import FewshotArgs
 from .instruct.options import InstructConfig
 from .options import RULES as TRAIN_RULES
 from .options import TrainConfig
@@ -187,6 +186,11 @@ def cmd_report(a: ReportArgs) -> None:
     print(f"report: {write_report(root, plan)}")
 
 
+def cmd_fewshot(a: FewshotArgs) -> None:
+    from .fewshot.run import main
+    main(a)
+
+
 @dataclass
 class InstructArgs:
     preset: str = "laptop"  # laptop | quick, or a preset .toml
@@ -256,7 +260,7 @@ COMMANDS: dict[str, Command] = {
     "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",
                      StudyArgs),
     "report": Command(cmd_report, "fits, plots and report of a study folder, again", ReportArgs),
-    "fewshot": Command(fewshot_main, "few-shot tasks and in-context instruments of checkpoints",
+    "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",
                        FewshotArgs),
     "instruct": Command(cmd_instruct, "the InstructGPT pipeline: SFT, reward models, PPO, DPO, "
                                       "report", InstructArgs, InstructConfig),

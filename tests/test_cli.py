@@ -1,6 +1,10 @@
 """The command line: every verb's options come from dataclasses, read as --key=value or
 --key value, documented by their fields' comments, in one table of commands."""
+import os
+import subprocess
+import sys
 from dataclasses import MISSING, fields, replace
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,7 @@ from model.config import GPTConfig
 from model.options import TrainConfig
 from model.usage import comments
 
+ROOT = Path(__file__).resolve().parents[1]
 VERBS = sorted(COMMANDS)
 
 
@@ -136,3 +141,11 @@ def test_bad_arguments_are_one_line(captured, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("error: ") and len(err.splitlines()) == 1
     assert not captured
+
+
+def test_the_command_imports_no_study_figures():
+    """Reading the command line must not import matplotlib: it writes its caches into the
+    home folder, for every verb (test_train checks that training leaves home alone)."""
+    code = "import sys, model.cli; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
