@@ -17,7 +17,7 @@ from .bench import BenchArgs
 from .bench import main as bench_main
 from .errors import UserError, check_values, exits_cleanly
 from .fewshot.options import FewshotArgs
-from .instruct.options import InstructConfig
+from .instruct.options import InstructConfig, load_instruct
 from .options import RULES as TRAIN_RULES
 from .options import TrainConfig
 from .sampler import SampleArgs
@@ -40,7 +40,8 @@ class PrepareArgs:
     data_root: str = "data"       # where the token files are written
 
     def validate(self) -> None:
-        check_values(vars(self), {k: TRAIN_RULES[k] for k in ("dataset", "tokenizer", "data_root")})
+        check_values(vars(self), {k: TRAIN_RULES[k] for k in ("dataset", "tokenizer",
+                                                              "data_root")})
 
 
 def cmd_prepare(a: PrepareArgs) -> None:
@@ -213,7 +214,6 @@ def instruct_context(a: InstructArgs, overrides: dict[str, str]):
     """The pipeline's context: the preset's settings with the command line's overrides."""
     from .device import set_threads
     from .instruct.context import Context
-    from .instruct.options import load_instruct
 
     cfg, name = load_instruct(a.preset, overrides)
     set_threads(cfg.threads)
