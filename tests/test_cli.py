@@ -149,3 +149,13 @@ def test_the_command_imports_no_study_figures():
     code = "import sys, model.cli; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_help_into_a_pipe_closed_early_is_no_traceback():
+    """`tinygpt train --help | head`: head leaves before the help is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "model.cli", "train", "--help"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()  # long before the command has imported torch and printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == ""
