@@ -7,7 +7,6 @@ side by side, so they hold for this machine whatever else is on it.
 """
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ import torch
 from .config import ARCHS, LADDER, GPTConfig, named
 from .data import Batches, prepare
 from .device import device_name, pick_device, pick_dtype, set_threads
-from .errors import UserError
+from .errors import UserError, check_values, one_of
 from .files import configs_dir
 from .generate import generate
 from .gpt import GPT, flops_per_token
 from .optim import fused_adamw
+from .options import RULES as TRAIN_RULES
 from .options import TrainConfig, load_config
 from .runtime import Runtime
 from .step import StepTimer, fresh_run_dtype, interleaved, micro_batches
@@ -142,43 +142,50 @@ def fixed_time_comparison(minutes: float, recipe: str, archs: list[str], threads
               f"in {results[arch]['wall_s'] / base['wall_s']:.2f}x the wall time")
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="tinygpt bench", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="nano-cpu", help=f"one of: {', '.join(SHAPES)}")
-    p.add_argument("--arch", default="gpt2", choices=tuple(ARCHS),
-                   help="architecture of the measured model")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per round")
-    p.add_argument("--rounds", type=int, default=5, help="timing rounds (the median is shown)")
-    p.add_argument("--decode_tokens", type=int, default=500)
-    p.add_argument("--decode_context", type=int, default=512,
-                   help="context of the model used for the decoding figures")
-    p.add_argument("--vs", choices=("baseline",), help="also run the plain GPT-2 block, fp32 eager")
-    p.add_argument("--fixed_minutes", type=float, default=0,
-                   help="instead: train --recipe for this long per arch (gpt2, modern), compare val loss")
-    p.add_argument("--recipe", default="",
-                   help="a training config (default: the shipped shakespeare_char.toml)")
-    a = p.parse_args(argv)
-    if not 0 <= a.fixed_minutes < float("inf"):  # (NaN fails this too)
-        raise UserError(f"--fixed_minutes must be positive, got {a.fixed_minutes:g}")
+@dataclass
+class BenchArgs:
+    config: str = "nano-cpu"       # the shape: nano-cpu, nano-gpu, gpt2-124m or a ladder size
+    arch: str = "gpt2"             # architecture of the measured model: "gpt2" | "modern"
+    device: str = "auto"           # "auto" | "cpu" | "cuda" (or cuda:N) | "mps"
+    dtype: str = "auto"            # "auto" | "float32" | "bfloat16" | "float16"
+    compile: bool = False          # torch.compile the training step
+    threads: int = 0               # CPU threads; 0 keeps torch's default
+    steps: int = 20                # timed training steps per round
+    rounds: int = 5                # timing rounds (the median is shown)
+    decode_tokens: int = 500       # tokens generated for the decoding figures
+    decode_context: int = 512      # context of the model used for the decoding figures
+    vs: str = ""                   # "baseline": also time the plain GPT-2 block, fp32 eager
+    # instead of the timings: the two blocks trained for the same wall-clock time
+    fixed_minutes: float = 0.0     # train --recipe this long per arch (gpt2, modern); 0 is off
+    recipe: str = ""               # a training config (default: shakespeare_char, as shipped)
+
+    def validate(self) -> "BenchArgs":
+        check_values(vars(self), RULES)
+        if self.fixed_minutes:
+            ignored = [f"--{k}" for k in ("config", "arch", "device", "dtype", "vs")
+                       if getattr(self, k) != getattr(BenchArgs, k)]
+            if ignored:
+                raise UserError(f"--fixed_minutes trains --recipe, once per arch; drop "
+                                f"{', '.join(ignored)}")
+        return self
+
+
+RULES = {
+    "config": one_of(*SHAPES),
+    **{k: TRAIN_RULES[k] for k in ("arch", "dtype", "threads")},
+    **{k: (lambda v: v >= 1, "at least 1") for k in (
+        "steps", "rounds", "decode_tokens", "decode_context")},
+    "vs": one_of("", "baseline"),
+    "fixed_minutes": (lambda v: 0 <= v < float("inf"), "0 or more, and finite"),
+}
+
+
+def main(a: BenchArgs) -> None:
     set_threads(a.threads)
     if a.fixed_minutes:
-        ignored = [f"--{k}" for k in ("config", "arch", "device", "dtype", "vs")
-                   if getattr(a, k) != p.get_default(k)]
-        if ignored:
-            raise UserError(f"--fixed_minutes trains --recipe, once per arch; drop "
-                            f"{', '.join(ignored)}")
         recipe = a.recipe or str(configs_dir() / "shakespeare_char.toml")
         return fixed_time_comparison(a.fixed_minutes, recipe, ["gpt2", "modern"], a.threads,
                                      a.compile)
-    if min(a.steps, a.rounds, a.decode_tokens, a.decode_context) < 1:
-        raise UserError("--steps, --rounds, --decode_tokens and --decode_context need to be at "
-                        "least 1")
-    if a.config not in SHAPES:
-        raise UserError(f"unknown bench config {a.config!r}; choose one of {', '.join(SHAPES)}")
     device = pick_device(a.device)
     dtype = pick_dtype(device, a.dtype)
     shape = SHAPES[a.config]

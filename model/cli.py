@@ -1,118 +1,102 @@
-"""The `tinygpt` command: subcommands mirror the verbs of the pipeline.
+"""The `tinygpt` command: one verb per step of the pipeline, found in one table (COMMANDS).
 
-    tinygpt prepare [--dataset=shakespeare] [--tokenizer=char]
-    tinygpt train [configs/x.toml] [--key=value ...]
-    tinygpt sample --out_dir=out/x [--prompt=...] [--num_samples=3]
-    tinygpt bench [--config=nano-cpu] [--vs=baseline]
-    tinygpt study [--preset=laptop] [--dataset=my.txt]    (the scaling study)
-    tinygpt study --preset=emergence                      (in-context copying switching on)
-    tinygpt sweep [--preset=laptop]                       (its learning-rate sweep)
-    tinygpt report out/study-laptop                       (fits, plots, report again)
-    tinygpt fewshot out/study-laptop/*/ [--items=200]     (few-shot and in-context study)
-    tinygpt instruct [--preset=laptop] [--key=value ...]  (SFT, reward models, PPO, DPO, report)
-    tinygpt sft [--size=4x104] | rm [--size=...] | ppo [--rm_size=...] [--ptx] | dpo
-                                                          (one stage of it)
+Each verb's options are the fields of a dataclass (model/args.py reads them, model/usage.py
+prints them for `tinygpt <verb> --help`); train and the instruct verbs also read a TOML file
+of settings (TrainConfig, InstructConfig) that the command line overrides.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from .errors import UserError, exits_cleanly
+from .args import parse, positional, typed
+from .bench import BenchArgs
+from .bench import main as bench_main
+from .errors import UserError, check_values, exits_cleanly
+from .fewshot.options import FewshotArgs
+from .instruct.options import InstructConfig, load_instruct
+from .options import RULES as TRAIN_RULES
+from .options import TrainConfig
+from .sampler import SampleArgs
+from .usage import usage
 
-COMMANDS = ("prepare", "train", "sample", "bench", "study", "sweep", "report", "fewshot",
-            "instruct", "sft", "rm", "ppo", "dpo")
+
+@dataclass(frozen=True)
+class Command:
+    run: Callable[..., None]  # called with the options, and the settings' overrides if any
+    about: str                # one line, for `tinygpt --help`
+    options: type             # the dataclass the command line fills
+    settings: type | None = None  # a dataclass read from a TOML file first; run() receives
+                                  # the command line's {key: text} overrides of it
 
 
-def cmd_prepare(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="tinygpt prepare", description="tokenize a corpus into data/")
-    p.add_argument("--dataset", default="shakespeare",
-                   help="'shakespeare' (embedded), a text file or folder, or hf:<name>")
-    p.add_argument("--tokenizer", default="char", choices=("char", "gpt2"))
-    p.add_argument("--data_root", default="data")
-    args = p.parse_args(argv)
+@dataclass
+class PrepareArgs:
+    dataset: str = "shakespeare"  # "shakespeare" (embedded), a text file or folder, or hf:<name>
+    tokenizer: str = "char"       # "char" | "gpt2"
+    data_root: str = "data"       # where the token files are written
+
+    def validate(self) -> None:
+        check_values(vars(self), {k: TRAIN_RULES[k] for k in ("dataset", "tokenizer",
+                                                              "data_root")})
+
+
+def cmd_prepare(a: PrepareArgs) -> None:
     from .data import prepare
 
-    folder = prepare(args.dataset, args.tokenizer, args.data_root)
+    folder = prepare(a.dataset, a.tokenizer, a.data_root)
     counts = json.loads((folder / "meta.json").read_text())["counts"]
     print(f"prepared {folder}: {counts['train']['tokens']:,} train and "
           f"{counts['val']['tokens']:,} val tokens")
 
 
-def cmd_train(argv: list[str]) -> None:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.strip() + "\n\nTrain keys (see configs/ and model/options.py):")
-        from dataclasses import fields
-        from .options import TrainConfig
-        print(", ".join(f.name for f in fields(TrainConfig)))
-        return
-    from .options import load_config
+@dataclass
+class TrainArgs:
+    config: str = positional(default="")  # a TOML recipe: a file, or a shipped one's name
+
+
+def cmd_train(a: TrainArgs, overrides: dict[str, str]) -> None:
+    from .options import config_from
     from .trainer import train
 
-    paths = [a for a in argv if not a.startswith("-")]
-    if len(paths) > 1:
-        raise UserError(f"expected at most one config file, got {', '.join(paths)}; "
-                        "overrides look like --key=value")
-    cfg = load_config(paths[0] if paths else None, [a for a in argv if a.startswith("-")])
-    summary = train(cfg)
+    # checked, the model's shape included, before any data is prepared
+    summary = train(config_from(a.config or None, overrides))
     print(f"done: val loss {summary['val_loss']:.4f} after {summary['tokens']:,} tokens "
           f"in {summary['wall_s']:.0f} s")
 
 
-def cmd_sample(argv: list[str]) -> None:
-    from .sampler import SampleOptions, run, unescape
+def cmd_sample(a: SampleArgs) -> None:
+    from dataclasses import replace
 
-    p = argparse.ArgumentParser(prog="tinygpt sample", description="sample from a checkpoint")
-    p.add_argument("--out_dir", default="out/shakespeare-char", help="folder holding ckpt.pt")
-    p.add_argument("--ckpt", default="",
-                   help="a checkpoint file or run folder (overrides --out_dir)")
-    p.add_argument("--prompt", default="", help="text to continue; FILE:path reads a file")
-    p.add_argument("--num_samples", type=int, default=1)
-    p.add_argument("--max_new_tokens", type=int, default=500)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top_k", type=int, default=200)
-    p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--stop", default="", help="stop a sample at this string")
-    p.add_argument("--no_cache", action="store_true", help="recompute the context every step")
-    p.add_argument("--crop", action="store_true", help="keep the end of a too-long prompt")
-    p.add_argument("--device", default="auto")
-    a = p.parse_args(argv)
+    from .checkpoint import file_of
+    from .files import read_utf8
+    from .sampler import run, unescape
+
     prompt = a.prompt
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])
         if not path.is_file():
             problem = "is a folder" if path.is_dir() else "not found"
             raise UserError(f"prompt file {path} {problem}; give --prompt=FILE:<path of a text file>")
-        from .files import read_utf8
         prompt = read_utf8(path)
-    opts = SampleOptions(prompt, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed,
-                         unescape(a.stop), not a.no_cache, a.crop)
-    from .checkpoint import file_of
+    opts = replace(a, prompt=prompt, stop=unescape(a.stop))
     run(file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
 
 
-def cmd_fewshot(argv: list[str]) -> None:
-    from .fewshot.run import main as fewshot_main
-    fewshot_main(argv)
+@dataclass
+class StudyArgs:
+    preset: str = "laptop"   # laptop | quick | gpu | emergence | emergence-quick, or a plan .toml
+    dataset: str = ""        # train on this text file, folder or hf:<name> (default: the plan's)
+    out: str = ""            # folder of the runs (default: out/study-<plan>, out/sweep-<plan>;
+                             # out/<plan> for emergence)
+    wandb: str = "disabled"  # "disabled" | "offline" | "online"
+    threads: int = 0         # CPU threads; 0 keeps torch's default
 
-
-def cmd_bench(argv: list[str]) -> None:
-    from .bench import main as bench_main
-    bench_main(argv)
-
-
-def study_args(prog: str, argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog)
-    p.add_argument("--preset", default="laptop",
-                   help="laptop | quick | gpu | emergence | emergence-quick, or a plan .toml")
-    p.add_argument("--dataset", default="", help="train on this text file, folder or hf:<name>")
-    p.add_argument("--out", default="", help="folder of the runs (default out/<study>)")
-    p.add_argument("--wandb", default="disabled", choices=("disabled", "offline", "online"))
-    p.add_argument("--threads", type=int, default=0)
-    return p.parse_args(argv)
+    def validate(self) -> None:
+        check_values(vars(self), {k: TRAIN_RULES[k] for k in ("wandb", "threads")})
 
 
 def check_summaries(root: Path) -> None:
@@ -129,65 +113,67 @@ def check_summaries(root: Path) -> None:
                         "from the run's checkpoint")
 
 
-def load_study(prog: str, argv: list[str], kind: str):
-    from .scaling.plan import load_plan
-
-    a = study_args(prog, argv)
-    plan = load_plan(a.preset)
+def study_root(plan, a: StudyArgs, default: str) -> Path:
+    """The study's folder, with --dataset applied to the plan (and named in it)."""
     if a.dataset:
         plan.dataset = a.dataset
         plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
-    root = Path(a.out or f"out/{kind}-{plan.name}")
+    root = Path(a.out or default.format(name=plan.name))
     check_summaries(root)
-    return plan, root, dict(wandb=a.wandb, threads=a.threads)
+    return root
 
 
-def cmd_study(argv: list[str]) -> None:
-    from .scaling.plan import read_plan
+def study_command(a: StudyArgs) -> str:
+    """The command that reruns the study, for its report (threads and wandb change no result)."""
+    given = [f"--{k}={getattr(a, k)}" for k in ("dataset", "out") if getattr(a, k)]
+    return " ".join(["tinygpt study", f"--preset={a.preset}", *given])
 
-    if read_plan(study_args("tinygpt study", argv).preset)[1].get("kind") == "emergence":
-        return emergence_study(argv)
+
+def cmd_study(a: StudyArgs) -> None:
+    from .scaling.plan import load_plan, read_plan
+
+    if read_plan(a.preset)[1].get("kind") == "emergence":
+        return emergence_study(a)
     from .scaling.report import write_report
     from .scaling.runner import run_study
 
-    plan, root, kw = load_study("tinygpt study", argv, "study")
-    run_study(plan, root, **kw)
-    print(f"report: {write_report(root, plan, command=' '.join(['tinygpt', 'study', *argv]))}")
+    plan = load_plan(a.preset)
+    root = study_root(plan, a, "out/study-{name}")
+    run_study(plan, root, a.wandb, a.threads)
+    print(f"report: {write_report(root, plan, command=study_command(a))}")
 
 
-def emergence_study(argv: list[str]) -> None:
+def emergence_study(a: StudyArgs) -> None:
     """tinygpt study --preset=emergence: the grid of depths and widths, then its report."""
     from .emergence.plan import load_emergence_plan
     from .emergence.report import write_report
     from .emergence.runner import run_emergence
     from .scaling.plan import read_plan
 
-    a = study_args("tinygpt study", argv)
     plan = load_emergence_plan(*read_plan(a.preset))
-    if a.dataset:
-        plan.dataset = a.dataset
-        plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
-    root = Path(a.out or f"out/{plan.name}")
-    check_summaries(root)
+    root = study_root(plan, a, "out/{name}")
     run_emergence(plan, root, a.wandb, a.threads)
-    print(f"report: {write_report(root, command=' '.join(['tinygpt', 'study', *argv]))}")
+    print(f"report: {write_report(root, command=study_command(a))}")
 
 
-def cmd_sweep(argv: list[str]) -> None:
+def cmd_sweep(a: StudyArgs) -> None:
+    from .scaling.plan import load_plan
     from .scaling.sweep import run_sweep
 
-    plan, root, kw = load_study("tinygpt sweep", argv, "sweep")
-    run_sweep(plan, root, **kw)
+    plan = load_plan(a.preset)
+    run_sweep(plan, study_root(plan, a, "out/sweep-{name}"), wandb=a.wandb, threads=a.threads)
 
 
-def cmd_report(argv: list[str]) -> None:
+@dataclass
+class ReportArgs:
+    root: str = positional()  # the study folder, e.g. out/study-laptop
+    preset: str = ""          # its plan (default: read from the folder)
+
+
+def cmd_report(a: ReportArgs) -> None:
     from .scaling.plan import load_plan
     from .scaling.report import write_report
 
-    p = argparse.ArgumentParser(prog="tinygpt report")
-    p.add_argument("root", help="the study folder, e.g. out/study-laptop")
-    p.add_argument("--preset", default="", help="its plan (default: read from the folder)")
-    a = p.parse_args(argv)
     root = Path(a.root)
     plan_file = root / "plan.json"
     if not a.preset and not plan_file.exists():
@@ -201,74 +187,127 @@ def cmd_report(argv: list[str]) -> None:
     print(f"report: {write_report(root, plan)}")
 
 
-def instruct_context(verb: str, argv: list[str]):
-    """The pipeline's context from --preset, --out and InstructConfig overrides, and the
-    verb's own options (--size, --rm_size, --ptx)."""
+def cmd_fewshot(a: FewshotArgs) -> None:
+    from .fewshot.run import main
+    main(a)
+
+
+@dataclass
+class InstructArgs:
+    preset: str = "laptop"  # laptop | quick, or a preset .toml
+    out: str = ""           # the pipeline's folder (default: out/instruct-<preset>)
+
+
+@dataclass
+class SizeArgs(InstructArgs):
+    size: str = ""          # the model's size (default: for sft policy_size, for rm the largest
+                            # of rm_sizes)
+
+
+@dataclass
+class PpoArgs(InstructArgs):
+    rm_size: str = ""       # the reward model to optimise against (default: the largest)
+    ptx: bool = False       # add the pretraining term (PPO-ptx)
+
+
+def instruct_context(a: InstructArgs, overrides: dict[str, str]):
+    """The pipeline's context: the preset's settings with the command line's overrides."""
     from .device import set_threads
     from .instruct.context import Context
-    from .instruct.options import load_instruct
 
-    p = argparse.ArgumentParser(prog=f"tinygpt {verb}",
-                                epilog="any other --key=value sets a field of "
-                                       "model/instruct/options.py:InstructConfig")
-    p.add_argument("--preset", default="laptop", help="laptop | quick, or a preset .toml")
-    p.add_argument("--out", default="", help="the pipeline's folder (default out/instruct-<preset>)")
-    if verb in ("sft", "rm"):
-        p.add_argument("--size", default="", help="the model size (default: the policy's for "
-                                                  "sft, the largest reward model's for rm)")
-    if verb == "ppo":
-        p.add_argument("--rm_size", default="", help="the reward model to optimise against "
-                                                     "(default the largest)")
-        p.add_argument("--ptx", action="store_true", help="add the pretraining term (PPO-ptx)")
-    a, rest = p.parse_known_args(argv)
-    cfg, name = load_instruct(a.preset, rest)
+    cfg, name = load_instruct(a.preset, overrides)
     set_threads(cfg.threads)
-    return Context(cfg, Path(a.out or f"out/instruct-{name}"), name), a
+    return Context(cfg, Path(a.out or f"out/instruct-{name}"), name)
 
 
-def cmd_instruct(argv: list[str]) -> None:
+def cmd_instruct(a: InstructArgs, overrides: dict[str, str]) -> None:
     from .instruct.pipeline import run_pipeline
-    ctx, _ = instruct_context("instruct", argv)
-    print(f"report: {run_pipeline(ctx)}")
+    print(f"report: {run_pipeline(instruct_context(a, overrides))}")
 
 
-def cmd_sft(argv: list[str]) -> None:
+def cmd_sft(a: SizeArgs, overrides: dict[str, str]) -> None:
     from .instruct.sft import run_sft
-    ctx, a = instruct_context("sft", argv)
+    ctx = instruct_context(a, overrides)
     print(run_sft(ctx, a.size or ctx.cfg.policy_size))
 
 
-def cmd_rm(argv: list[str]) -> None:
+def cmd_rm(a: SizeArgs, overrides: dict[str, str]) -> None:
     from .instruct.rm import run_rm
-    ctx, a = instruct_context("rm", argv)
+    ctx = instruct_context(a, overrides)
     print(run_rm(ctx, a.size or ctx.cfg.sizes()[-1]))
 
 
-def cmd_ppo(argv: list[str]) -> None:
+def cmd_ppo(a: PpoArgs, overrides: dict[str, str]) -> None:
     from .instruct.ppo import run_ppo
-    ctx, a = instruct_context("ppo", argv)
+    ctx = instruct_context(a, overrides)
     print(run_ppo(ctx, a.rm_size or ctx.cfg.sizes()[-1], a.ptx))
 
 
-def cmd_dpo(argv: list[str]) -> None:
+def cmd_dpo(a: InstructArgs, overrides: dict[str, str]) -> None:
     from .instruct.dpo import run_dpo
-    ctx, _ = instruct_context("dpo", argv)
-    print(run_dpo(ctx))
+    print(run_dpo(instruct_context(a, overrides)))
+
+
+COMMANDS: dict[str, Command] = {
+    "prepare": Command(cmd_prepare, "tokenize a corpus into data/", PrepareArgs),
+    "train": Command(cmd_train, "train a model from a TOML recipe and command-line overrides",
+                     TrainArgs, TrainConfig),
+    "sample": Command(cmd_sample, "sample text from a checkpoint", SampleArgs),
+    "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison",
+                     BenchArgs),
+    "study": Command(cmd_study, "the scaling study, or with an emergence preset the in-context "
+                                "copying study", StudyArgs),
+    "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",
+                     StudyArgs),
+    "report": Command(cmd_report, "fits, plots and report of a study folder, again", ReportArgs),
+    "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",
+                       FewshotArgs),
+    "instruct": Command(cmd_instruct, "the InstructGPT pipeline: SFT, reward models, PPO, DPO, "
+                                      "report", InstructArgs, InstructConfig),
+    "sft": Command(cmd_sft, "supervised fine-tuning, one stage of instruct", SizeArgs,
+                   InstructConfig),
+    "rm": Command(cmd_rm, "a reward model from rankings, one stage of instruct", SizeArgs,
+                  InstructConfig),
+    "ppo": Command(cmd_ppo, "PPO against a reward model, one stage of instruct", PpoArgs,
+                   InstructConfig),
+    "dpo": Command(cmd_dpo, "DPO from the ranked pairs, one stage of instruct", InstructArgs,
+                   InstructConfig),
+}
+
+
+def overview() -> str:
+    width = max(map(len, COMMANDS))
+    return "\n".join(["usage: tinygpt <command> [--key=value ...]", "",
+                      *(f"  {verb:<{width}}  {c.about}" for verb, c in COMMANDS.items()), "",
+                      "tinygpt <command> --help lists its options."])
+
+
+def run_command(verb: str, argv: list[str]) -> None:
+    """Read the verb's options (checked) and its settings' overrides, then run it."""
+    command = COMMANDS[verb]
+    settings = (command.settings,) if command.settings else ()
+    texts, *overrides = parse(argv, command.options, *settings)
+    command.run(typed(command.options, {}, texts), *overrides)
 
 
 @exits_cleanly
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        if argv and argv[0] in ("-h", "--help"):
-            print(__doc__.strip())
-            return 0
-        print(__doc__.strip(), file=sys.stderr)
-        if argv:
-            print(f"error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}",
+    verb, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if verb in ("-h", "--help"):
+        print(overview())
+        return 0
+    if verb not in COMMANDS:
+        print(overview(), file=sys.stderr)
+        if verb:
+            print(f"error: unknown command {verb!r}; commands: {', '.join(COMMANDS)}",
                   file=sys.stderr)
         return 2
-    globals()[f"cmd_{argv[0]}"](argv[1:])
+    if "-h" in rest or "--help" in rest:
+        command = COMMANDS[verb]
+        print(usage(f"tinygpt {verb}", command.about, command.options, command.settings))
+        return 0
+    run_command(verb, rest)
     return 0
 
 

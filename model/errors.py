@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import re
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader left early (`tinygpt train --help | head`)
+            # what is still buffered would fail again when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except OSError as e:
             if e.filename is None:  # not about a file: keep the traceback, it is ours to fix
                 raise
@@ -95,3 +100,8 @@ def whole(v: Any) -> bool:
 def fraction(v: Any) -> bool:
     """A number from 0 to 1 (not a bool)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+
+def one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
+    """The rule of a field that takes one of a few names, for check_values."""
+    return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))

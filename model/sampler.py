@@ -17,15 +17,15 @@ from .generate import stream
 
 @dataclass
 class SampleOptions:
-    prompt: str = ""
-    max_new_tokens: int = 500
-    temperature: float = 0.8
-    top_k: int = 200
-    top_p: float = 1.0
-    seed: int = 1337
-    stop: str = ""
-    use_cache: bool = True
-    crop: bool = False
+    prompt: str = ""            # text to continue (FILE:path reads a file); empty starts afresh
+    max_new_tokens: int = 500   # tokens generated per sample, at most
+    temperature: float = 0.8    # 0 is greedy; higher is more random
+    top_k: int = 200            # sample from the k most likely tokens; 0 is off
+    top_p: float = 1.0          # sample from the smallest set of this much probability; 1 is off
+    seed: int = 1337            # seeds the first sample; the next ones take seed+1, ...
+    stop: str = ""              # end a sample at this string (backslash escapes read: "\n\n")
+    cache: bool = True          # reuse earlier positions' keys and values (--no_cache recomputes)
+    crop: bool = False          # keep the end of a prompt longer than the context
 
     def validate(self) -> "SampleOptions":
         check_values(vars(self), {
@@ -36,6 +36,21 @@ class SampleOptions:
             "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),
             "top_k": (lambda v: v >= 0, "0 (off) or more"),
             "top_p": (lambda v: 0 < v <= 1, "above 0 and at most 1 (1 is off)")})
+        return self
+
+
+@dataclass
+class SampleArgs(SampleOptions):
+    """`tinygpt sample`: the sampling options, and which checkpoint, how often and where."""
+    # the model
+    out_dir: str = "out/shakespeare-char"  # the run folder whose ckpt.pt is sampled
+    ckpt: str = ""              # a checkpoint file or run folder (overrides --out_dir)
+    num_samples: int = 1        # samples drawn, one after the other
+    device: str = "auto"        # "auto" | "cpu" | "cuda" (or cuda:N) | "mps"
+
+    def validate(self) -> "SampleArgs":
+        super().validate()
+        check_values(vars(self), {"num_samples": (lambda v: v >= 1, "at least 1")})
         return self
 
 
@@ -92,7 +107,7 @@ def tokens(model, ids: list[int], opts: SampleOptions, seed: int) -> Iterator[in
         idx = torch.tensor([list(context)], device=device)
         chunk_seed = seed if part == 0 else (seed * 1_000_003 + part) % 2 ** 63
         for token in stream(model, idx, n, opts.temperature, opts.top_k, opts.top_p,
-                            chunk_seed, opts.use_cache):
+                            chunk_seed, opts.cache):
             context.append(token.item())
             yield context[-1]
         left, part = left - n, part + 1
@@ -124,8 +139,6 @@ def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str
     """Print num_samples samples from a checkpoint; returns them too."""
     out = out or sys.stdout
     opts.validate()
-    if num_samples < 1:
-        raise UserError(f"num_samples must be at least 1, got {num_samples}")
     device = pick_device(device)
     model, state = checkpoint.load_model(ckpt, device)
     tok = checkpoint.tokenizer_of(state, ckpt)

@@ -20,7 +20,8 @@ from model.fewshot.icl import (attention_probs, copy_probe, halves_loss, icl_pos
                                prefix_targets, probe_pool, text_repeat_loss)
 from model.fewshot.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
                                    score_prompts, summarize, wilson)
-from model.fewshot.run import last_of_each_run, main
+from model.cli import main
+from model.fewshot.run import last_of_each_run
 from model.fewshot.tasks import END, SEP, TASKS, build_prompts
 from model.gpt import GPT
 from model.tokenizer import CharTokenizer
@@ -391,8 +392,9 @@ def test_fewshot_command_end_to_end(tmp_path):
     write_checkpoint(run / "ckpt_000005.pt", tiny_gpt("modern", block_size=64), 5, corpus)
     write_checkpoint(run / "ckpt.pt", tiny_gpt("modern", block_size=64), 5, corpus)
     out = tmp_path / "fewshot"
-    main([str(run / "ckpt_000000.pt"), str(run / "ckpt_000005.pt"), str(run), "--items", "6",
-          "--windows", "8", "--tasks", "copy,pair_recall", "--out", str(out), "--device", "cpu"])
+    assert main(["fewshot", str(run / "ckpt_000000.pt"), str(run / "ckpt_000005.pt"), str(run),
+                 "--items", "6", "--windows", "8", "--tasks", "copy,pair_recall", "--out", str(out),
+                 "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
     first, last = results["models"]
     assert (first["step"], last["step"]) == (0, 5)  # ckpt.pt repeats ckpt_000005.pt: one entry
@@ -412,6 +414,6 @@ def test_fewshot_command_end_to_end(tmp_path):
                  "loss_by_position", "instruments_vs_n"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     # again, as `tinygpt fewshot study/*/ --out study/fewshot` runs once study/fewshot exists
-    main([str(run), str(out), "--items", "6", "--windows", "8", "--tasks", "copy",
-          "--out", str(out), "--device", "cpu"])
+    assert main(["fewshot", str(run), str(out), "--items", "6", "--windows", "8", "--tasks",
+                 "copy", "--out", str(out), "--device", "cpu"]) == 0
     assert [m["step"] for m in json.loads((out / "results.json").read_text())["models"]] == [5]

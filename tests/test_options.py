@@ -15,6 +15,13 @@ def test_overrides_are_cast_by_field_type(tmp_path):
     assert cfg.dataset == "foo.txt"
 
 
+def test_overrides_read_with_a_space_and_as_bare_flags():
+    cfg = load_config(None, ["--max_iters", "7", "--compile", "--bias", "false",
+                             "--no_save_checkpoints", "--dataset", "foo.txt"])
+    assert (cfg.max_iters, cfg.compile, cfg.bias, cfg.save_checkpoints) == (7, True, False, False)
+    assert cfg.dataset == "foo.txt"
+
+
 def test_toml_then_overrides(tmp_path):
     path = tmp_path / "x.toml"
     path.write_text('size = "2x32"\nlr = 1\nmax_iters = 10\n')
@@ -31,15 +38,16 @@ def test_explicit_fields_override_size_and_arch():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--learning_rate=1"], "unknown config key 'learning_rate'.*valid keys: .*lr"),
+    (["--learning_rate=1"], "unknown key 'learning_rate'.*valid keys: .*lr"),
     (["--max_iters=ten"], "max_iters='ten' is not a valid int"),
     (["--compile=maybe"], "compile='maybe' is not a valid bool"),
-    (["--dtype=float8"], "dtype='float8' is not one of"),
-    (["--size=huge"], "size='huge' is unknown"),
+    (["--dtype=float8"], "dtype must be one of 'auto', 'float32'"),
+    (["--size=huge"], "size must be empty or a known size"),
     (["--repeat_spans=1.5"], "repeat_spans must be a fraction from 0 to 1, got 1.5"),
-    (["max_iters=3"], "overrides look like --key=value"),
+    (["max_iters=3"], "options look like --key=value or --key value"),
     (["--max_iters"], "cannot read argument '--max_iters'"),
     (["--lr=-1"], "lr must be a positive number, got -1.0"),
+    (["--lr", "-1"], "lr must be a positive number, got -1.0"),  # a value, not an option
     (["--lr=nan"], "lr must be a positive number, got nan"),
     (["--dropout=2"], "dropout must be at least 0 and below 1, got 2.0"),
     (["--beta2=1"], "beta2 must be at least 0 and below 1"),
@@ -47,8 +55,8 @@ def test_explicit_fields_override_size_and_arch():
     (["--weight_decay=-1"], "weight_decay must be 0 or more"),
     (["--threads=-2"], "threads must be 0 or more"),
     (["--min_lr_frac=5"], "min_lr_frac must be a fraction from 0 to 1"),
-    (["--out_dir="], "out_dir is empty"),
-    (["--dataset= "], "dataset is empty"),
+    (["--out_dir="], "out_dir must be a path, not empty"),
+    (["--dataset= "], "dataset must be a path, not empty"),
     # the model's shape, refused before any corpus is read (a typo'd --dataset is not reached)
     (["--n_embd=128", "--n_head=3", "--dataset=nowhere.txt"], "bad model shape: n_embd=128 is "
      "not divisible by n_head=3"),

@@ -63,8 +63,8 @@ def test_fixed_time_comparison_trains_both_blocks(corpus, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--decode_tokens=0"], "--decode_tokens and --decode_context need to be at least 1"),
-    (["--fixed_minutes=-1"], "--fixed_minutes must be positive"),
+    (["--decode_tokens=0"], "decode_tokens must be at least 1, got 0"),
+    (["--fixed_minutes=-1"], "fixed_minutes must be 0 or more, and finite, got -1.0"),
     (["--fixed_minutes=1", "--config=6x160"], "drop --config"),
 ])
 def test_bad_bench_arguments_before_any_timing(capsys, args, message):

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import shapes
+from ..args import cast, check_keys
 from ..errors import UserError, check_values, fraction, positive, whole
 from ..fewshot.tasks import KS, TASKS
-from ..options import TrainConfig, cast, check_keys
+from ..options import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class EmergencePlan:
             repeat_spans=0.0 if run.natural else self.repeat_spans,
             synthetic=0.0 if run.natural else self.synthetic,
             run_name=run.name, wandb_group=f"emergence-{self.name}")
-        values.update({k: cast(k, v) for k, v in self.train.items()})
+        values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
         values.update(extra)
         return TrainConfig(**values).validate()
 
@@ -135,7 +136,7 @@ def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
         raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
                         + ", ".join(sorted(VALUES)))
     check_values(raw, VALUES, f"{path}: ")
-    check_keys(raw.get("train", {}), f"[train] of {path}")
+    check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
     plan = EmergencePlan(**{"name": path.stem, **raw})
     if plan.steps % plan.eval_every:
         raise UserError(f"{path}: steps ({plan.steps}) must be a multiple of eval_every "

@@ -5,5 +5,6 @@ scoring   exact match, log-likelihood and accuracy per char from one teacher-for
 icl       Olsson et al.'s ICL score, loss by position, prefix matching, repeated sequences
 analysis  gains from k=0 and their trend in N, from results.json alone
 plots     the figures; report: the fewshot.md section
+options   the options of `tinygpt fewshot` (FewshotArgs), read without importing the study
 run       `tinygpt fewshot <checkpoints...>` (run.main) and the Python API
 """

@@ -10,10 +10,8 @@ where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +20,12 @@ import numpy as np
 from ..checkpoint import file_of, load_model, tokenizer_of
 from ..data import held_out_text, held_out_tokens, prepare, prepared_meta
 from ..device import pick_device, set_threads
-from ..errors import UserError, exits_cleanly, make_dir
+from ..errors import UserError, make_dir
 from ..files import write_json
 from ..options import TrainConfig
 from ..tokenizer import check_same_vocab
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
+from .options import FewshotArgs, parse_tasks
 from .scoring import encode, score_prompts, summarize
 from .plots import write_figures
 from .report import write_section
@@ -186,44 +185,11 @@ def run_fewshot(paths: list[Path], out: Path, opts: Options = Options(),
     return results
 
 
-def parse_tasks(spec: str) -> tuple[str, ...]:
-    if spec == "all":
-        return tuple(TASKS)
-    names = tuple(n for n in spec.split(",") if n and n != "none")
-    unknown = [n for n in names if n not in TASKS]
-    if unknown:
-        raise UserError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}, "
-                        "or all, or none (instruments only)")
-    return names
-
-
-def main(argv: list[str]) -> None:
-    """tinygpt fewshot <checkpoints...> [--items 200] [--seed 0] [--out DIR] ..."""
-    p = argparse.ArgumentParser(prog="tinygpt fewshot",
-                                description="few-shot tasks and in-context instruments")
-    p.add_argument("checkpoints", nargs="+", help="checkpoint files, or run folders (ckpt.pt)")
-    p.add_argument("--items", type=int, default=200, help="prompts per task and k")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out/fewshot", help="folder for results, figures, report")
-    p.add_argument("--tasks", default="all", help="comma-separated names, all, or none")
-    p.add_argument("--every_checkpoint", action="store_true",
-                   help="run the tasks on every checkpoint, not only on the last of each run")
-    p.add_argument("--windows", type=int, default=2000, help="held-out windows for the ICL score")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dataset", default="",
-                   help="the corpus the checkpoints were trained on (default: the path they name)")
-    a = p.parse_args(argv)
-    if a.items < 2 or a.windows < 2 or a.batch_size < 1:
-        raise UserError("--items and --windows need at least 2 (an interval needs a spread) "
-                        "and --batch_size at least 1")
+def main(a: FewshotArgs) -> None:
+    """`tinygpt fewshot <checkpoints...>`: the study of the given checkpoints into a.out."""
     set_threads(a.threads)
     opts = Options(a.items, a.seed, parse_tasks(a.tasks), a.windows, a.batch_size,
                    pick_device(a.device))
-    run_fewshot(checkpoint_paths(a.checkpoints, Path(a.out)), Path(a.out), opts, a.every_checkpoint,
+    out = Path(a.out)
+    run_fewshot(checkpoint_paths(list(a.checkpoints), out), out, opts, a.every_checkpoint,
                 a.dataset)
-
-
-if __name__ == "__main__":
-    sys.exit(exits_cleanly(main)(sys.argv[1:]))

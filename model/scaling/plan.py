@@ -13,11 +13,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..args import cast, check_keys
 from ..config import ARCHS, SIZES, named
 from ..errors import UserError, check_values, positive, whole
 from ..files import configs_dir
 from ..gpt import flops_per_token, n_nonemb_formula
-from ..options import TrainConfig, cast, check_keys
+from ..options import TrainConfig
 
 
 
@@ -71,7 +72,7 @@ class StudyPlan:
             max_iters=steps, lr=spec.lr, seed=spec.seed, init_from="auto",
             eval_interval=max(steps // self.evals, 1), log_interval=max(steps // 10, 1),
             run_name=spec.name, wandb_group=f"study-{self.name}")
-        values.update({k: cast(k, v) for k, v in self.train.items()})
+        values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
         values.update(extra)
         return TrainConfig(**values).validate()
 
@@ -111,7 +112,7 @@ def load_plan(preset_or_path: str) -> StudyPlan:
     if isinstance(raw.get("tokens"), int):
         raw["tokens"] = [raw["tokens"]]
     check_values(raw, PLAN_VALUES, f"{path}: ")
-    check_keys(raw.get("train", {}), f"[train] of {path}")
+    check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
     bad = [s for s in raw.get("lr", {}) if s not in SIZES]
     if bad or not raw.get("lr"):
         raise UserError(f"{path}: [lr] must map known sizes to learning rates; "

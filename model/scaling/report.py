@@ -251,7 +251,8 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
             plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
         except (json.JSONDecodeError, TypeError) as e:
             raise UserError(f"{root / 'plan.json'} is damaged ({str(e)[:80]}); name the study's "
-                            "plan instead: tinygpt report --preset=<preset or plan.toml>") from None
+                            f"plan instead: tinygpt report {root} --preset=<preset or plan.toml>"
+                            ) from None
     runs = load_runs(root)
     if len({r["n_nonemb"] for r in runs}) < 3:
         raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
