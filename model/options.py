@@ -59,7 +59,12 @@ class TrainConfig:
     grad_clip: float = 1.0         # largest gradient norm; 0 disables clipping
     # evaluation, logging, checkpoints
     eval_interval: int = 250       # steps between evaluations (each also saves ckpt.pt)
-    eval_batches: int = 20         # validation batches per evaluation
+    eval_start: int = 0            # no evaluation before this step but the last (0 evaluates the
+                                   # untrained model too)
+    eval_batches: int = 20         # validation batches per evaluation; 0: the whole held-out split
+                                   # (the last evaluation always covers it)
+    target_loss: float = 0.0       # stop at the first evaluation at or below this loss (needs
+                                   # eval_batches=0); 0 is off
     log_interval: int = 10         # steps between training-loss lines
     save_checkpoints: bool = True  # write ckpt.pt at every evaluation
     keep_checkpoints: bool = False  # also keep ckpt_<step>.pt at every eval (for study curves)
@@ -93,6 +98,10 @@ class TrainConfig:
         # The model's shape is checked now, before any corpus is read or downloaded; the real
         # vocabulary size only comes with the prepared data and changes no shape rule.
         self.gpt_config(vocab_size=1)
+        if self.target_loss and self.eval_batches:
+            # a target met by a 20-batch estimate can be missed by the whole split it stands for
+            raise UserError(f"target_loss={self.target_loss} is compared with whole-split losses; "
+                            "set eval_batches=0 (every evaluation on the whole held-out split)")
         return self
 
 
@@ -113,12 +122,13 @@ RULES: dict[str, tuple] = {
     "dtype": one_of("auto", "float32", "bfloat16", "float16"),
     **{k: (not_empty, "a path, not empty") for k in ("out_dir", "dataset", "data_root")},
     **{k: (lambda v: v >= 1, "at least 1") for k in (
-        "batch_size", "grad_accum", "max_iters", "block_size", "eval_batches", "eval_interval",
+        "batch_size", "grad_accum", "max_iters", "block_size", "eval_interval",
         "log_interval", "n_layer", "n_head", "n_embd")},
-    **{k: (lambda v: v >= 0, "0 or more") for k in ("warmup_iters", "grad_clip", "threads")},
+    **{k: (lambda v: v >= 0, "0 or more") for k in (
+        "warmup_iters", "grad_clip", "threads", "eval_start", "eval_batches")},
     # infinite decay or cap makes the weights or logits NaN, which is then blamed on the lr
     **{k: (lambda v: 0 <= v < float("inf"), "0 or more, and finite") for k in (
-        "weight_decay", "softcap")},
+        "weight_decay", "softcap", "target_loss")},
     **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
         "repeat_spans", "synthetic", "min_lr_frac", "cooldown_frac")},
     **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},

@@ -150,7 +150,15 @@ def restore(state: dict, raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> N
 
 
 def evaluates(step: int, cfg: TrainConfig) -> bool:
-    return step % cfg.eval_interval == 0 or step == cfg.max_iters
+    return (step >= cfg.eval_start and step % cfg.eval_interval == 0) or step == cfg.max_iters
+
+
+def eval_batch_count(step: int, cfg: TrainConfig, batches: Batches) -> int:
+    """The last evaluation, the run's result, covers the whole held-out split, and so does every
+    one with eval_batches=0; the others read eval_batches windows spread over it."""
+    if step >= cfg.max_iters or cfg.eval_batches == 0:
+        return batches.batches_to_cover_val(cfg.batch_size)
+    return cfg.eval_batches
 
 
 @owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
@@ -193,21 +201,26 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
         LossWatch(step), None
     while True:
         if evaluates(step, cfg):
-            # The last evaluation covers the whole held-out split: it is the run's result.
-            n_eval = batches.batches_to_cover_val(cfg.batch_size) if step >= cfg.max_iters \
-                else cfg.eval_batches
-            val_loss = evaluate(raw, batches, n_eval, cfg.batch_size, rt)
+            val_loss = evaluate(raw, batches, eval_batch_count(step, cfg, batches),
+                                cfg.batch_size, rt)
             if state is None or step > state["step"]:
                 save(val_loss)  # before the log line: a logged eval always has its checkpoint
             if dist.master:
+                # wall_s: time in this loop, so a run's curve can be read against the clock
                 record = {"step": step, "val_loss": val_loss, "tokens": step * tokens_per_step,
-                          "flops": step * tokens_per_step * fpt}
+                          "flops": step * tokens_per_step * fpt,
+                          "wall_s": elapsed_before + time.perf_counter() - t0}
                 if on_eval is not None:
                     with torch.random.fork_rng():
                         record.update(on_eval(raw, step))
                     raw.train()
                 log.log(record)
                 print(f"step {step}: val loss {val_loss:.4f}", flush=True)
+            if cfg.target_loss and val_loss <= cfg.target_loss:  # (the same on every process)
+                if dist.master:
+                    print(f"step {step}: reached the target loss {cfg.target_loss:.4f}; stopping",
+                          flush=True)
+                break
         if step >= cfg.max_iters:
             break
         lr = lr_at(step, cfg)

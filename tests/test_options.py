@@ -54,6 +54,10 @@ def test_explicit_fields_override_size_and_arch():
     (["--n_layer=0"], "n_layer must be at least 1, got 0"),
     (["--weight_decay=-1"], "weight_decay must be 0 or more"),
     (["--threads=-2"], "threads must be 0 or more"),
+    (["--eval_batches=-1"], "eval_batches must be 0 or more"),
+    (["--target_loss=1.5"], "target_loss=1.5 is compared with whole-split losses; set "
+     "eval_batches=0"),
+    (["--target_loss=-1", "--eval_batches=0"], "target_loss must be 0 or more"),
     (["--min_lr_frac=5"], "min_lr_frac must be a fraction from 0 to 1"),
     (["--out_dir="], "out_dir must be a path, not empty"),
     (["--dataset= "], "dataset must be a path, not empty"),

@@ -50,6 +50,32 @@ def test_training_lowers_the_loss_and_logs(corpus, tmp_path):
     assert any("mfu" in r and r["tok_per_s"] > 0 for r in rows)
 
 
+def test_a_target_loss_stops_at_the_first_evaluation_that_meets_it(corpus, tmp_path):
+    whole = dict(max_iters=12, eval_interval=3, eval_batches=0)
+    train(tiny_config(corpus, tmp_path / "full", **whole))
+    full = [r for r in read_metrics(tmp_path / "full") if "val_loss" in r]
+    target = full[2]["val_loss"]  # step 6's
+    first = next(r["step"] for r in full if r["val_loss"] <= target)
+    summary = train(tiny_config(corpus, tmp_path / "cut", target_loss=target, **whole))
+    cut = [r for r in read_metrics(tmp_path / "cut") if "val_loss" in r]
+    assert 0 < summary["steps"] == cut[-1]["step"] == first < 12
+    assert [r["val_loss"] for r in cut] == [r["val_loss"] for r in full[:len(cut)]]
+    assert all(r["wall_s"] >= 0 for r in cut)
+
+
+def test_evaluations_start_late_and_cover_the_whole_split_when_asked(corpus, tmp_path):
+    from model.data import Batches, prepare
+    from model.trainer import eval_batch_count, evaluates
+
+    cfg = tiny_config(corpus, tmp_path / "e", max_iters=12, eval_interval=3, eval_start=5)
+    assert [s for s in range(13) if evaluates(s, cfg)] == [6, 9, 12]
+    batches = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+    whole = batches.batches_to_cover_val(cfg.batch_size)
+    assert [eval_batch_count(s, cfg, batches) for s in (6, 12)] == [cfg.eval_batches, whole]
+    cfg.eval_batches = 0
+    assert eval_batch_count(6, cfg, batches) == whole
+
+
 def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
     """Two micro-batches of 4 must give the gradient of one batch of those 8 windows."""
     from model.data import Batches, prepare
