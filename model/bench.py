@@ -3,13 +3,15 @@ matmul peak measured in the same process. The training step timed is step.py's, 
 one training runs.
 
 Every figure printed is measured in this run; ratios compare runs made here,
-side by side, so they hold for this machine whatever else is on it.
+side by side, so they hold for this machine whatever else is on it. `--speedrun` (speedrun.py)
+times whole training runs instead, each a fresh process.
 """
 from __future__ import annotations
 
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,6 +26,7 @@ from .optim import fused_adamw
 from .options import RULES as TRAIN_RULES
 from .options import TrainConfig, load_config
 from .runtime import Runtime
+from .speedrun import speedrun
 from .step import StepTimer, fresh_run_dtype, interleaved, micro_batches
 from .timing import medians_in_turn, peak_flops, sync
 
@@ -157,17 +160,34 @@ class BenchArgs:
     vs: str = ""                   # "baseline": also time the plain GPT-2 block, fp32 eager
     # instead of the timings: the two blocks trained for the same wall-clock time
     fixed_minutes: float = 0.0     # train --recipe this long per arch (gpt2, modern); 0 is off
-    recipe: str = ""               # a training config (default: shakespeare_char, as shipped)
+    recipe: str = ""               # a training config (default: shakespeare_char; with
+                                   # --speedrun, speedrun)
+    # or the speedrun: each recipe timed from process start to the baseline's val loss
+    speedrun: bool = False         # time --baseline, then --recipe until it reaches the baseline's
+                                   # final val loss on the whole held-out split
+    baseline: str = ""             # --speedrun's baseline recipe, run on the GPT-2 block in fp32,
+                                   # eager (default: shakespeare_char)
+    out: str = "out/speedrun"      # --speedrun: the two runs' folders and result.json
+    warm_cache: bool = False       # --speedrun: keep torch.compile's cache in <out>/compile-cache
+                                   # for the next run (default: a fresh, cold one)
 
     def validate(self) -> "BenchArgs":
         check_values(vars(self), RULES)
-        if self.fixed_minutes:
-            ignored = [f"--{k}" for k in ("config", "arch", "device", "dtype", "vs")
-                       if getattr(self, k) != getattr(BenchArgs, k)]
-            if ignored:
-                raise UserError(f"--fixed_minutes trains --recipe, once per arch; drop "
-                                f"{', '.join(ignored)}")
+        if self.fixed_minutes and self.speedrun:
+            raise UserError("--fixed_minutes and --speedrun are two different runs; choose one")
+        if self.fixed_minutes and (given := self.given("config", "arch", "device", "dtype",
+                                                       "vs")):
+            raise UserError(f"--fixed_minutes trains --recipe, once per arch; drop {given}")
+        if self.speedrun and (given := self.given("config", "arch", "device", "dtype", "vs",
+                                                  "compile")):
+            raise UserError(f"--speedrun runs its two recipes as they are written; drop {given}")
+        if not self.speedrun and (given := self.given("baseline", "out", "warm_cache")):
+            raise UserError(f"{given} only apply to --speedrun")
         return self
+
+    def given(self, *keys: str) -> str:
+        """Those of keys set away from their defaults, as "--a, --b"."""
+        return ", ".join(f"--{k}" for k in keys if getattr(self, k) != getattr(BenchArgs, k))
 
 
 RULES = {
@@ -177,11 +197,17 @@ RULES = {
         "steps", "rounds", "decode_tokens", "decode_context")},
     "vs": one_of("", "baseline"),
     "fixed_minutes": (lambda v: 0 <= v < float("inf"), "0 or more, and finite"),
+    "out": TRAIN_RULES["out_dir"],
 }
 
 
 def main(a: BenchArgs) -> None:
     set_threads(a.threads)
+    if a.speedrun:
+        configs = configs_dir()
+        speedrun(a.baseline or str(configs / "shakespeare_char.toml"),
+                 a.recipe or str(configs / "speedrun.toml"), Path(a.out), a.threads, a.warm_cache)
+        return
     if a.fixed_minutes:
         recipe = a.recipe or str(configs_dir() / "shakespeare_char.toml")
         return fixed_time_comparison(a.fixed_minutes, recipe, ["gpt2", "modern"], a.threads,

@@ -253,8 +253,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, "train a model from a TOML recipe and command-line overrides",
                      TrainArgs, TrainConfig),
     "sample": Command(cmd_sample, "sample text from a checkpoint", SampleArgs),
-    "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison",
-                     BenchArgs),
+    "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison; "
+                                 "or the speedrun", BenchArgs),
     "study": Command(cmd_study, "the scaling study, or with an emergence preset the in-context "
                                 "copying study", StudyArgs),
     "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",

@@ -66,6 +66,10 @@ def test_fixed_time_comparison_trains_both_blocks(corpus, capsys):
     (["--decode_tokens=0"], "decode_tokens must be at least 1, got 0"),
     (["--fixed_minutes=-1"], "fixed_minutes must be 0 or more, and finite, got -1.0"),
     (["--fixed_minutes=1", "--config=6x160"], "drop --config"),
+    (["--speedrun", "--fixed_minutes=1"], "choose one"),
+    (["--speedrun", "--arch=modern", "--compile"], "as they are written; drop --arch, --compile"),
+    (["--warm_cache"], "--warm_cache only apply to --speedrun"),
+    (["--speedrun", "--out= "], "out must be a path, not empty"),
 ])
 def test_bad_bench_arguments_before_any_timing(capsys, args, message):
     assert main(["bench", *args]) == 2
