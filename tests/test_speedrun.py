@@ -14,8 +14,7 @@ def test_the_speedrun_stops_at_the_baseline_loss_and_writes_its_result(corpus, c
             'batch_size = 4\nwarmup_iters = 2\nlr = 3e-3\nlog_interval = 100\n')
     Path("base.toml").write_text(tiny + "max_iters = 10\neval_interval = 10\n")
     # the same model trained on a longer schedule: at step 10 its rate is still high
-    Path("fast.toml").write_text(tiny + 'dtype = "float32"\nmax_iters = 40\neval_interval = 5\n'
-                                 "eval_batches = 0\n")
+    Path("fast.toml").write_text(tiny + 'dtype = "float32"\nmax_iters = 40\neval_interval = 5\n')
     assert main(["bench", "--speedrun", "--baseline=base.toml", "--recipe=fast.toml",
                  "--out=sr", "--threads=1"]) == 0
     result = json.loads(Path("sr/result.json").read_text())
@@ -23,6 +22,7 @@ def test_the_speedrun_stops_at_the_baseline_loss_and_writes_its_result(corpus, c
     target = result["target_loss"]
     assert (base["steps"], base["val_loss"], base["ratio"]) == (10, target, 1.0)
     assert "--arch=gpt2 --dtype=float32 --compile=false" in base["command"]
+    assert "--eval_batches=0" in fast["command"]  # every evaluation a whole-split one
     evals = [r for r in read_metrics("sr/speedrun") if "val_loss" in r]
     assert fast["reached"] and evals[-1]["step"] == fast["steps"] < 40
     assert evals[-1]["val_loss"] == fast["val_loss"] <= target
