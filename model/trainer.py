@@ -163,7 +163,8 @@ def eval_batch_count(step: int, cfg: TrainConfig, batches: Batches) -> int:
 
 @owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
 def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -> dict:
-    """Train per cfg; returns a summary (final val loss, tokens, wall time...).
+    """Train per cfg; returns a summary (final val loss, tokens, wall time...). With a
+    target_loss the run ends at the first evaluation at or below it (a speedrun's finish).
 
     on_eval(model, step), if given, runs at every evaluation on the main process; the numbers
     it returns join that evaluation's metrics record (the emergence study's instruments).
