@@ -43,8 +43,8 @@ class InstructConfig:
     ppo_batch: int = 64              # rollouts per iteration
     ppo_epochs: int = 2              # passes over each iteration's rollouts
     ppo_minibatch: int = 32          # rollouts per update (ppo_batch must be a multiple)
-    ppo_lr: float = 1e-4             # learning rate of the policy and value function
-    kl_beta: float = 0.02            # β of the per-token KL penalty (InstructGPT: 0.02)
+    ppo_lr: float = 5e-5             # learning rate of the policy and value function
+    kl_beta: float = 0.05            # β of the per-token KL penalty (InstructGPT: 0.02)
     clip: float = 0.2                # ε of L^CLIP and of the value loss
     gamma: float = 1.0               # discount of rewards over a completion's tokens
     gae_lambda: float = 0.95         # λ of generalised advantage estimation
