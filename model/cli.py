@@ -15,7 +15,7 @@ from typing import Callable
 from .args import parse, positional, typed
 from .bench import BenchArgs
 from .bench import main as bench_main
-from .errors import UserError, check_values, exits_cleanly
+from .errors import UserError, check_values, exits_cleanly, one_of
 from .fewshot.options import FewshotArgs
 from .instruct.options import InstructConfig, load_instruct
 from .options import RULES as TRAIN_RULES
@@ -207,7 +207,10 @@ class SizeArgs(InstructArgs):
 @dataclass
 class PpoArgs(InstructArgs):
     rm_size: str = ""       # the reward model to optimise against (default: the largest)
-    ptx: bool = False       # add the pretraining term (PPO-ptx)
+    variant: str = ""       # "" (β = kl_beta), ptx (with the pretraining term) or sweep
+
+    def validate(self) -> None:
+        check_values(vars(self), {"variant": one_of("", "ptx", "sweep")})
 
 
 def instruct_context(a: InstructArgs, overrides: dict[str, str]):
@@ -240,7 +243,7 @@ def cmd_rm(a: SizeArgs, overrides: dict[str, str]) -> None:
 def cmd_ppo(a: PpoArgs, overrides: dict[str, str]) -> None:
     from .instruct.ppo import run_ppo
     ctx = instruct_context(a, overrides)
-    print(run_ppo(ctx, a.rm_size or ctx.cfg.sizes()[-1], a.ptx))
+    print(run_ppo(ctx, a.rm_size or ctx.cfg.sizes()[-1], a.variant))
 
 
 def cmd_dpo(a: InstructArgs, overrides: dict[str, str]) -> None:

@@ -124,8 +124,8 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
     out, base = tmp_path / "instruct", tmp_path / "base"
     run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}", "--threads=2"])
     results = json.loads((out / "results.json").read_text())
-    assert list(results["models"]) == ["base", "SFT", "PPO (RM 2x24)", "PPO (RM 2x32)",
-                                       "PPO-ptx (RM 2x32)", "DPO"]
+    assert list(results["models"]) == ["base", "SFT", "PPO (RM 2x32)", "PPO-ptx (RM 2x32)", "DPO",
+                                       "PPO sweep (RM 2x24)", "PPO sweep (RM 2x32)"]
     for m in results["models"].values():
         assert len(m["score"]) == 24 and all(0 <= s <= 1 for s in m["score"])
     report = (out / "report.md").read_text()

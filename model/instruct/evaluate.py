@@ -21,10 +21,11 @@ def models(ctx: Context) -> dict[str, str]:
     cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
     found = {"base": str(ctx.base(cfg.policy_size)),
              "SFT": str(ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt")}
-    for size in cfg.sizes():
-        found[f"PPO (RM {size})"] = str(ctx.stage(ppo_name(size, False)) / "ckpt.pt")
-    found[f"PPO-ptx (RM {largest})"] = str(ctx.stage(ppo_name(largest, True)) / "ckpt.pt")
+    found[f"PPO (RM {largest})"] = str(ctx.stage(ppo_name(largest)) / "ckpt.pt")
+    found[f"PPO-ptx (RM {largest})"] = str(ctx.stage(ppo_name(largest, "ptx")) / "ckpt.pt")
     found["DPO"] = str(ctx.stage("dpo") / "ckpt.pt")
+    for size in cfg.sizes():
+        found[f"PPO sweep (RM {size})"] = str(ctx.stage(ppo_name(size, "sweep")) / "ckpt.pt")
     return found
 
 

@@ -51,6 +51,8 @@ class InstructConfig:
     vf_coef: float = 0.5             # weight of the value loss
     ptx_coef: float = 1.0            # γ of the pretraining term in the PPO-ptx run
     ptx_batch: int = 8               # windows of training plays per PPO-ptx minibatch
+    sweep_beta: float = 0.0          # β of the reward-model-size sweep (Gao et al.: no penalty)
+    sweep_lr: float = 1e-4           # learning rate of the sweep, to travel far from SFT
     ppo_eval_every: int = 10         # iterations between evaluations along PPO
     ppo_eval_prompts: int = 64       # held-out prompts of each evaluation along PPO
     # DPO, from the same ranked pairs as the reward model
@@ -88,8 +90,9 @@ RULES = {
         "val_batches")},
     "k": (lambda v: whole(v) and v >= 2, "at least 2 (a ranking needs two completions)"),
     **{k: (positive, "a positive number") for k in (
-        "sft_lr", "rm_lr", "ppo_lr", "dpo_lr", "dpo_beta", "clip")},
-    **{k: (lambda v: v >= 0, "0 or more") for k in ("kl_beta", "vf_coef", "ptx_coef", "threads")},
+        "sft_lr", "rm_lr", "ppo_lr", "sweep_lr", "dpo_lr", "dpo_beta", "clip")},
+    **{k: (lambda v: v >= 0, "0 or more") for k in (
+        "kl_beta", "sweep_beta", "vf_coef", "ptx_coef", "threads")},
     **{k: (fraction, "a number from 0 to 1") for k in ("gamma", "gae_lambda")},
 }
 

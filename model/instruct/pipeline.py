@@ -1,6 +1,7 @@
 """tinygpt instruct: the whole third act in order, each stage skipped once finished and resumed
 if it was cut short: SFT of the policy and of every reward-model size, the labeller's rankings,
-the reward models, PPO against each of them, PPO-ptx against the largest, DPO, the final
+the reward models, PPO and PPO-ptx against the largest, the over-optimisation sweep (PPO with
+no KL penalty against each reward model), DPO, the final
 comparison and its report."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .comparisons import run_comparisons
 from .context import Context
 from .dpo import run_dpo
 from .evaluate import run_evaluation
-from .ppo import run_ppo
+from .ppo import ppo_name, run_ppo
 from .rm import run_rm
 from .sft import run_sft
 
@@ -43,9 +44,10 @@ def run_pipeline(ctx: Context) -> Path:
     timed(ctx, "comparisons", lambda: run_comparisons(ctx))
     for size in cfg.sizes():
         timed(ctx, f"rm-{size}", lambda: run_rm(ctx, size))
+    for variant in ("", "ptx"):
+        timed(ctx, ppo_name(largest, variant), lambda: run_ppo(ctx, largest, variant))
     for size in cfg.sizes():
-        timed(ctx, f"ppo-rm{size}", lambda: run_ppo(ctx, size))
-    timed(ctx, f"ppo-rm{largest}-ptx", lambda: run_ppo(ctx, largest, ptx=True))
+        timed(ctx, ppo_name(size, "sweep"), lambda: run_ppo(ctx, size, "sweep"))
     timed(ctx, "dpo", lambda: run_dpo(ctx))
     timed(ctx, "evaluation", lambda: run_evaluation(ctx))
     return write_report(ctx)

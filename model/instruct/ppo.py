@@ -6,6 +6,11 @@ policy is trained against, so every run starts from the same value function, and
 of a small model's update (on 2 cores a policy-sized value model doubled each iteration). PPO-ptx adds γ·(language-model loss on the training
 plays) to every update, the term that pays the "alignment tax" back.
 
+Three kinds of run: the main one (β = kl_beta against a reward model), "ptx" (the same with the
+pretraining term) and "sweep" (β = sweep_beta and lr = sweep_lr, once per reward-model size: the
+over-optimisation experiment of Gao et al., where the policy must travel far enough from SFT
+for the true score to peak).
+
 One iteration: sample ppo_batch rollouts from the current policy, score and penalise them,
 then ppo_epochs passes of minibatch updates over them.
 """
@@ -32,16 +37,18 @@ def values_of(value: ScalarModel, r: Rollout) -> torch.Tensor:
     return value(r.tokens[:, :-1])[:, r.prompt_len - 1:]
 
 
-def ppo_name(rm_size: str, ptx: bool) -> str:
-    return f"ppo-rm{rm_size}" + ("-ptx" if ptx else "")
+def ppo_name(rm_size: str, variant: str = "") -> str:
+    return f"ppo-rm{rm_size}" + (f"-{variant}" if variant else "")
 
 
 class PPO:
     """The models and one iteration of the algorithm; run_ppo drives it through loop.run."""
 
-    def __init__(self, ctx: Context, rm_size: str, ptx: bool):
+    def __init__(self, ctx: Context, rm_size: str, variant: str):
         cfg = ctx.cfg
-        self.ctx, self.cfg, self.ptx = ctx, cfg, ptx
+        self.ctx, self.cfg, self.ptx = ctx, cfg, variant == "ptx"
+        sweep = variant == "sweep"
+        self.beta, self.lr = (cfg.sweep_beta, cfg.sweep_lr) if sweep else (cfg.kl_beta, cfg.ppo_lr)
         sft_path = ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt"
         self.policy, self.state = load_policy(sft_path)
         self.sft = frozen(self.policy)
@@ -50,7 +57,7 @@ class PPO:
         rm_summary = ctx.finished(f"rm-{rm_size}")
         self.norm = (rm_summary["reward_mean"], rm_summary["reward_std"])
         params = [*self.policy.parameters(), *self.value.parameters()]
-        self.opt = torch.optim.AdamW(params, lr=cfg.ppo_lr, betas=(0.9, 0.95), weight_decay=0.0)
+        self.opt = torch.optim.AdamW(params, lr=self.lr, betas=(0.9, 0.95), weight_decay=0.0)
 
     @torch.no_grad()
     def rollouts(self, it: int) -> tuple[Rollout, dict]:
@@ -67,7 +74,7 @@ class PPO:
         logp_sft = completion_logprobs(self.sft, r)
         values = values_of(self.value, r)
         score = (self.rm.at(r.tokens, r.last_index()) - self.norm[0]) / self.norm[1]
-        rewards = kl_penalised_rewards(score, logp, logp_sft, r.mask, cfg.kl_beta)
+        rewards = kl_penalised_rewards(score, logp, logp_sft, r.mask, self.beta)
         advantages, returns = gae(rewards, values, r.mask, cfg.gamma, cfg.gae_lambda)
         true = [grade(text, item.keyword, ctx.vocabulary)["score"]
                 for text, item in zip(decode(ctx.tok, r), items)]
@@ -123,22 +130,23 @@ class PPO:
         return result
 
 
-def run_ppo(ctx: Context, rm_size: str, ptx: bool = False) -> dict:
-    """PPO against the reward model of rm_size; its folder is ppo-rm<size>[-ptx]."""
-    name = ppo_name(rm_size, ptx)
+def run_ppo(ctx: Context, rm_size: str, variant: str = "") -> dict:
+    """PPO against the reward model of rm_size; its folder is ppo-rm<size>[-ptx|-sweep]."""
+    name = ppo_name(rm_size, variant)
     if ctx.finished(name):
         return ctx.finished(name)
     cfg = ctx.cfg
     ctx.needs(f"sft-{cfg.policy_size}", f"tinygpt sft --size={cfg.policy_size}")
     for size in dict.fromkeys([rm_size, cfg.sizes()[0]]):
         ctx.needs(f"rm-{size}", f"tinygpt rm --size={size}")
-    ppo = PPO(ctx, rm_size, ptx)
+    ppo = PPO(ctx, rm_size, variant)
     meta = {"model_config": ppo.state["model_config"], "tokenizer": ppo.state["tokenizer"]}
     stage = loop.Stage(ctx.stage(name), {"model": ppo.policy, "value": ppo.value}, ppo.opt,
-                       cfg.ppo_iters, cfg.ppo_eval_every, cfg.ppo_lr, meta, log_every=1)
+                       cfg.ppo_iters, cfg.ppo_eval_every, ppo.lr, meta, log_every=1)
     records = loop.run(stage, ppo.iteration, ppo.evaluate, name)
     curve = [r for r in records if "sqrt_kl" in r]
-    summary = {"rm_size": rm_size, "ptx": ptx, "iters": cfg.ppo_iters,
+    summary = {"rm_size": rm_size, "variant": variant, "beta": ppo.beta, "lr": ppo.lr,
+               "iters": cfg.ppo_iters,
                "held_out_loss": held_out_loss(ctx, ppo.policy), "final": curve[-1]}
     write_json(ctx.stage(name) / "summary.json", summary)
     return summary

@@ -33,8 +33,8 @@ def paired(a, b) -> str:
 
 
 def curves(ctx: Context) -> dict[str, list[dict]]:
-    """The evaluations along each PPO run against each reward model (no ptx)."""
-    return {size: [r for r in read_metrics(ctx.stage(ppo_name(size, False))) if "sqrt_kl" in r]
+    """The evaluations along the sweep's PPO run against each reward model."""
+    return {size: [r for r in read_metrics(ctx.stage(ppo_name(size, "sweep"))) if "sqrt_kl" in r]
             for size in ctx.cfg.sizes()}
 
 
@@ -42,6 +42,30 @@ def peak(curve: list[dict]) -> tuple[dict, float]:
     """The evaluation where the labeller's score peaks, and how far the last one fell from it."""
     best = max(curve, key=lambda r: r["score"])
     return best, best["score"] - curve[-1]["score"]
+
+
+def score_at(curve: list[dict], sqrt_kl: float) -> float | None:
+    """The true score where the run first reaches this √KL, interpolated between the two
+    evaluations around it; None if it never gets there."""
+    for before, after in zip(curve, curve[1:]):
+        if after["sqrt_kl"] >= sqrt_kl > before["sqrt_kl"]:
+            t = (sqrt_kl - before["sqrt_kl"]) / (after["sqrt_kl"] - before["sqrt_kl"])
+            return before["score"] + t * (after["score"] - before["score"])
+    return None
+
+
+def verdict(ctx: Context) -> str:
+    """Whether larger reward models push the true score's peak further out (Gao et al.)."""
+    found = curves(ctx)
+    peaks = [peak(curve)[0]["sqrt_kl"] for curve in found.values()]
+    accuracy = [ctx.finished(f"rm-{size}")["test_accuracy"] for size in found]
+    further = all(a < b for a, b in zip(peaks, peaks[1:]))
+    return (f"Larger reward models push the peak further out: **{'yes' if further else 'no'}** "
+            f"here (peaks at √KL {', '.join(f'{p:.2f}' for p in peaks)} for "
+            f"{', '.join(found)}; held-out pairwise accuracy "
+            f"{', '.join(f'{a:.3f}' for a in accuracy)}). Gao et al.'s reward models grow more "
+            "accurate with size; one seed of these does not have to, and a peak read from "
+            "evaluations 10 iterations apart on 64 prompts is coarse.")
 
 
 def plot_scores(results: dict, folder: Path) -> None:
@@ -71,8 +95,8 @@ def plot_overoptimisation(ctx: Context, folder: Path) -> None:
         ax.set_xlabel("√KL(policy ‖ SFT), nats^½")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"PPO against reward models of {len(ctx.cfg.sizes())} sizes, "
-                 f"policy {ctx.cfg.policy_size}, held-out prompts")
+    fig.suptitle(f"PPO (β = {ctx.cfg.sweep_beta:g}) against reward models of "
+                 f"{len(ctx.cfg.sizes())} sizes, policy {ctx.cfg.policy_size}, held-out prompts")
     save(fig, folder, "overoptimisation")
 
 
@@ -94,9 +118,10 @@ def score_table(results: dict) -> list[str]:
 
 def differences(ctx: Context, results: dict) -> list[str]:
     m, largest = results["models"], ctx.cfg.sizes()[-1]
-    rows = [("SFT − base", "SFT", "base"), ("DPO − SFT", "DPO", "SFT")]
-    rows[1:1] = [(f"PPO (RM {s}) − SFT", f"PPO (RM {s})", "SFT") for s in ctx.cfg.sizes()]
-    rows.append((f"PPO-ptx − PPO (RM {largest})", f"PPO-ptx (RM {largest})", f"PPO (RM {largest})"))
+    ppo = f"PPO (RM {largest})"
+    rows = [("SFT − base", "SFT", "base"), (f"{ppo} − SFT", ppo, "SFT"), ("DPO − SFT", "DPO", "SFT"),
+            (f"PPO-ptx − {ppo}", f"PPO-ptx (RM {largest})", ppo)]
+    rows += [(f"PPO sweep (RM {s}) − SFT", f"PPO sweep (RM {s})", "SFT") for s in ctx.cfg.sizes()]
     lines = ["| difference | labeller score, paired [95% CI] | keyword, paired |",
              "|---|---|---|"]
     for name, a, b in rows:
@@ -107,19 +132,21 @@ def differences(ctx: Context, results: dict) -> list[str]:
 
 def overoptimisation_lines(ctx: Context) -> list[str]:
     lines = ["| reward model | non-embedding params | held-out pairwise accuracy | labeller score "
-             "peaks at √KL | peak score | last score | fall from peak | proxy at the end |",
-             "|---|---|---|---|---|---|---|---|"]
+             "peaks at √KL | peak score | score at √KL 2 / 4 | last score | fall from peak | "
+             "proxy at the end |", "|---|---|---|---|---|---|---|---|---|"]
     for size, curve in curves(ctx).items():
         rm = ctx.finished(f"rm-{size}")
         best, fall = peak(curve)
+        at = " / ".join("—" if s is None else f"{s:.3f}" for s in
+                        (score_at(curve, 2.0), score_at(curve, 4.0)))
         lines.append(f"| {size} | {rm['n_nonemb']:,} | {rm['test_accuracy']:.3f} | "
-                     f"{best['sqrt_kl']:.2f} (step {best['step']}) | {best['score']:.3f} | "
+                     f"{best['sqrt_kl']:.2f} (step {best['step']}) | {best['score']:.3f} | {at} | "
                      f"{curve[-1]['score']:.3f} | {fall:.3f} | {curve[-1]['reward']:+.2f} |")
     return lines
 
 
 def samples(results: dict) -> list[str]:
-    labels = [l for l in results["models"] if l in ("base", "SFT", "DPO") or l.startswith("PPO (")]
+    labels = [l for l in results["models"] if l in ("base", "SFT", "DPO") or l.startswith("PPO ")]
     lines = []
     for i, p in enumerate(results["prompts"][:SAMPLES]):
         prompt = p["prompt"].strip().replace("\n", " ⏎ ")
@@ -160,11 +187,14 @@ def write_report(ctx: Context, command: str = "") -> Path:
         "Paired differences (the same prompts; bootstrap over prompts):", "",
         *differences(ctx, results), "",
         "## Reward over-optimisation against reward-model size", "",
-        f"PPO ({cfg.ppo_iters} iterations of {cfg.ppo_batch} rollouts, β = {cfg.kl_beta}) against "
-        f"each reward model; every {cfg.ppo_eval_every} iterations {cfg.ppo_eval_prompts} "
-        "held-out prompts are answered and scored by the labeller (the true reward) and by the "
-        "reward model being optimised (the proxy).", "",
-        *overoptimisation_lines(ctx), "", "![overoptimisation](overoptimisation.png)", "",
+        f"The sweep: PPO ({cfg.ppo_iters} iterations of {cfg.ppo_batch} rollouts, β = "
+        f"{cfg.sweep_beta:g}, lr {cfg.sweep_lr:g}; the main run uses β = {cfg.kl_beta:g}, lr "
+        f"{cfg.ppo_lr:g}) against each reward model; every {cfg.ppo_eval_every} iterations the "
+        f"same {cfg.ppo_eval_prompts} held-out prompts are answered (one seed) and scored by the "
+        "labeller (the true reward) and by the reward model being optimised (the proxy). A mean "
+        f"over {cfg.ppo_eval_prompts} prompts moves by about 0.03 from sampling alone.", "",
+        *overoptimisation_lines(ctx), "", verdict(ctx), "",
+        "![overoptimisation](overoptimisation.png)", "",
         "## Samples", "", *samples(results),
         "## Time per stage", "", "| stage | wall |", "|---|---|",
         *[f"| {stage} | {fmt_time(t)} |" for stage, t in timings.items()], "",
