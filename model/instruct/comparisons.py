@@ -8,7 +8,6 @@ import json
 
 from ..files import write_json
 from .context import Context
-from .models import load_policy
 from .rollout import decode, encode_prompts, sample
 from .task import Instruction, grade, rating
 
@@ -43,8 +42,7 @@ def run_comparisons(ctx: Context) -> dict:
     path = ctx.root / "comparisons.json"
     if path.exists():
         return json.loads(path.read_text())
-    ctx.needs(f"sft-{ctx.cfg.policy_size}", "tinygpt sft")
-    policy, _ = load_policy(ctx.stage(f"sft-{ctx.cfg.policy_size}") / "ckpt.pt")
+    policy, _ = ctx.sft_model(ctx.cfg.policy_size)
     data = {"train": ranked(ctx, policy, ctx.rm_items, ctx.cfg.seed),
             "test": ranked(ctx, policy, ctx.rm_test_items, ctx.cfg.seed + 7919)}
     write_json(path, data)

@@ -116,6 +116,13 @@ class Context:
         path = self.stage(name) / "summary.json"
         return json.loads(path.read_text()) if path.exists() else None
 
+    def sft_model(self, size: str):
+        """The fine-tuned model of a size (for training) and its checkpoint, or a UserError
+        naming the command that makes it."""
+        from .models import load_policy
+        self.needs(f"sft-{size}", f"tinygpt sft --size={size}")
+        return load_policy(self.stage(f"sft-{size}") / "ckpt.pt")
+
     def needs(self, name: str, command: str) -> dict:
         """The summary of a stage another one builds on, or a UserError naming the command."""
         summary = self.finished(name)

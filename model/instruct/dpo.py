@@ -11,7 +11,7 @@ from . import loop
 from .comparisons import run_comparisons
 from .context import Context
 from .losses import dpo_loss
-from .models import frozen, load_policy
+from .models import frozen
 from .ppo import EVAL_SEED
 from .rollout import completion_logprobs, with_completions
 from .scoring import answers, held_out_loss, means
@@ -40,15 +40,12 @@ def run_dpo(ctx: Context) -> dict:
         return ctx.finished(name)
     cfg = ctx.cfg
     data = run_comparisons(ctx)
-    ctx.needs(f"sft-{cfg.policy_size}", f"tinygpt sft --size={cfg.policy_size}")
-    policy, state = load_policy(ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt")
+    policy, state = ctx.sft_model(cfg.policy_size)
     sft = frozen(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.dpo_lr, betas=(0.9, 0.95),
-                            weight_decay=0.0)
+    opt = loop.optimizer(policy.parameters(), cfg.dpo_lr)
     train, test = pairs(ctx.rm_items, data["train"]), pairs(ctx.rm_test_items, data["test"])
-    meta = {"model_config": state["model_config"], "tokenizer": state["tokenizer"]}
     stage = loop.Stage(ctx.stage(name), {"model": policy}, opt, cfg.dpo_steps, cfg.eval_every,
-                       cfg.dpo_lr, meta)
+                       cfg.dpo_lr, loop.meta_of(state))
 
     def loss_on(chosen) -> tuple[torch.Tensor, torch.Tensor]:
         items, wins, losses = zip(*chosen)
@@ -60,10 +57,7 @@ def run_dpo(ctx: Context) -> dict:
     def step(s: int) -> dict:
         pick = np.random.default_rng([cfg.seed, s]).integers(0, len(train), cfg.dpo_batch)
         loss, acc = loss_on([train[i] for i in pick])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loop.descend(loss, opt)
         return {"train_loss": loss.item(), "train_accuracy": acc.item()}
 
     def evaluate(s: int) -> dict:

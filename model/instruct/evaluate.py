@@ -34,8 +34,7 @@ def run_evaluation(ctx: Context) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
-    sft, _ = load_policy(ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt")
-    sft = frozen(sft)
+    sft = frozen(ctx.sft_model(cfg.policy_size)[0])
     rm, _ = load_scalar(ctx.stage(f"rm-{largest}") / "ckpt.pt")
     summary = ctx.finished(f"rm-{largest}")
     norm = (summary["reward_mean"], summary["reward_std"])

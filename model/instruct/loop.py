@@ -39,6 +39,26 @@ class Stage:
 WARMUP = 10
 
 
+def optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """AdamW as every stage uses it: β2 0.95 and no weight decay (fine-tuning moves the weights
+    little; decay would pull them toward 0, away from the model being tuned)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+
+
+def descend(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+    """One step down loss: backward, gradients clipped to norm 1 over what opt trains, step."""
+    loss.backward()
+    params = [p for group in opt.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def meta_of(state: dict) -> dict:
+    """What a stage's checkpoint keeps beside the weights so `tinygpt sample` can read it."""
+    return {"model_config": state["model_config"], "tokenizer": state["tokenizer"]}
+
+
 def lr_at(step: int, steps: int, peak: float) -> float:
     if step < WARMUP:
         return peak * (step + 1) / WARMUP

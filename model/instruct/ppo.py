@@ -24,7 +24,7 @@ from . import loop
 from .context import Context
 from .losses import (clipped_policy_loss, clipped_value_loss, gae, kl_penalised_rewards,
                      masked_mean, whiten)
-from .models import ScalarModel, frozen, load_policy, load_scalar
+from .models import ScalarModel, frozen, load_scalar
 from .rollout import Rollout, completion_logprobs, decode, encode_prompts, sample
 from .scoring import answers, held_out_loss, means
 from .task import grade
@@ -49,15 +49,13 @@ class PPO:
         self.ctx, self.cfg, self.ptx = ctx, cfg, variant == "ptx"
         sweep = variant == "sweep"
         self.beta, self.lr = (cfg.sweep_beta, cfg.sweep_lr) if sweep else (cfg.kl_beta, cfg.ppo_lr)
-        sft_path = ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt"
-        self.policy, self.state = load_policy(sft_path)
+        self.policy, self.state = ctx.sft_model(cfg.policy_size)
         self.sft = frozen(self.policy)
         self.value = load_scalar(ctx.stage(f"rm-{cfg.sizes()[0]}") / "ckpt.pt")[0].train()
         self.rm, _ = load_scalar(ctx.stage(f"rm-{rm_size}") / "ckpt.pt")
         rm_summary = ctx.finished(f"rm-{rm_size}")
         self.norm = (rm_summary["reward_mean"], rm_summary["reward_std"])
-        params = [*self.policy.parameters(), *self.value.parameters()]
-        self.opt = torch.optim.AdamW(params, lr=self.lr, betas=(0.9, 0.95), weight_decay=0.0)
+        self.opt = loop.optimizer([*self.policy.parameters(), *self.value.parameters()], self.lr)
 
     @torch.no_grad()
     def rollouts(self, it: int) -> tuple[Rollout, dict]:
@@ -101,10 +99,7 @@ class PPO:
             ptx = self.policy(x, y)[1]
             loss = loss + cfg.ptx_coef * ptx
             losses["ptx_loss"] = ptx.item()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([*self.policy.parameters(), *self.value.parameters()], 1.0)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+        loop.descend(loss, self.opt)
         ratio = torch.exp(logp.detach() - batch["logp"][rows])
         losses["clip_frac"] = masked_mean(((ratio - 1).abs() > cfg.clip).float(), sub.mask).item()
         return losses
@@ -136,13 +131,12 @@ def run_ppo(ctx: Context, rm_size: str, variant: str = "") -> dict:
     if ctx.finished(name):
         return ctx.finished(name)
     cfg = ctx.cfg
-    ctx.needs(f"sft-{cfg.policy_size}", f"tinygpt sft --size={cfg.policy_size}")
     for size in dict.fromkeys([rm_size, cfg.sizes()[0]]):
         ctx.needs(f"rm-{size}", f"tinygpt rm --size={size}")
     ppo = PPO(ctx, rm_size, variant)
-    meta = {"model_config": ppo.state["model_config"], "tokenizer": ppo.state["tokenizer"]}
     stage = loop.Stage(ctx.stage(name), {"model": ppo.policy, "value": ppo.value}, ppo.opt,
-                       cfg.ppo_iters, cfg.ppo_eval_every, ppo.lr, meta, log_every=1)
+                       cfg.ppo_iters, cfg.ppo_eval_every, ppo.lr, loop.meta_of(ppo.state),
+                       log_every=1)
     records = loop.run(stage, ppo.iteration, ppo.evaluate, name)
     curve = [r for r in records if "sqrt_kl" in r]
     summary = {"rm_size": rm_size, "variant": variant, "beta": ppo.beta, "lr": ppo.lr,

@@ -13,7 +13,7 @@ from . import loop
 from .comparisons import run_comparisons
 from .context import Context
 from .losses import pairwise_loss
-from .models import ScalarModel, load_policy
+from .models import ScalarModel
 from .rollout import Rollout, with_completions
 from .task import Instruction
 
@@ -51,15 +51,13 @@ def run_rm(ctx: Context, size: str) -> dict:
         return ctx.finished(name)
     cfg = ctx.cfg
     data = run_comparisons(ctx)
-    ctx.needs(f"sft-{size}", f"tinygpt sft --size={size}")
-    body, state = load_policy(ctx.stage(f"sft-{size}") / "ckpt.pt")
+    body, state = ctx.sft_model(size)
     rm = ScalarModel(body)
-    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.rm_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    opt = loop.optimizer(rm.parameters(), cfg.rm_lr)
     per_epoch = math.ceil(len(ctx.rm_items) / cfg.rm_batch)
     steps = cfg.rm_epochs * per_epoch
-    meta = {"model_config": state["model_config"], "tokenizer": state["tokenizer"]}
     stage = loop.Stage(ctx.stage(name), {"model": rm}, opt, steps,
-                       max(steps // 4, 1), cfg.rm_lr, meta)
+                       max(steps // 4, 1), cfg.rm_lr, loop.meta_of(state))
 
     def step(s: int) -> dict:
         epoch, i = divmod(s, per_epoch)
@@ -68,10 +66,7 @@ def run_rm(ctx: Context, size: str) -> dict:
         r, labels = ranked_batch(ctx, [ctx.rm_items[i] for i in pick],
                                  [data["train"][i] for i in pick])
         loss, acc = pairwise_loss(rewards(rm, r, cfg.k), labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loop.descend(loss, opt)
         return {"train_loss": loss.item(), "train_accuracy": acc.item()}
 
     records = loop.run(stage, step, lambda s: accuracy(ctx, rm, ctx.rm_test_items, data["test"]),

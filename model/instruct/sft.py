@@ -31,21 +31,16 @@ def run_sft(ctx: Context, size: str) -> dict:
         return ctx.finished(name)
     cfg = ctx.cfg
     model, state = load_policy(ctx.base(size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, betas=(0.9, 0.95),
-                            weight_decay=0.0)
-    meta = {"model_config": state["model_config"], "tokenizer": state["tokenizer"]}
+    opt = loop.optimizer(model.parameters(), cfg.sft_lr)
     stage = loop.Stage(ctx.stage(name), {"model": model}, opt, cfg.sft_steps, cfg.eval_every,
-                       cfg.sft_lr, meta)
+                       cfg.sft_lr, loop.meta_of(state))
     items = ctx.sft_items
     held_out = demonstrations(ctx, ctx.eval_items)
 
     def step(s: int) -> dict:
         pick = np.random.default_rng([cfg.seed, s]).integers(0, len(items), cfg.sft_batch)
         loss = demo_loss(model, demonstrations(ctx, [items[i] for i in pick]))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loop.descend(loss, opt)
         return {"train_loss": loss.item()}
 
     @torch.no_grad()
