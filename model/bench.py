@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ARCHS, LADDER, GPTConfig, named
+from .config import LADDER, GPTConfig, named
 from .data import Batches, prepare
 from .device import device_name, pick_device, pick_dtype, set_threads
 from .errors import UserError, check_values, one_of

@@ -79,6 +79,20 @@ def machine() -> str:
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def preset_file(kind: str, preset: str, what: str) -> Path:
+    """A preset's file: configs/<kind>/<preset>.toml for a name, the path itself for a path;
+    a name that is no preset is a UserError listing those there are."""
+    path = Path(preset)
+    if path.suffix:
+        return path
+    folder = configs_dir() / kind
+    path = folder / f"{preset}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+        raise UserError(f"no {what} {preset!r}; presets: {known}, or a .toml path")
+    return path
+
+
 def configs_dir() -> Path:
     """The recipes and study presets: ./configs if the current folder has them (a checkout, or
     a user's own), else the checkout beside the package (an editable install), else the copy a

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model.args import field_type, positional_field
+from model.args import field_type
 from model.cli import COMMANDS, main
 from model.config import GPTConfig
 from model.options import TrainConfig

@@ -1,7 +1,7 @@
 """The labeller's rankings: K completions per prompt from the SFT policy, each rated by the
-labeller (task.py: its score to the nearest tenth). They train every reward model and DPO, and test the reward models on
-held-out prompts. InstructGPT's raters ranked outputs of several models; here one policy
-samples them all, at temperature 1."""
+labeller (task.py: its score to the nearest tenth). They train every reward model and DPO, and
+test the reward models on held-out prompts. InstructGPT's raters ranked outputs of several
+models; here one policy samples them all, at temperature 1."""
 from __future__ import annotations
 
 import json

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Batches, dataset_dir, prepare
+from ..data import Batches, dataset_dir, held_out_text, prepare
 from ..errors import UserError
 from ..tokenizer import Tokenizer
 from .options import InstructConfig
@@ -57,7 +57,7 @@ class Context:
 
     @cached_property
     def held_out_text(self) -> str:
-        return self.tok.decode(np.asarray(self.batches.splits["val"]).tolist())
+        return held_out_text(dataset_dir(self.plan.dataset, self.plan.tokenizer))
 
     @cached_property
     def vocabulary(self) -> frozenset[str]:

@@ -4,11 +4,10 @@ on each field is its help in `tinygpt instruct --help`."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from ..config import SIZES
 from ..errors import UserError, check_values, fraction, positive, whole
-from ..files import configs_dir
+from ..files import preset_file
 from ..args import typed
 from ..options import read_toml
 
@@ -97,21 +96,9 @@ RULES = {
 }
 
 
-def preset_file(preset: str) -> Path:
-    path = Path(preset)
-    if path.suffix:
-        return path
-    folder = configs_dir() / "instruct"
-    path = folder / f"{preset}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
-        raise UserError(f"no instruct preset {preset!r}; presets: {known}, or a .toml path")
-    return path
-
-
 def load_instruct(preset: str, cli: dict[str, str]) -> tuple[InstructConfig, str]:
     """The preset's settings with the command line's {key: text} overrides, checked, and the
     preset's name."""
-    path = preset_file(preset)
+    path = preset_file("instruct", preset, "instruct preset")
     values = read_toml(str(path), "instruct preset")
     return typed(InstructConfig, values, cli, str(path)), path.stem

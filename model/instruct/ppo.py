@@ -2,9 +2,10 @@
 reward model's score at the end of the line minus β·KL(π ‖ π_SFT) at every token; a value
 function supplies the baseline for GAE; the policy follows the clipped objective. The value
 function starts from a reward model, as in InstructGPT: the smallest one, whichever reward the
-policy is trained against, so every run starts from the same value function, and at the cost
-of a small model's update (on 2 cores a policy-sized value model doubled each iteration). PPO-ptx adds γ·(language-model loss on the training
-plays) to every update, the term that pays the "alignment tax" back.
+policy is trained against, so every run starts from the same value function, and at the cost of
+a small model's update (on 2 cores a policy-sized value model doubled each iteration). PPO-ptx
+adds γ·(language-model loss on the training plays) to every update, the term that pays the
+"alignment tax" back.
 
 Three kinds of run: the main one (β = kl_beta against a reward model), "ptx" (the same with the
 pretraining term) and "sweep" (β = sweep_beta and lr = sweep_lr, once per reward-model size: the

@@ -174,8 +174,8 @@ def write_report(ctx: Context, command: str = "") -> Path:
         f"Pipeline from the trained base models: **{fmt_time(fine_tuning)}** "
         f"(per stage below; each time is that of the session that finished the stage).", "",
         "## The task and its labeller", "",
-        f"An instruction names a word and a speaker; the answer is one line ending in a newline. "
-        f"The labeller (model/instruct/task.py) scores it from 0 to 1: "
+        "An instruction names a word and a speaker; the answer is one line ending in a newline. "
+        "The labeller (model/instruct/task.py) scores it from 0 to 1: "
         + ", ".join(f"{k} {w:g}" for k, w in WEIGHTS.items())
         + f" — keyword used once as a word (1; inside another word or repeated 0.5), a finished "
         f"line of {LINE_CHARS[0]}–{LINE_CHARS[1]} characters, the share of real words (words of "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..runtime import Runtime
+from ..trainer import evaluate
 from .context import Context
 from .models import ScalarModel
 from .rollout import completion_logprobs, decode, encode_prompts, sample
@@ -40,11 +42,7 @@ def means(result: dict) -> dict:
     return {k: float(np.mean(v)) for k, v in result.items() if k != "texts"}
 
 
-@torch.no_grad()
 def held_out_loss(ctx: Context, model) -> float:
-    """Mean loss on fixed windows of the held-out plays (16 windows a batch)."""
-    was_training = model.training
-    model.eval()
-    losses = [model(x, y)[1].item() for x, y in ctx.batches.val_batches(ctx.cfg.val_batches, 16)]
-    model.train(was_training)
-    return float(np.mean(losses))
+    """Mean loss on fixed windows of the held-out plays (16 windows a batch), as the trainer
+    evaluates: CPU, float32."""
+    return evaluate(model, ctx.batches, ctx.cfg.val_batches, 16, Runtime())

@@ -30,7 +30,8 @@ def run_sft(ctx: Context, size: str) -> dict:
     if ctx.finished(name):
         return ctx.finished(name)
     cfg = ctx.cfg
-    model, state = load_policy(ctx.base(size))
+    base = ctx.base(size)
+    model, state = load_policy(base)
     opt = loop.optimizer(model.parameters(), cfg.sft_lr)
     stage = loop.Stage(ctx.stage(name), {"model": model}, opt, cfg.sft_steps, cfg.eval_every,
                        cfg.sft_lr, loop.meta_of(state))
@@ -51,7 +52,7 @@ def run_sft(ctx: Context, size: str) -> dict:
         return {"demo_loss": loss}
 
     records = loop.run(stage, step, evaluate, name)
-    summary = {"size": size, "base": str(ctx.base(size)), "demo_loss": records[-1]["demo_loss"],
+    summary = {"size": size, "base": str(base), "demo_loss": records[-1]["demo_loss"],
                "demo_loss_before": records[0]["demo_loss"], "steps": cfg.sft_steps}
     write_json(ctx.stage(name) / "summary.json", summary)
     return summary

@@ -10,13 +10,14 @@ twelve KEYWORDS:
 The prompt is the first two lines; the completion is the third, ending at its newline. Prompts
 are drawn from real speech lines (the line itself is the demonstration SFT learns from), from
 the training plays for training and from the held-out plays for evaluation. (Any word of 5+
-letters was tried first: SFT did not learn to copy a word it had never been asked for, as
-these models form no induction heads; the keyword score of a 4x104 model stayed at 0.00. With
-32 words SFT reached 0.11, but the reward models saw too few lines with each word to learn
-it: they ordered pairs that differ in the keyword no better than 0.55-0.62.) The labeller never
-reaches any model: it grades a completion from 0 to 1 on four parts, the keyword most (see
-WEIGHTS), so that a base model rarely scores 1 but every completion earns something, and a
-policy that repeats the keyword or writes non-words to please a learned reward loses score.
+letters was tried first: SFT did not learn to copy a word it had never been asked for, as these
+models, trained on natural text alone, form no induction heads; the keyword score of a 4x104
+model stayed at 0.00. With 32 words SFT reached 0.11, but the reward models saw too few lines
+with each word to learn it: they ordered pairs that differ in the keyword no better than
+0.55-0.62.) The labeller never reaches any model: it grades a completion from 0 to 1 on four
+parts, the keyword most (see WEIGHTS), so that a base model rarely scores 1 but every completion
+earns something, and a policy that repeats the keyword or writes non-words to please a learned
+reward loses score.
 """
 from __future__ import annotations
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..args import cast, check_keys
 from ..config import ARCHS, SIZES, named
 from ..errors import UserError, check_values, positive, whole
-from ..files import configs_dir
+from ..files import preset_file
 from ..gpt import flops_per_token, n_nonemb_formula
-from ..options import TrainConfig
+from ..options import TrainConfig, read_toml
 
 
 
@@ -87,17 +86,8 @@ def config_hash(cfg: TrainConfig) -> str:
 def read_plan(preset_or_path: str) -> tuple[Path, dict]:
     """The plan file of a preset name or path, and its parsed TOML. A file that says
     kind = "emergence" is an emergence plan (model/emergence/plan.py)."""
-    path = Path(preset_or_path)
-    presets = configs_dir() / "study"
-    if not path.suffix:
-        path = presets / f"{preset_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in presets.glob("*.toml")))
-        raise UserError(f"no study plan {preset_or_path!r}; presets: {known}, or a .toml path")
-    try:
-        return path, tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"study plan {path} is not valid TOML: {e}") from None
+    path = preset_file("study", preset_or_path, "study plan")
+    return path, read_toml(str(path), "study plan")
 
 
 def load_plan(preset_or_path: str) -> StudyPlan:
