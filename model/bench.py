@@ -42,7 +42,7 @@ class Shape:
 SHAPES = {
     "nano-cpu": Shape("nano-cpu", 64, 12, 65),       # nanoGPT's shakespeare_char on a laptop
     "nano-gpu": Shape("nano-gpu", 256, 64, 65),      # nanoGPT's shakespeare_char on a GPU
-    "gpt2-124m": Shape("gpt2-124m", 1024, 8, 50304),
+    "gpt2-124m": Shape("gpt2-124m", 1024, 12, 50304),  # nanoGPT's train_gpt2 micro-batch
     **{s: Shape(s, 256, 4, 84) for s in LADDER},     # the scaling ladder's training shape
 }
 

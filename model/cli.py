@@ -88,7 +88,7 @@ def cmd_sample(a: SampleArgs) -> None:
 
 @dataclass
 class StudyArgs:
-    preset: str = "laptop"   # laptop | quick | gpu | emergence | emergence-quick, or a plan .toml
+    preset: str = "laptop"   # a preset of configs/study (laptop, quick, emergence, ...) or a plan .toml
     dataset: str = ""        # train on this text file, folder or hf:<name> (default: the plan's)
     out: str = ""            # folder of the runs (default: out/study-<plan>, out/sweep-<plan>;
                              # out/<plan> for emergence)

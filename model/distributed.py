@@ -14,23 +14,24 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    enabled: bool = False  # in a process group (under torchrun, even with one process)
+    backend: str = ""      # the group's: "nccl" on GPUs, "gloo" on CPUs
 
     @property
     def master(self) -> bool:
         return self.rank == 0
 
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
 
 def init(device: str) -> Dist:
-    """Join the process group torchrun describes in the environment, if any."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", 1)) < 2:
+    """Join the process group torchrun describes in the environment, if any. One process
+    under torchrun joins one too, as nanoGPT's does: the DDP and nccl paths then run on a
+    machine with a single GPU."""
+    if "RANK" not in os.environ:
         return Dist()
     backend = "nccl" if device == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
-    info = Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    info = Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)),
+                enabled=True, backend=backend)
     if device == "cuda":
         torch.cuda.set_device(info.local_rank)
     return info

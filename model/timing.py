@@ -32,8 +32,11 @@ def sync(device: str) -> None:
 def peak_flops(device: str, dtype: torch.dtype, n: int = 0, seconds: float = 0.5) -> float:
     """Measured matmul FLOP/s on this device and dtype (best of repeated n³ products)."""
     n = n or (8192 if device == "cuda" else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    # its own generator: drawing from the global one would shift a training run's dropout
+    # masks by whether this process had measured the peak before (it is cached)
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     a @ b  # warm-up: library initialisation and kernel selection
     sync(device)
     best, spent = float("inf"), 0.0

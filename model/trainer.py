@@ -183,9 +183,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     fpt = flops_per_token(gcfg, raw.num_params())
     peak = peak_flops(rt.device_type, rt.dtype) if dist.master else 1.0
     if dist.master:
+        ddp = f"DDP over {dist.world} process(es) ({dist.backend}), " if dist.enabled else ""
         print(f"tinygpt: {raw.num_params():,} non-embedding params, "
               f"{device_name(rt.device_type)}, {rt.dtype}, {tokens_per_step:,} tokens/step, "
-              f"starting at step {step}/{cfg.max_iters}", flush=True)
+              f"{ddp}starting at step {step}/{cfg.max_iters}", flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):

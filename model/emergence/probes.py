@@ -6,6 +6,8 @@ few steps only (they cost more than the rest together).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -29,10 +31,11 @@ class Probes:
     @torch.no_grad()
     def __call__(self, model: GPT, step: int) -> dict:
         model.eval()
-        copy = copy_probe(model, n_seq=64)
-        induction = induction_probe(model, self.pool, n_seq=16)
-        first, second = text_repeat_loss(model, self.tokens, n_seq=64)
-        icl = icl_score(loss_by_position(model, self.tokens, self.icl_windows))
+        device = str(model.wte.weight.device)  # the training run's: a GPU where it has one
+        copy = copy_probe(model, n_seq=64, device=device)
+        induction = induction_probe(model, self.pool, n_seq=16, device=device)
+        first, second = text_repeat_loss(model, self.tokens, n_seq=64, device=device)
+        icl = icl_score(loss_by_position(model, self.tokens, self.icl_windows, device=device))
         record = {"copy_loss": copy["copy_loss"], "copy_acc": copy["copy_acc"],
                   "other_loss": copy["other_loss"], "copy_chance": copy["chance"],
                   "prefix_matching": induction["best"],
@@ -40,7 +43,8 @@ class Probes:
                   "text_first": first, "text_second": second, "text_copy_gain": first - second,
                   "icl_score": icl["score"]}
         if step in self.fewshot_steps:
-            record["fewshot"] = compact(evaluate_tasks(model, self.tokenizer, self.text, self.opts))
+            opts = dataclasses.replace(self.opts, device=device)
+            record["fewshot"] = compact(evaluate_tasks(model, self.tokenizer, self.text, opts))
         return record
 
 

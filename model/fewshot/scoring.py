@@ -87,8 +87,8 @@ def score_logits(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
     logprob = torch.where(mask, logp, torch.zeros_like(logp)).sum(1)
     hits = ((logits.argmax(-1) == targets) & mask).sum(1)
     n_tokens = mask.sum(1)
-    return {"logprob": logprob.double().numpy(), "correct": hits.numpy(),
-            "n_tokens": n_tokens.numpy(), "exact": (hits == n_tokens).numpy()}
+    return {"logprob": logprob.double().cpu().numpy(), "correct": hits.cpu().numpy(),
+            "n_tokens": n_tokens.cpu().numpy(), "exact": (hits == n_tokens).cpu().numpy()}
 
 
 def summarize(scores: dict, n_chars: np.ndarray) -> dict:
@@ -143,6 +143,7 @@ def score_prompts(model, tokenizer, prompts: list[Prompt], batch_size: int = 64,
             mask[row, len(tokens) - 1 - n_target:len(tokens) - 1] = True
         with torch.inference_mode():
             logits, _ = model(idx.to(device))
-        for key, values in score_logits(logits.cpu(), targets, mask).items():
+        # scored where the logits are: (B, T, vocab) is gigabytes to copy at GPT-2's vocab
+        for key, values in score_logits(logits, targets.to(device), mask.to(device)).items():
             out[key][batch] = values
     return out
