@@ -6,7 +6,6 @@ recomputes the full window, as nanoGPT does; tests check both give the same toke
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Iterator
 
 import torch
@@ -15,43 +14,36 @@ from .gpt import GPT
 
 
 class KVCache:
-    """Keys and values of one attention layer, preallocated to block_size."""
+    """Every layer's keys and values, preallocated to the context, and one position: how many
+    tokens are cached (nanochat's engine keeps one the same way). Layer i writes its keys at
+    pos; the model advances pos once its last layer has run."""
 
-    def __init__(self, batch: int, n_head: int, length: int, head_dim: int, device, dtype):
-        self.k = torch.empty(batch, n_head, length, head_dim, device=device, dtype=dtype)
-        self.v = torch.empty_like(self.k)
-        self.size = 0
-        self.last_key = None  # smeared keys: the latest position's key before smearing
+    def __init__(self, model: GPT, batch: int, dtype: torch.dtype):
+        cfg = model.cfg
+        shape = (cfg.n_layer, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        k = torch.empty(shape, device=model.wte.weight.device, dtype=dtype)
+        v = torch.empty_like(k)
+        # each layer's view, indexed once here rather than on every token
+        self.k, self.v = k.unbind(0), v.unbind(0)  # n_layer x (B, h, block_size, hd)
+        self.pos = 0
+        # smeared keys: each layer's latest key before smearing
+        self.last_key: list[torch.Tensor | None] = [None] * cfg.n_layer
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.size + k.size(2)
-        self.k[:, :, self.size:end] = k
-        self.v[:, :, self.size:end] = v
-        self.size = end
-        return self.k[:, :, :end], self.v[:, :, :end]
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer's keys and values (B, h, T, hd) at pos; all of that layer's so far."""
+        end = self.pos + k.size(2)
+        keys, values = self.k[layer], self.v[layer]
+        keys[:, :, self.pos:end] = k
+        values[:, :, self.pos:end] = v
+        return keys[:, :, :end], values[:, :, :end]
 
+    def advance(self, n: int) -> None:
+        self.pos += n
 
-def new_caches(model: GPT, batch: int, dtype: torch.dtype) -> list[KVCache]:
-    cfg = model.cfg
-    device = model.wte.weight.device
-    return [KVCache(batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head, device, dtype)
-            for _ in range(cfg.n_layer)]
-
-
-@contextlib.contextmanager
-def tiny_op_kernels(device: torch.device):
-    """On CPU, run without oneDNN: for a single decoded token's tensors its fixed cost per
-    call dominates (docs/measurements.md). Tests check that cached decoding still
-    picks the very tokens full recomputation (with oneDNN) picks."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+    @property
+    def full(self) -> bool:
+        return self.pos == self.k[0].size(2)
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
@@ -93,7 +85,7 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
     if seed is not None:
         gen = torch.Generator(device=idx.device).manual_seed(seed)
     dtype = model.wte.weight.dtype
-    caches, logits = None, None
+    cache, logits = None, None
     # the tokens so far, written in place: a torch.cat per token would cost a fixed amount each
     tokens = torch.empty(idx.size(0), idx.size(1) + max_new_tokens, dtype=idx.dtype,
                          device=idx.device)
@@ -102,13 +94,12 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
         idx = tokens[:, :end]
         if not use_cache:
             logits, _ = model(idx[:, -block:])
-        elif caches is None or caches[0].size == block:
-            window = idx[:, -(block // 2):] if caches is not None else idx
-            caches = new_caches(model, idx.size(0), dtype)
-            logits, _ = model(window, caches=caches)
+        elif cache is None or cache.full:
+            window = idx[:, -(block // 2):] if cache is not None else idx
+            cache = KVCache(model, idx.size(0), dtype)
+            logits, _ = model(window, cache=cache)
         else:
-            with tiny_op_kernels(idx.device):
-                logits, _ = model(idx[:, -1:], caches=caches, start=caches[0].size)
+            logits, _ = model(idx[:, -1:], cache=cache)
         nxt = sample_next(logits[:, -1], temperature, top_k, top_p, gen)
         tokens[:, end:end + 1] = nxt
         yield nxt

@@ -65,8 +65,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
+        self.layer = layer  # which layer's keys and values it keeps in a decoding cache
         self.n_head, self.head_dim = cfg.n_head, cfg.n_embd // cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -84,11 +85,11 @@ class CausalSelfAttention(nn.Module):
         previous-token head in an earlier layer. Position 0 mixes with a zero key."""
         B, h, T, hd = k.shape
         before = k.new_zeros(B, h, 1, hd)
-        if cache is not None and cache.size > 0:
-            before = cache.last_key  # the previous chunk's last key, before smearing
+        if cache is not None and cache.pos > 0:
+            before = cache.last_key[self.layer]  # the previous chunk's last key, unsmeared
         shifted = torch.cat((before, k[:, :, :-1]), dim=2)  # (B, h, T, hd): k_{j-1} at j
         if cache is not None:
-            cache.last_key = k[:, :, -1:]
+            cache.last_key[self.layer] = k[:, :, -1:]
         gate = torch.sigmoid(self.smear).to(k.dtype).view(1, h, 1, 1)
         return gate * k + (1 - gate) * shifted
 
@@ -110,7 +111,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv_heads(x, rotary, cache)
         if cache is not None:
-            k, v = cache.append(k, v)
+            k, v = cache.append(self.layer, k, v)
         # Causal masking is only needed when queries see their own chunk; a
         # single decoded token may look at everything in the cache.
         causal = T > 1
@@ -132,14 +133,24 @@ class MLP(nn.Module):
         h = self.fc(x)
         # Exact (erf) GELU, as nanoGPT: on CPU it is faster than GPT-2's tanh form on
         # training-sized tensors, though slower on a single decoded token's.
-        h = F.relu(h).square() if self.relu2 else F.gelu(h)
+        h = F.relu(h).square() if self.relu2 else gelu(h)
         return self.proj(h)
 
 
+def gelu(h: torch.Tensor) -> torch.Tensor:
+    """Exact GELU. On a CPU torch hands a contiguous float32 tensor to oneDNN, whose fixed cost
+    per call is several times the work of one decoded token's few hundred values
+    (docs/measurements.md); a transposed view of the same memory goes to torch's own kernel,
+    which computes the same function without that cost."""
+    if h.device.type == "cpu" and h.dtype == torch.float32 and h.size(-2) == 1:
+        return F.gelu(h.view(-1, 2).t()).t().reshape(h.shape)  # (N/2, 2) -> (2, N/2) and back
+    return F.gelu(h)
+
+
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
-        self.ln1, self.attn = make_norm(cfg, cfg.n_embd), CausalSelfAttention(cfg)
+        self.ln1, self.attn = make_norm(cfg, cfg.n_embd), CausalSelfAttention(cfg, layer)
         self.ln2, self.mlp = make_norm(cfg, cfg.n_embd), MLP(cfg)
         self.drop = make_dropout(cfg.dropout)
 
@@ -155,7 +166,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.drop = make_dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = make_norm(cfg, cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.head.weight = self.wte.weight  # tied input and output embeddings
@@ -178,10 +189,11 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, 0.0, 0.02)
 
-    def hidden(self, idx: torch.Tensor, caches=None, start: int = 0) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, cache=None) -> torch.Tensor:
         """The final normed hidden states (B, T, n_embd): what the language-model head reads,
-        and what the reward and value heads of the InstructGPT stages read (model/instruct)."""
-        T = idx.size(1)
+        and what the reward and value heads of the InstructGPT stages read (model/instruct).
+        With a decoding cache (generate.KVCache) idx continues the cached tokens."""
+        T, start = idx.size(1), 0 if cache is None else cache.pos
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.cfg.block_size}")
         x = self.wte(idx)
@@ -191,18 +203,20 @@ class GPT(nn.Module):
         else:
             rotary = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
         x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, rotary, None if caches is None else caches[i])
+        for block in self.blocks:
+            x = block(x, rotary, cache)
+        if cache is not None:
+            cache.advance(T)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, caches=None,
-                start: int = 0, reduction: str = "mean"):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
+                reduction: str = "mean"):
         """Logits for idx (B, T) and, with targets, the cross-entropy loss.
 
-        caches (one per block) and start (the position of idx[:, 0]) are used by
-        KV-cache decoding; training passes neither.
+        cache (generate.KVCache: every layer's keys and values so far, and their count) is
+        used by decoding; training passes none.
         """
-        logits = self.head(self.hidden(idx, caches, start))
+        logits = self.head(self.hidden(idx, cache))
         if self.cfg.softcap:
             logits = self.cfg.softcap * torch.tanh(logits / self.cfg.softcap)
         if targets is None:

@@ -3,10 +3,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from model.config import GPTConfig, named
-from model.generate import generate, stream
-from model.gpt import GPT, attention, flops_per_token, n_nonemb_formula
+from model.generate import KVCache, generate
+from model.gpt import GPT, attention, flops_per_token, gelu, n_nonemb_formula
 from model.options import TrainConfig
 from model.step import faster_cpu_dtype
 
@@ -139,16 +140,36 @@ def test_generation_past_the_context_keeps_going():
     assert out.shape == (1, 43)
 
 
-def test_decoding_leaves_onednn_as_it_found_it():
-    # cached steps switch oneDNN off around each call; the caller's code between tokens,
-    # and everything after an early stop, must see the setting it had
+def test_decoding_leaves_global_backend_flags_alone():
+    # every forward, cached steps included, runs with the caller's oneDNN setting
     model = GPT(named("2x32", block_size=16)).eval()
     seen = []
-    for i, _ in enumerate(stream(model, torch.zeros(1, 3, dtype=torch.long), 10)):
-        seen.append(torch.backends.mkldnn.enabled)
-        if i == 4:
-            break
-    assert seen == [True] * 5 and torch.backends.mkldnn.enabled
+    model.blocks[0].register_forward_hook(
+        lambda *_: seen.append(torch.backends.mkldnn.enabled))
+    generate(model, torch.zeros(1, 3, dtype=torch.long), 10)
+    assert seen == [True] * 10
+
+
+def test_one_cache_holds_every_layer_at_one_position():
+    model = GPT(named("nano-cpu", "modern", block_size=32)).eval()
+    cache = KVCache(model, batch=2, dtype=torch.float32)
+    with torch.no_grad():
+        model(torch.randint(0, 65, (2, 5)), cache=cache)
+        assert cache.pos == 5
+        model(torch.randint(0, 65, (2, 1)), cache=cache)
+    assert cache.pos == 6 and len(cache.k) == model.cfg.n_layer
+    assert len({k.untyped_storage().data_ptr() for k in cache.k}) == 1  # one allocation
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_single_token_gelu_is_gelu(onednn):
+    h = torch.randn(3, 1, 512) * 4
+    before, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, onednn
+    try:  # F.gelu through oneDNN and through torch's own kernel
+        torch.testing.assert_close(gelu(h), F.gelu(h), atol=1e-6, rtol=1e-6)
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert gelu(h).is_contiguous() and gelu(h).shape == h.shape
 
 
 def test_prompt_longer_than_context_is_refused():
