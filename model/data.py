@@ -170,10 +170,14 @@ class Batches:
         """How many val batches tile the whole validation split once."""
         return -(-(len(self.splits["val"]) - 1) // (self.block_size * batch_size))
 
-    def val_batches(self, n_batches: int, batch_size: int, rank: int = 0, world: int = 1):
-        """Evenly spaced windows over the whole validation split, the same every call; of
-        world processes, process rank gets batches rank, rank + world, ..."""
+    def val_batches(self, n_batches: int, batch_size: int, rank: int = 0, world: int = 1,
+                    per_pass: int = 0):
+        """n_batches * batch_size evenly spaced windows over the whole validation split, the same
+        every call, per_pass of them at a time (default batch_size: the same windows in fewer,
+        larger passes otherwise); of world processes, process rank gets passes rank,
+        rank + world, ..."""
         high = len(self.splits["val"]) - self.block_size - 1
         offsets = np.linspace(0, high, n_batches * batch_size).astype(np.int64)
-        for i in range(rank, n_batches, world):
-            yield self._windows("val", offsets[i * batch_size:(i + 1) * batch_size])
+        per_pass = per_pass or batch_size
+        for i in range(rank, -(-len(offsets) // per_pass), world):
+            yield self._windows("val", offsets[i * per_pass:(i + 1) * per_pass])

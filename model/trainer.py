@@ -33,16 +33,19 @@ from .tokenizer import check_same_vocab
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Batches, n_batches: int, batch_size: int,
-             rt: Runtime) -> float:
-    """Mean loss over the same fixed validation windows every time. Each process evaluates
-    its share of the batches; they are all of one size, so the sum of their mean losses over
-    all processes, divided by their number, is the mean over every window."""
+             rt: Runtime, per_pass: int = 0) -> float:
+    """Mean loss over the same fixed validation windows every time: n_batches of batch_size,
+    read per_pass windows a forward pass (default batch_size). Each process evaluates its share
+    of the passes; each pass's mean loss is weighted by its windows in batches (1.0, exactly,
+    when per_pass is batch_size), so the sum over all processes, divided by n_batches, is the
+    mean over every window."""
     model.eval()
     losses = []
-    for x, y in batches.val_batches(n_batches, batch_size, rt.dist.rank, rt.dist.world):
+    for x, y in batches.val_batches(n_batches, batch_size, rt.dist.rank, rt.dist.world,
+                                    per_pass):
         with rt.autocast():
             _, loss = model(rt.to_device(x), rt.to_device(y))
-        losses.append(loss)
+        losses.append(loss * (x.size(0) / batch_size))
     model.train()
     mine = sum(torch.stack(losses).tolist()) if losses else 0.0  # one read from the device
     return distributed.total(mine, rt.dist, rt.device) / n_batches
@@ -204,7 +207,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     while True:
         if evaluates(step, cfg):
             val_loss = evaluate(raw, batches, eval_batch_count(step, cfg, batches),
-                                cfg.batch_size, rt)
+                                cfg.batch_size, rt, cfg.eval_pass)
             if state is None or step > state["step"]:
                 save(val_loss)  # before the log line: a logged eval always has its checkpoint
             if dist.master:

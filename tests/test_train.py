@@ -88,6 +88,22 @@ def test_evaluations_start_late_and_cover_the_whole_split_when_asked(corpus, tmp
     assert eval_batch_count(6, cfg, batches) == whole
 
 
+def test_larger_evaluation_passes_read_the_same_windows(corpus, tmp_path):
+    from model.data import Batches, prepare
+    from model.gpt import GPT
+    from model.runtime import Runtime
+    from model.trainer import evaluate
+
+    cfg = tiny_config(corpus, tmp_path / "e")
+    b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+    model = GPT(cfg.gpt_config(b.tokenizer.vocab_size))
+    n = b.batches_to_cover_val(cfg.batch_size)
+    plain = evaluate(model, b, n, cfg.batch_size, Runtime())
+    assert evaluate(model, b, n, cfg.batch_size, Runtime(), per_pass=cfg.batch_size) == plain
+    for per_pass in (7, 64, 10_000):  # a ragged last pass; one pass for the whole split
+        assert abs(evaluate(model, b, n, cfg.batch_size, Runtime(), per_pass) - plain) < 1e-5
+
+
 def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
     """Two micro-batches of 4 must give the gradient of one batch of those 8 windows."""
     from model.data import Batches, prepare
