@@ -222,7 +222,9 @@ def main(a: BenchArgs) -> None:
         peaks["bf16"] = peak_flops(device, torch.bfloat16)
     print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
           f"batch {shape.batch}) on {device_name(device)}")
-    print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
+    print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items())
+          + f"; `tinygpt train` logs MFU against the peak of its own precision "
+          f"({str(dtype).removeprefix('torch.')} here)")
     # TrainConfig's defaults: AdamW with decay on matrices only and clipping, as training steps
     timers = [shape_timer(model, shape, Runtime(device, dtype), TrainConfig(compile=a.compile),
                           fused_adamw(device))]
