@@ -82,3 +82,28 @@ def tiny_config(corpus, out, **overrides):
 def tiny_flags(corpus, device: str) -> list[str]:
     """The TINY run of corpus on device as train.py flags, for runs under torchrun."""
     return [f"--dataset={corpus}", f"--device={device}", *(f"--{k}={v}" for k, v in TINY.items())]
+
+
+def one_torchrun_process_matches_plain_training(corpus, tmp_path, device: str,
+                                                backend: str) -> None:
+    """The TINY run as one process under torchrun (in a process group, through DDP) and as a
+    plain run: the weights agree to float32 rounding."""
+    import subprocess
+    import sys
+
+    import torch
+    from model.trainer import train
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=1", str(root / "train.py"),
+                          f"--out_dir={tmp_path / 'ddp'}", *tiny_flags(corpus, device)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"DDP over 1 process(es) ({backend})" in run.stdout
+    train(tiny_config(corpus, tmp_path / "one", device=device))
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True, map_location="cpu")["model"]
+            for d in ("ddp", "one"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_flags
+from conftest import one_torchrun_process_matches_plain_training, tiny_config
 from model.config import named
 from model.generate import generate
 from model.gpt import GPT
@@ -82,17 +82,7 @@ def test_mixed_precision_training_on_cuda_learns(corpus, tmp_path, dtype):
 def test_ddp_one_nccl_process_matches_plain_training(corpus, tmp_path):
     """torchrun with one process joins an nccl group and wraps the model in DDP: the path a
     multi-GPU run takes, on one GPU. Its weights match a plain run's to float32 rounding."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=1", str(ROOT / "train.py"),
-                          f"--out_dir={tmp_path / 'ddp'}", *tiny_flags(corpus, "cuda")],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "DDP over 1 process(es) (nccl)" in run.stdout
-    train(tiny_config(corpus, tmp_path / "one", device="cuda"))
-    a, b = checkpoint(tmp_path / "ddp")["model"], checkpoint(tmp_path / "one")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    one_torchrun_process_matches_plain_training(corpus, tmp_path, "cuda", "nccl")
 
 
 def test_running_out_of_gpu_memory_is_one_line(corpus, tmp_path):

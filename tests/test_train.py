@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_flags
+from conftest import one_torchrun_process_matches_plain_training, tiny_config, tiny_flags
 from model.errors import UserError
 from model.runlog import read_metrics
 from model.trainer import train
@@ -150,17 +150,7 @@ def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
 def test_one_torchrun_process_trains_in_a_process_group(corpus, tmp_path):
     """One process under torchrun joins a (gloo) group and trains through DDP, as a one-GPU
     run joins nccl (test_cuda.py); it matches a plain run to float32 rounding."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=1", str(ROOT / "train.py"),
-                          f"--out_dir={tmp_path / 'ddp'}", *tiny_flags(corpus, "cpu")],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "DDP over 1 process(es) (gloo)" in run.stdout
-    train(tiny_config(corpus, tmp_path / "one", device="cpu"))
-    a, b = weights(tmp_path / "ddp" / "ckpt.pt"), weights(tmp_path / "one" / "ckpt.pt")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    one_torchrun_process_matches_plain_training(corpus, tmp_path, "cpu", "gloo")
 
 
 def test_wandb_offline_stays_in_the_temp_dir(corpus, tmp_path):
