@@ -49,6 +49,9 @@ class TrainConfig:
     grad_accum: int = 1            # micro-steps per optimizer step (per process)
     max_iters: int = 2000          # optimizer steps
     lr: float = 1e-3               # peak learning rate of AdamW
+    optimizer: str = "adamw"       # "adamw" | "muon": Muon for the blocks' weight matrices,
+                                   # AdamW (at lr) for embeddings, gains and biases
+    muon_lr: float = 0.02          # Muon's peak rate; the schedule scales it as it scales lr
     min_lr_frac: float = 0.1       # final learning rate as a fraction of lr
     warmup_iters: int = 100        # steps of linear warm-up
     schedule: str = "cosine"       # "cosine" | "wsd" (constant, then linear cooldown)
@@ -122,6 +125,7 @@ RULES: dict[str, tuple] = {
     "wandb": one_of("disabled", "offline", "online"),
     "device": one_of("auto", "cpu", "cuda", "mps"),
     "dtype": one_of("auto", "float32", "bfloat16", "float16"),
+    "optimizer": one_of("adamw", "muon"),
     **{k: (not_empty, "a path, not empty") for k in ("out_dir", "dataset", "data_root")},
     **{k: (lambda v: v >= 1, "at least 1") for k in (
         "batch_size", "grad_accum", "max_iters", "block_size", "eval_interval",
@@ -134,7 +138,7 @@ RULES: dict[str, tuple] = {
     **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
         "repeat_spans", "synthetic", "min_lr_frac", "cooldown_frac")},
     **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
-    "lr": (lambda v: 0 < v < float("inf"), "a positive number"),
+    **{k: (lambda v: 0 < v < float("inf"), "a positive number") for k in ("lr", "muon_lr")},
     "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),  # torch's and numpy's range
 }
 

@@ -20,17 +20,18 @@ def weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
-def test_resume_is_bitwise_identical(corpus, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_is_bitwise_identical(corpus, tmp_path, optimizer):
     # dropout > 0 so that the restored RNG state matters too
     full = tiny_config(corpus, tmp_path / "full", max_iters=8, eval_interval=4,
-                       keep_checkpoints=True, dropout=0.1)
+                       keep_checkpoints=True, dropout=0.1, optimizer=optimizer)
     train(full)
     # A run killed right after its step-4 checkpoint leaves exactly that file behind.
     part = tmp_path / "part"
     part.mkdir()
     shutil.copy(tmp_path / "full" / "ckpt_000004.pt", part / "ckpt.pt")
     train(tiny_config(corpus, part, max_iters=8, eval_interval=4, dropout=0.1,
-                      init_from="resume"))
+                      init_from="resume", optimizer=optimizer))
     a, b = weights(tmp_path / "full" / "ckpt.pt"), weights(part / "ckpt.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -51,6 +52,31 @@ def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
         train(tiny_config(corpus, tmp_path / name, dropout=0.1))
     a, b = weights(tmp_path / "first" / "ckpt.pt"), weights(tmp_path / "second" / "ckpt.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
+    from model.gpt import GPT
+    from model.optim import Paired, make_optimizer
+
+    cfg = tiny_config(corpus, tmp_path / "m", optimizer="muon", lr=3e-3, muon_lr=0.05)
+    model = GPT(cfg.gpt_config(45))
+    opt = make_optimizer(model, cfg, fused=True)
+    adamw, muon = opt.parts
+    assert isinstance(opt, Paired) and isinstance(muon, torch.optim.Muon)
+    mats = {id(p) for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2}
+    assert {id(p) for g in muon.param_groups for p in g["params"]} == mats
+    rest = {id(p) for p in model.parameters()} - mats
+    assert {id(p) for g in adamw.param_groups for p in g["params"]} == rest
+    assert [g["peak"] for g in opt.param_groups] == [3e-3, 3e-3, 0.05]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_muon_training_lowers_the_loss(corpus, tmp_path, dtype):
+    """float16 too: the loss scaler unscales and steps both optimizers."""
+    summary = train(tiny_config(corpus, tmp_path / "run", max_iters=30, eval_interval=15,
+                                optimizer="muon", dtype=dtype))
+    vals = [r["val_loss"] for r in read_metrics(tmp_path / "run") if "val_loss" in r]
+    assert vals[-1] < vals[0] - 0.5 and summary["val_loss"] == vals[-1]
 
 
 def test_training_lowers_the_loss_and_logs(corpus, tmp_path):
