@@ -229,8 +229,9 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
         if step >= cfg.max_iters:
             break
         lr = lr_at(step, cfg)
-        for group in opt.param_groups:  # (peak / lr is exactly 1.0 for AdamW's groups)
-            group["lr"] = lr * (group["peak"] / cfg.lr)
+        for group in opt.param_groups:  # peak / lr is exactly 1.0 for AdamW's groups, and
+            # checkpoints written before Muon have no peak
+            group["lr"] = lr * (group.get("peak", cfg.lr) / cfg.lr)
         loss = train_step(model, opt, rt, micro_batches(batches, cfg, step, dist.rank),
                           cfg.grad_clip)
         watch.add(loss)

@@ -54,6 +54,18 @@ def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_checkpoint_from_before_muon_resumes(corpus, tmp_path):
+    """Its optimizer groups carry no peak rate; the run goes on at the schedule's rate."""
+    train(tiny_config(corpus, tmp_path / "run", max_iters=4, eval_interval=2))
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        del group["peak"]
+    torch.save(state, tmp_path / "run" / "ckpt.pt")
+    summary = train(tiny_config(corpus, tmp_path / "run", max_iters=6, eval_interval=2,
+                                init_from="resume"))
+    assert summary["steps"] == 6
+
+
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
     from model.gpt import GPT
     from model.optim import Paired, make_optimizer
