@@ -188,6 +188,7 @@ def test_batching_and_padding_change_no_score():
     assert np.allclose(one["logprob"], padded["logprob"], atol=1e-4)
     assert (one["correct"] == padded["correct"]).all()
     assert batch_rows(256, 84, 64) == 64 and batch_rows(256, 50257, 64) == 2  # GPT-2 BPE
+    assert batch_rows(256, 50257, 64, "cuda") == 41 and batch_rows(256, 50257, 64, "cuda:1") == 41
 
 
 # --- in-context instruments ----------------------------------------------------------------

@@ -40,7 +40,7 @@ def loss_by_position(model: GPT, tokens: np.ndarray, n_windows: int = 2000,
         raise UserError(f"the held-out text has {len(tokens)} tokens, fewer than one context "
                         f"({T} + 1); the ICL score needs a longer text")
     offsets = np.linspace(0, len(tokens) - T - 1, n_windows).astype(np.int64)
-    batch_size = batch_rows(T, model.cfg.vocab_size, batch_size)
+    batch_size = batch_rows(T, model.cfg.vocab_size, batch_size, str(device))
     losses = np.empty((n_windows, T), dtype=np.float32)
     for start in range(0, n_windows, batch_size):
         chunk = np.stack([tokens[o:o + T + 1] for o in offsets[start:start + batch_size]])

@@ -20,11 +20,16 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Logits held per forward pass (128 MiB of float32): a char vocabulary never reaches it, GPT-2's
 # 50k tokens would need gigabytes at the default batch size.
 LOGITS_BUDGET = 1 << 25
+# On a GPU, 2 GiB: at GPT-2's vocabulary the CPU's budget allowed 2 windows a pass, and the
+# in-context probes then took about 9 s an evaluation on an H200 (docs/gpu/), launch-bound.
+GPU_LOGITS_BUDGET = 1 << 29
 
 
-def batch_rows(length: int, vocab: int, most: int) -> int:
-    """Sequences of this length per forward pass: at most `most`, and within LOGITS_BUDGET."""
-    return max(1, min(most, LOGITS_BUDGET // (length * vocab)))
+def batch_rows(length: int, vocab: int, most: int, device: str = "cpu") -> int:
+    """Sequences of this length per forward pass: at most `most`, and within the device's
+    budget of logits."""
+    budget = GPU_LOGITS_BUDGET if device.startswith("cuda") else LOGITS_BUDGET
+    return max(1, min(most, budget // (length * vocab)))
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -131,7 +136,8 @@ def score_prompts(model, tokenizer, prompts: list[Prompt], batch_size: int = 64,
     start = 0
     while start < len(order):
         longest = len(encoded[order[min(start + batch_size, len(order)) - 1]][0])
-        batch = order[start:start + batch_rows(longest, tokenizer.vocab_size, batch_size)]
+        batch = order[start:start + batch_rows(longest, tokenizer.vocab_size, batch_size,
+                                               str(device))]
         start += len(batch)
         T = max(len(encoded[i][0]) for i in batch) - 1
         idx = torch.zeros(len(batch), T, dtype=torch.long)
