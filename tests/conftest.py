@@ -3,6 +3,8 @@ home folder (caches, wandb) for every test."""
 import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 # Tiny models and small fits run fastest on one thread, and two test processes
@@ -88,10 +90,6 @@ def one_torchrun_process_matches_plain_training(corpus, tmp_path, device: str,
                                                 backend: str) -> None:
     """The TINY run as one process under torchrun (in a process group, through DDP) and as a
     plain run: the weights agree to float32 rounding."""
-    import subprocess
-    import sys
-
-    import torch
     from model.trainer import train
 
     root = Path(__file__).resolve().parents[1]

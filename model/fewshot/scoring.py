@@ -20,8 +20,8 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Logits held per forward pass (128 MiB of float32): a char vocabulary never reaches it, GPT-2's
 # 50k tokens would need gigabytes at the default batch size.
 LOGITS_BUDGET = 1 << 25
-# On a GPU, 2 GiB: at GPT-2's vocabulary the CPU's budget allowed 2 windows a pass, and the
-# in-context probes then took about 9 s an evaluation on an H200 (docs/gpu/), launch-bound.
+# On a GPU, 2 GiB: at GPT-2's vocabulary the CPU's budget allows 2 windows a pass, while a GPU
+# has the memory for many more and pays a fixed launch cost for each pass.
 GPU_LOGITS_BUDGET = 1 << 29
 
 
