@@ -23,10 +23,10 @@ from .verdicts import COPY_TASKS, CONTROLS, final_fewshot, verdicts
 from .verdicts import name as label
 PANELS = (("copy_loss", "copy loss, synthetic probes (nats)"),
           ("prefix_matching", "best head's prefix matching"),
-          ("text_copy_gain", "held-out text: 1st − 2nd copy (nats/char)"),
+          ("text_copy_gain", "held-out text: 1st − 2nd copy (nats/token)"),
           ("icl_score", "ICL score, held-out text (nats)"),
           ("train_loss", "training loss (nats)"),
-          ("val_loss", "val loss, held-out plays (nats/char)"))
+          ("val_loss", "val loss, held-out plays (nats/token)"))
 
 
 def load(root: Path) -> tuple[dict, list[dict]]:
@@ -199,15 +199,16 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
     natural = [r for r in runs if r.get("natural")]
     val = [r["val_loss"] for r in shaped]
     chance = runs[0]["evals"][0]["copy_chance"]
+    unit = "nats/char" if plan.get("tokenizer", "char") == "char" else "nats/token"
     if plan["synthetic"] >= 1:
         first = ("In such data nothing but the copy can be predicted, so copying from context "
                  "is the one thing worth learning: this is the induction mechanism in isolation, "
                  "not a language model. These models know no English: their val loss on the "
-                 f"held-out plays is {min(val):.2f}-{max(val):.2f} nats/char (uniform over the "
+                 f"held-out plays is {min(val):.2f}-{max(val):.2f} {unit} (uniform over the "
                  f"characters is {chance:.2f}).")
     else:
         first = (f"Part of the windows are natural text, so these models also learn the plays: "
-                 f"val loss {min(val):.2f}-{max(val):.2f} nats/char on the held-out ones.")
+                 f"val loss {min(val):.2f}-{max(val):.2f} {unit} on the held-out ones.")
     copy_em = [s["exact_match"] for r in runs
                for k, s in final_fewshot(r).get("copy", {}).get("k", {}).items() if int(k) >= 4]
     lines = ["## Reading", "",
@@ -226,7 +227,7 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
                      f"same steps, reaches val loss {r['val_loss']:.2f} but forms no circuit "
                      f"(copy loss {r['transition']['floor']:.2f}, best prefix matching "
                      f"{max(e['prefix_matching'] for e in r['evals']):.2f}, held-out repeat "
-                     f"{last['text_first']:.2f} → {last['text_second']:.2f} nats/char).")
+                     f"{last['text_first']:.2f} → {last['text_second']:.2f} {unit}).")
     lines.append("- The larger natural-text control is the laptop ladder "
                  "([docs/scaling/laptop](../scaling/laptop/report.md)): 8 sizes up to 1.8M "
                  "parameters, 4M characters each, exact match 0 on all 81,600 few-shot prompts "
