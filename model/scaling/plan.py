@@ -17,6 +17,7 @@ from ..config import ARCHS, SIZES, named
 from ..errors import UserError, check_values, positive, whole
 from ..files import preset_file
 from ..gpt import flops_per_token, n_nonemb_formula
+from ..options import RULES as TRAIN_RULES
 from ..options import TrainConfig, read_toml
 
 
@@ -47,6 +48,7 @@ class StudyPlan:
     seeds: list[int] = field(default_factory=lambda: [1337])
     evals: int = 20
     train: dict = field(default_factory=dict)
+    dtype: dict[str, str] = field(default_factory=dict)  # per size, over [train]'s dtype
     sweep: dict = field(default_factory=dict)
     description: str = ""
     vocab_size: int = 0  # set from the prepared data; FLOP budgets need it to count tokens
@@ -72,6 +74,8 @@ class StudyPlan:
             eval_interval=max(steps // self.evals, 1), log_interval=max(steps // 10, 1),
             run_name=spec.name, wandb_group=f"study-{self.name}")
         values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
+        if spec.size in self.dtype:
+            values["dtype"] = self.dtype[spec.size]
         values.update(extra)
         return TrainConfig(**values).validate()
 
@@ -107,6 +111,9 @@ def load_plan(preset_or_path: str) -> StudyPlan:
     if bad or not raw.get("lr"):
         raise UserError(f"{path}: [lr] must map known sizes to learning rates; "
                         f"unknown: {bad}; known sizes: {', '.join(SIZES)}")
+    stray = [s for s in raw.get("dtype", {}) if s not in raw["lr"]]
+    if stray:
+        raise UserError(f"{path}: [dtype] names {stray[0]!r}, which is not under [lr]")
     if not raw.get("tokens") and not raw.get("flops"):
         raise UserError(f"{path}: give a token budget (tokens = ...) or FLOP budgets (flops = [...])")
     return StudyPlan(**{"name": path.stem, **raw})
@@ -126,6 +133,8 @@ PLAN_VALUES = {
     "lr": (lambda v: isinstance(v, dict) and all(map(positive, v.values())),
            "a table of sizes and positive learning rates"),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
+    "dtype": (lambda v: isinstance(v, dict) and all(map(TRAIN_RULES["dtype"][0], v.values())),
+              "a table of sizes and dtypes, each " + TRAIN_RULES["dtype"][1]),
     "sweep": (lambda v: isinstance(v, dict) and set(v) <= {"tokens", "factors", "extend"}
               and whole(v.get("tokens", 1)) and _sweep_factors(v.get("factors", [1]))
               and isinstance(v.get("extend", 0), int),
