@@ -24,6 +24,19 @@ from .timing import medians_in_turn, sync
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """The model to train when compiling: a shallow copy whose blocks run through
+    torch.compile, one block at a time. Every block runs the same code, so the one graph
+    compiled for the first serves them all: measured on 2 cores (docs/measurements.md), a
+    cold compile of 6x160 takes 20 s instead of 35 s for the whole model, at the same
+    speed. The copy shares the original's parameters; the original (evaluation, the
+    in-context probes, checkpoints) stays eager, so their shapes cost no recompiles."""
+    fast = copy.copy(model)
+    fast._modules = {**model._modules,
+                     "blocks": torch.nn.ModuleList(torch.compile(b) for b in model.blocks)}
+    return fast
+
+
 def micro_batches(batches: Batches, cfg: TrainConfig, step: int, rank: int = 0) -> list[Batch]:
     """The (x, y) windows of one step on one process: shard rank * grad_accum + micro, so that
     two processes see the windows one process sees in twice the micro-steps."""
@@ -71,7 +84,7 @@ class StepTimer:
                  micro: list[Batch], fused: bool, warmup: int = 3):
         self.rt, self.micro, self.grad_clip = rt, micro, cfg.grad_clip
         self.opt = make_optimizer(model, cfg, fused)
-        self.model = torch.compile(model) if cfg.compile else model
+        self.model = compiled(model) if cfg.compile else model
         self.tokens = sum(x.numel() for x, _ in micro)  # per step
         self.run(warmup)  # compilation, kernel selection, allocator warm-up
 

@@ -26,7 +26,7 @@ from .optim import fused_adamw, lr_at, make_optimizer
 from .options import TrainConfig, as_dict
 from .runlog import Progress, RunLog
 from .runtime import Runtime
-from .step import fresh_run_dtype, micro_batches, train_step
+from .step import compiled, fresh_run_dtype, micro_batches, train_step
 from .timing import peak_flops
 from .tokenizer import check_same_vocab
 
@@ -176,7 +176,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
     step = state["step"] if state else 0
     elapsed_before = state.get("elapsed", 0.0) if state else 0.0
-    model = torch.compile(raw) if cfg.compile else raw
+    model = compiled(raw) if cfg.compile else raw
     if dist.enabled:
         model = DDP(model, device_ids=[dist.local_rank] if rt.device_type == "cuda" else None)
 

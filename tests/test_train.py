@@ -233,6 +233,21 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
     assert abs(compiled["val_loss"] - eager["val_loss"]) < 1e-3
 
 
+def test_compiling_leaves_the_model_eager_and_shares_its_weights():
+    """Training runs a copy whose blocks are compiled; evaluation, the probes and checkpoints
+    use the original, which must stay eager (no recompile for their shapes) and be trained."""
+    from model.config import named
+    from model.gpt import GPT
+    from model.step import compiled
+
+    model = GPT(named("2x24", "modern", vocab_size=10, block_size=16))
+    fast = compiled(model)
+    assert all(type(b).__name__ == "OptimizedModule" for b in fast.blocks)
+    assert all(type(b).__name__ == "Block" for b in model.blocks)
+    assert [id(p) for p in fast.parameters()] == [id(p) for p in model.parameters()]
+    assert fast.wte is model.wte and fast.head is model.head
+
+
 def test_the_benchmark_times_the_step_training_runs(corpus, tmp_path, monkeypatch):
     """The bench's StepTimer and train() run one step function: from the same seed, on the
     same windows, at the same learning rate, they reach the same weights bit for bit."""
