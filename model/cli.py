@@ -93,10 +93,14 @@ class StudyArgs:
     out: str = ""            # folder of the runs (default: out/study-<plan>, out/sweep-<plan>;
                              # out/<plan> for emergence)
     wandb: str = "disabled"  # "disabled" | "offline" | "online"
-    threads: int = 0         # CPU threads; 0 keeps torch's default
+    threads: int = 0         # CPU threads; 0 keeps torch's default (or, with --jobs, shares cores)
+    jobs: int = 0            # scaling runs trained at once, each its own process; 0: one per core
+                             # (one thread each) on a CPU, one on a GPU
 
     def validate(self) -> None:
         check_values(vars(self), {k: TRAIN_RULES[k] for k in ("wandb", "threads")})
+        check_values(vars(self), {"jobs": (lambda v: isinstance(v, int) and v >= 0,
+                                           "a whole number, 0 (choose) or more")})
 
 
 def check_summaries(root: Path) -> None:
@@ -139,7 +143,7 @@ def cmd_study(a: StudyArgs) -> None:
 
     plan = load_plan(a.preset)
     root = study_root(plan, a, "out/study-{name}")
-    run_study(plan, root, a.wandb, a.threads)
+    run_study(plan, root, a.wandb, a.threads, a.jobs)
     print(f"report: {write_report(root, plan, command=study_command(a))}")
 
 
@@ -161,7 +165,8 @@ def cmd_sweep(a: StudyArgs) -> None:
     from .scaling.sweep import run_sweep
 
     plan = load_plan(a.preset)
-    run_sweep(plan, study_root(plan, a, "out/sweep-{name}"), wandb=a.wandb, threads=a.threads)
+    run_sweep(plan, study_root(plan, a, "out/sweep-{name}"), wandb=a.wandb, threads=a.threads,
+              jobs=a.jobs)
 
 
 @dataclass

@@ -103,13 +103,13 @@ def test_ngram_baseline_on_a_known_sequence():
 
 def study(out, env):
     return subprocess.Popen([sys.executable, "-m", "model.cli", "study", "--preset=quick",
-                             f"--out={out}", "--threads=1"], cwd=out.parent, env=env,
+                             f"--out={out}", "--threads=1", "--jobs=2"], cwd=out.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
 
 def mid_run_checkpoint(out: Path) -> bool:
-    """True once a run has finished and the next one logged an evaluation past step 0
+    """True once a run has finished and another logged an evaluation past step 0
     (the trainer writes the checkpoint before that log line)."""
     if not list(out.glob("*/summary.json")):
         return False
@@ -126,7 +126,20 @@ def mid_run_checkpoint(out: Path) -> bool:
     return False
 
 
-def test_quick_study_survives_kill_9_and_reports(tmp_path):
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has ended; its parent just has not waited
+        return f.read().split(") ")[-1][0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; workers die with "
+                    "their parent by prctl, which only Linux has")
+def test_quick_study_survives_kill_9_of_its_parent_and_reports(tmp_path):
+    """Two runs at a time, each its own process: kill -9 of the study alone (not its process
+    group) must take the runs with it, and the next study resumes the broken run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "study"
     first = study(out, env)
@@ -134,23 +147,78 @@ def test_quick_study_survives_kill_9_and_reports(tmp_path):
     while time.time() < deadline and first.poll() is None and not mid_run_checkpoint(out):
         time.sleep(0.2)
     assert first.poll() is None, "the study ended before it could be killed:\n" + first.stdout.read()
-    os.killpg(first.pid, signal.SIGKILL)
+    workers = [int(p.read_text()) for p in out.glob("*/train.lock") if p.read_text().strip()]
+    workers = [w for w in workers if alive(w) and w != first.pid]
+    assert workers, "no run of the study's own was running"
+    os.kill(first.pid, signal.SIGKILL)
     first.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(map(alive, workers)):
+        time.sleep(0.1)
+    assert not any(map(alive, workers)), "a run outlived its study"
     finished = {p.parent.name for p in out.glob("*/summary.json")}
     assert finished, "the study was killed before any run finished"
     second = study(out, env)
     log, _ = second.communicate(timeout=600)
     assert second.returncode == 0, log
     assert all(f"{name}: finished earlier, skipped" in log for name in finished)
-    assert "starting at step 0/" in log and any(
-        line.startswith("tinygpt:") and "starting at step 0/" not in line
-        for line in log.splitlines()), "the interrupted run did not resume from its checkpoint"
+    starts = [line for p in out.glob("*/train.log") for line in p.read_text().splitlines()
+              if line.startswith("tinygpt:")]
+    assert any("starting at step 0/" not in line for line in starts), \
+        "the interrupted run did not resume from its checkpoint"
     report = (out / "report.md").read_text()
     assert "## Findings" in report and "alpha" in report
     assert "| dtype |" in report and "Precision: float32 at every size." in report  # the preset's
+    assert re.search(r"Training wall time, all runs: \d+:\d\d by the clock, up to 2 runs at a "
+                     r"time \(\d+:\d\d summed\)", report)
     for stem in ("loss_vs_n", "curves_vs_flops", "residuals"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
     assert len(list(out.glob("*/summary.json"))) == 5
+
+
+@pytest.mark.parametrize("jobs,threads,device,runs,expected", [
+    (0, 0, "cpu", 8, (4, 1)),     # one run a core, one thread each
+    (0, 2, "cpu", 8, (2, 2)),     # --threads=2 leaves room for two runs
+    (0, 0, "cpu", 1, (1, 0)),     # a lone run keeps torch's threads
+    (0, 0, "cuda", 8, (1, 0)),    # one GPU, one run
+    (3, 0, "cpu", 8, (3, 1)),
+    (1, 0, "cpu", 8, (1, 0)),
+])
+def test_runs_share_the_cores(monkeypatch, jobs, threads, device, runs, expected):
+    from model.scaling.runner import share_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert share_cores(jobs, threads, device, runs) == expected
+
+
+def test_a_plan_sets_the_precision_per_size(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('tokens = 1000\n[train]\ndtype = "float32"\n[dtype]\n"2x32" = "bfloat16"\n'
+                    '[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n"2x48" = 1e-3\n')
+    plan = load_plan(str(path))
+    dtypes = {s.size: plan.train_config(s, tmp_path / s.name).dtype for s in plan.runs()}
+    assert dtypes == {"2x24": "float32", "2x32": "bfloat16", "2x48": "float32"}
+    path.write_text(path.read_text().replace('"2x32" = "bfloat16"', '"4x72" = "bfloat16"'))
+    with pytest.raises(UserError, match="\\[dtype\\] names '4x72', which is not under \\[lr\\]"):
+        load_plan(str(path))
+    path.write_text(path.read_text().replace('"4x72" = "bfloat16"', '"2x32" = "fp8"'))
+    with pytest.raises(UserError, match="dtype must be a table of sizes and dtypes"):
+        load_plan(str(path))
+
+
+def test_a_run_that_fails_in_its_process_is_one_error_naming_it(corpus, tmp_path):
+    from model.options import TrainConfig
+    from model.scaling.pool import run_parallel
+
+    good = dict(dataset=str(corpus), out_dir=str(tmp_path / "a"), run_name="a", size="2x24",
+                max_iters=2, eval_interval=2, eval_batches=1, batch_size=2, block_size=16,
+                threads=1, device="cpu")
+    bad = {**good, "out_dir": str(tmp_path / "b"), "run_name": "b", "dataset": str(tmp_path / "nope")}
+    ended = []
+    with pytest.raises(UserError, match="^b: .*nope"):
+        run_parallel([TrainConfig(**bad), TrainConfig(**good)], 2, lambda cfg: None,
+                     lambda cfg, result: ended.append(cfg.run_name))
+    assert "Traceback" not in (tmp_path / "b" / "train.log").read_text()
 
 
 def synthetic_run(n, d, flops):

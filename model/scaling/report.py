@@ -28,6 +28,17 @@ FLOP_CONVENTION = ("C = tokens x (6N + 6·n_layer·n_ctx·d + 6·d·V): Kaplan e
                    "term; Chinchilla's full-matrix count gives a slightly lower alpha")
 
 
+def study_time(root: Path, runs: list[dict]) -> str:
+    """The study's training time: the clock's (timing.json) where runs ran side by side,
+    whose wall times then overlap; else the sum of the runs' wall times."""
+    total = fmt_time(sum(r["wall_s"] for r in runs))
+    jobs = max(r.get("jobs", 1) for r in runs)
+    if jobs == 1 or not (root / "timing.json").exists():
+        return total
+    elapsed = json.loads((root / "timing.json").read_text())["elapsed_s"]
+    return f"{fmt_time(elapsed)} by the clock, up to {jobs} runs at a time ({total} summed)"
+
+
 def load_runs(root: Path) -> list[dict]:
     runs = [json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))]
     for run in runs:
@@ -269,13 +280,13 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
     curves = {r["name"]: tuple(map(np.array, zip(*r["curve"]))) for r in runs if r["curve"]}
     plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
     plots.residuals(root, N, L, a["fit"])
-    wall = sum(r["wall_s"] for r in runs)
+    wall = study_time(root, runs)
     text = [f"# Scaling study `{plan.name}`", "", plan.description, "",
             f"- Data: `{plan.dataset}` ({plan.tokenizer} tokens), validation on held-out "
             f"{', '.join(meta['held_out'][:6])}{' ...' if len(meta['held_out']) > 6 else ''}",
             f"- Machine: {runs[0]['machine']}",
             f"- Command: `{command or 'tinygpt study --preset ' + plan.name}`",
-            f"- Training wall time, all runs: {fmt_time(wall)}; report written "
+            f"- Training wall time, all runs: {wall}; report written "
             f"{time.strftime('%Y-%m-%d %H:%M')}", "", "## Findings", "", *findings(a),
             precision_finding(runs), "",
             "## Fits", "", *fit_table(a), "", *method_notes(a), "",
