@@ -275,3 +275,21 @@ def test_report_says_when_the_floor_is_not_bounded_away_from_zero():
     assert "≤ 1.43, not bounded away from 0 (2.9% of refits at 0)" in floor_cells(reaching)
     assert floor_cells(PowerLawFit(1.3, 5.0, 0.3, (1.2, 1.4), (4, 6), (0.2, 0.4))) == (
         "1.3000 | [1.2, 1.4]")
+
+
+def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
+    """tinygpt sweep: each size's grid of rates, two runs at a time, extended past an edge."""
+    from model.scaling.sweep import run_sweep
+
+    path = tmp_path / "p.toml"
+    path.write_text(f'dataset = "{corpus}"\ntokens = 8_000\nblock_size = 32\nbatch_size = 2\n'
+                    '[train]\ndtype = "float32"\neval_batches = 2\n'
+                    '[sweep]\ntokens = 8_000\nfactors = [0.01, 1.0]\nextend = 1\n'
+                    '[lr]\n"2x24" = 1e-2\n"2x32" = 1e-2\n"2x48" = 1e-2\n')
+    result = run_sweep(load_plan(str(path)), tmp_path / "sweep", jobs=2, threads=1)
+    assert set(result["sizes"]) == {"2x24", "2x32", "2x48"}
+    for row in result["sizes"].values():  # 1e-4 is far too low: the grid grows past 1e-2
+        assert len(row["val_loss"]) == 3 and row["best_lr"] > 1e-4
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    # the first grid runs two at a time; each extension is one run, on its own
+    assert len(summaries) == 9 and {s["jobs"] for s in summaries} == {1, 2}
