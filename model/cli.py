@@ -98,9 +98,8 @@ class StudyArgs:
                              # (one thread each) on a CPU, one on a GPU
 
     def validate(self) -> None:
-        check_values(vars(self), {k: TRAIN_RULES[k] for k in ("wandb", "threads")})
-        check_values(vars(self), {"jobs": (lambda v: isinstance(v, int) and v >= 0,
-                                           "a whole number, 0 (choose) or more")})
+        check_values(vars(self), {**{k: TRAIN_RULES[k] for k in ("wandb", "threads")},
+                                  "jobs": (lambda v: v >= 0, "0 (choose) or more")})
 
 
 def check_summaries(root: Path) -> None:

@@ -39,15 +39,31 @@ def make_dir(path: Path, option: str) -> Path:
     return path
 
 
+def one_line(e: BaseException) -> str | None:
+    """The one-line message for a user's or the environment's error (a UserError, a file that
+    cannot be written, memory that ran out); None for an error that is ours to fix, whose
+    traceback is kept."""
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, OSError) and e.filename is not None:
+        cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
+        return (f"{e.filename}: {cause}; free some space, or check the path and its "
+                "permissions")
+    if isinstance(e, (MemoryError, RuntimeError)):
+        size = memory_shortfall(e)
+        if size is not None:
+            return (f"out of memory: {size} did not fit; lower --batch_size or --block_size, "
+                    "or use a smaller model (--size, --n_layer, --n_embd)")
+    return None
+
+
 def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a CLI main so UserError and Ctrl-C end with a one-line message."""
+    """Wrap a CLI main so user and environment errors (one_line) and Ctrl-C end with a
+    one-line message."""
     @functools.wraps(main)
     def wrapped(*args, **kwargs) -> int:
         try:
             return main(*args, **kwargs) or 0
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -55,20 +71,11 @@ def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
             # what is still buffered would fail again when Python flushes stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
-        except OSError as e:
-            if e.filename is None:  # not about a file: keep the traceback, it is ours to fix
+        except Exception as e:
+            message = one_line(e)
+            if message is None:  # ours to fix: keep the traceback
                 raise
-            cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
-            print(f"error: {e.filename}: {cause}; free some space, or check the path and its "
-                  "permissions", file=sys.stderr)
-            return 2
-        except (MemoryError, RuntimeError) as e:
-            size = memory_shortfall(e)
-            if size is None:
-                raise
-            print(f"error: out of memory: {size} did not fit; lower --batch_size or "
-                  "--block_size, or use a smaller model (--size, --n_layer, --n_embd)",
-                  file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
             return 2
     return wrapped
 

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import UserError, make_dir, one_line
 from ..files import machine
 from ..options import TrainConfig
 
@@ -40,21 +40,24 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker(cfg: TrainConfig, conn: Connection, parent: int) -> None:
     """One run in a fresh process, its output appended to <out_dir>/train.log; sends back
-    ("done", summary), ("error", message) for a user's error, or ("crash", traceback)."""
+    ("done", summary), ("error", message) for a user's or the environment's error (as the
+    command line would print it), or ("crash", traceback)."""
     from ..trainer import train
 
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(cfg.out_dir) / LOG, "a", buffering=1) as f, \
+    with open(make_dir(Path(cfg.out_dir), "out") / LOG, "a", buffering=1) as f, \
             contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             conn.send(("done", {**train(cfg), "machine": machine()}))
-        except UserError as e:
-            conn.send(("error", str(e)))
-        except BaseException:
-            print(traceback.format_exc(), flush=True)
-            conn.send(("crash", traceback.format_exc()))
+        except Exception as e:
+            message = one_line(e)
+            if message is not None:
+                conn.send(("error", message))
+            else:  # ours to fix: the traceback, in the log and to the study
+                trace = traceback.format_exc()
+                print(trace, flush=True)
+                conn.send(("crash", trace))
 
 
 def _outcome(cfg: TrainConfig, process, conn: Connection) -> dict:
