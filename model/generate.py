@@ -1,8 +1,8 @@
-"""Autoregressive decoding with a KV cache; temperature, top-k, top-p sampling.
+"""Autoregressive sampling: temperature, top-k, top-p, one token after another.
 
-With the cache each new token costs one position's worth of compute instead of
-a forward pass over the whole context. Without it (use_cache=False) every step
-recomputes the full window, as nanoGPT does; tests check both give the same tokens.
+With the cache of keys and values (decode.py) each new token costs one position's worth of
+compute instead of a forward pass over the whole context. Without it (use_cache=False) every
+step recomputes the full window, as nanoGPT does; tests check both give the same tokens.
 """
 from __future__ import annotations
 
@@ -10,40 +10,8 @@ from typing import Iterator
 
 import torch
 
+from .decode import Decoder
 from .gpt import GPT
-
-
-class KVCache:
-    """Every layer's keys and values, preallocated to the context, and one position: how many
-    tokens are cached (nanochat's engine keeps one the same way). Layer i writes its keys at
-    pos; the model advances pos once its last layer has run."""
-
-    def __init__(self, model: GPT, batch: int, dtype: torch.dtype):
-        cfg = model.cfg
-        shape = (cfg.n_layer, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
-        k = torch.empty(shape, device=model.wte.weight.device, dtype=dtype)
-        v = torch.empty_like(k)
-        # each layer's view, indexed once here rather than on every token
-        self.k, self.v = k.unbind(0), v.unbind(0)  # n_layer x (B, h, block_size, hd)
-        self.pos = 0
-        # smeared keys: each layer's latest key before smearing
-        self.last_key: list[torch.Tensor | None] = [None] * cfg.n_layer
-
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store layer's keys and values (B, h, T, hd) at pos; all of that layer's so far."""
-        end = self.pos + k.size(2)
-        keys, values = self.k[layer], self.v[layer]
-        keys[:, :, self.pos:end] = k
-        values[:, :, self.pos:end] = v
-        return keys[:, :, :end], values[:, :, :end]
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-
-    @property
-    def full(self) -> bool:
-        return self.pos == self.k[0].size(2)
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
@@ -84,23 +52,21 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
     gen = None
     if seed is not None:
         gen = torch.Generator(device=idx.device).manual_seed(seed)
-    dtype = model.wte.weight.dtype
-    cache, logits = None, None
+    decoder, nxt = None, None
     # the tokens so far, written in place: a torch.cat per token would cost a fixed amount each
     tokens = torch.empty(idx.size(0), idx.size(1) + max_new_tokens, dtype=idx.dtype,
                          device=idx.device)
     tokens[:, :idx.size(1)] = idx
     for end in range(idx.size(1), tokens.size(1)):
-        idx = tokens[:, :end]
         if not use_cache:
-            logits, _ = model(idx[:, -block:])
-        elif cache is None or cache.full:
-            window = idx[:, -(block // 2):] if cache is not None else idx
-            cache = KVCache(model, idx.size(0), dtype)
-            logits, _ = model(window, cache=cache)
+            logits = model(tokens[:, max(0, end - block):end])[0][:, -1]
+        elif decoder is None or decoder.full:
+            start = end - block // 2 if decoder is not None else 0
+            decoder = Decoder(model, idx.size(0))
+            logits = decoder(tokens[:, start:end])
         else:
-            logits, _ = model(idx[:, -1:], cache=cache)
-        nxt = sample_next(logits[:, -1], temperature, top_k, top_p, gen)
+            logits = decoder(nxt)
+        nxt = sample_next(logits, temperature, top_k, top_p, gen)
         tokens[:, end:end + 1] = nxt
         yield nxt
 

@@ -56,7 +56,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
     """Scaled dot-product attention. On CPU it runs in fp32 even under bf16 autocast: torch's
     CPU flash-attention kernel is slower in bf16 than in fp32 for forward + backward at these
     shapes (docs/measurements.md), and at small head sizes the casts cost little."""
-    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+    if q.dtype == torch.bfloat16 and q.is_cpu:
         with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
             y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
                                                is_causal=causal, dropout_p=dropout)
@@ -65,9 +65,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig, layer: int = 0):
+    def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.layer = layer  # which layer's keys and values it keeps in a decoding cache
         self.n_head, self.head_dim = cfg.n_head, cfg.n_embd // cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -78,46 +77,44 @@ class CausalSelfAttention(nn.Module):
         self.smear = nn.Parameter(torch.zeros(self.n_head)) if cfg.smear_keys else None
         self.dropout = cfg.dropout
 
-    def smear_keys(self, k: torch.Tensor, cache=None) -> torch.Tensor:
+    def smear_keys(self, k: torch.Tensor, before: torch.Tensor | None = None) -> torch.Tensor:
         """k_j <- g·k_j + (1-g)·k_{j-1}, g = sigmoid(smear) per head (Olsson et al. 2022): a key
         then also says which token came before it, so a single layer can look for "the token
         after an earlier copy of mine", the induction pattern that otherwise needs a
-        previous-token head in an earlier layer. Position 0 mixes with a zero key."""
+        previous-token head in an earlier layer. The first position mixes with `before`, the
+        (unsmeared) key just before k's first position when decoding continues (B, h, 1, hd),
+        and with a zero key at the start of a sequence."""
         B, h, T, hd = k.shape
-        before = k.new_zeros(B, h, 1, hd)
-        if cache is not None and cache.pos > 0:
-            before = cache.last_key[self.layer]  # the previous chunk's last key, unsmeared
+        if before is None:
+            before = k.new_zeros(B, h, 1, hd)
         shifted = torch.cat((before, k[:, :, :-1]), dim=2)  # (B, h, T, hd): k_{j-1} at j
-        if cache is not None:
-            cache.last_key[self.layer] = k[:, :, -1:]
         gate = torch.sigmoid(self.smear).to(k.dtype).view(1, h, 1, 1)
         return gate * k + (1 - gate) * shifted
 
-    def qkv_heads(self, x: torch.Tensor, rotary=None, cache=None):
-        """Queries, keys and values (B, h, T, hd) as attention uses them: normed, smeared
-        and rotated. The in-context instruments call it to rebuild the attention maps."""
+    def qkv_heads(self, x: torch.Tensor, rotary=None):
+        """Queries, keys and values (B, h, T, hd) as attention uses them. The in-context
+        instruments call it to rebuild the attention maps."""
         B, T, C = x.shape
         # (3, B, h, T, hd): one permute instead of a transpose each
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        return *self.ready(q, k, rotary), v
+
+    def ready(self, q: torch.Tensor, k: torch.Tensor, rotary=None,
+              before: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected queries and keys (B, h, T, hd) made ready for attention: normed, smeared
+        (before: see smear_keys) and rotated, as the architecture says."""
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.smear is not None:
-            k = self.smear_keys(k, cache)
+            k = self.smear_keys(k, before)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        return q, k, v
+        return q, k
 
-    def forward(self, x, rotary=None, cache=None):
+    def forward(self, x, rotary=None):
         B, T, C = x.shape
-        q, k, v = self.qkv_heads(x, rotary, cache)
-        if cache is not None:
-            k, v = cache.append(self.layer, k, v)
-        # Causal masking is only needed when queries see their own chunk; a
-        # single decoded token may look at everything in the cache.
-        causal = T > 1
-        if causal and k.size(2) != T:
-            raise ValueError("multi-token chunks are only supported on an empty cache")
-        y = attention(q, k, v, causal, self.dropout if self.training else 0.0)
+        q, k, v = self.qkv_heads(x, rotary)
+        y = attention(q, k, v, True, self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, h, T, hd) -> (B, T, C)
 
 
@@ -142,20 +139,20 @@ def gelu(h: torch.Tensor) -> torch.Tensor:
     per call is several times the work of one decoded token's few hundred values
     (docs/measurements.md); a transposed view of the same memory goes to torch's own kernel,
     which computes the same function without that cost."""
-    if h.device.type == "cpu" and h.dtype == torch.float32 and h.size(-2) == 1:
+    if h.size(-2) == 1 and h.is_cpu and h.dtype == torch.float32:
         return F.gelu(h.view(-1, 2).t()).t().reshape(h.shape)  # (N/2, 2) -> (2, N/2) and back
     return F.gelu(h)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig, layer: int = 0):
+    def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln1, self.attn = make_norm(cfg, cfg.n_embd), CausalSelfAttention(cfg, layer)
+        self.ln1, self.attn = make_norm(cfg, cfg.n_embd), CausalSelfAttention(cfg)
         self.ln2, self.mlp = make_norm(cfg, cfg.n_embd), MLP(cfg)
         self.drop = make_dropout(cfg.dropout)
 
-    def forward(self, x, rotary=None, cache=None):
-        x = x + self.drop(self.attn(self.ln1(x), rotary, cache))
+    def forward(self, x, rotary=None):
+        x = x + self.drop(self.attn(self.ln1(x), rotary))
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
@@ -166,7 +163,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.drop = make_dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg, cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.head.weight = self.wte.weight  # tied input and output embeddings
@@ -189,41 +186,40 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, 0.0, 0.02)
 
-    def hidden(self, idx: torch.Tensor, cache=None) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """The final normed hidden states (B, T, n_embd): what the language-model head reads,
-        and what the reward and value heads of the InstructGPT stages read (model/instruct).
-        With a decoding cache (generate.KVCache) idx continues the cached tokens."""
-        T, start = idx.size(1), 0 if cache is None else cache.pos
-        if start + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.cfg.block_size}")
+        and what the reward and value heads of the InstructGPT stages read (model/instruct)."""
+        T = idx.size(1)
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
         x = self.wte(idx)
         rotary = None
         if self.wpe is not None:
-            x = x + self.wpe.weight[start:start + T]  # a slice: no index tensor to build
+            x = x + self.wpe.weight[:T]  # a slice: no index tensor to build
         else:
-            rotary = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+            rotary = (self.rope_cos[:T], self.rope_sin[:T])
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, rotary, cache)
-        if cache is not None:
-            cache.advance(T)
+            x = block(x, rotary)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 reduction: str = "mean"):
-        """Logits for idx (B, T) and, with targets, the cross-entropy loss.
-
-        cache (generate.KVCache: every layer's keys and values so far, and their count) is
-        used by decoding; training passes none.
-        """
-        logits = self.head(self.hidden(idx, cache))
-        if self.cfg.softcap:
-            logits = self.cfg.softcap * torch.tanh(logits / self.cfg.softcap)
+        """Logits for idx (B, T) and, with targets, the cross-entropy loss. Decoding with a
+        cache of earlier positions' keys and values runs the same network in decode.py."""
+        logits = self.logits(self.hidden(idx))
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
                                ignore_index=-1, reduction=reduction)
         return logits, loss
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The language-model head on final hidden states, softcapped when the config says."""
+        logits = self.head(h)
+        if self.cfg.softcap:
+            logits = self.cfg.softcap * torch.tanh(logits / self.cfg.softcap)
+        return logits
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; non_embedding drops the token and position tables

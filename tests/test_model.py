@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model import decode, gpt
 from model.config import GPTConfig, named
-from model.generate import KVCache, generate
+from model.decode import Decoder
+from model.generate import generate
 from model.gpt import GPT, attention, flops_per_token, gelu, n_nonemb_formula
 from model.options import TrainConfig
 from model.step import faster_cpu_dtype
@@ -140,25 +142,29 @@ def test_generation_past_the_context_keeps_going():
     assert out.shape == (1, 43)
 
 
-def test_decoding_leaves_global_backend_flags_alone():
-    # every forward, cached steps included, runs with the caller's oneDNN setting
+def test_decoding_leaves_global_backend_flags_alone(monkeypatch):
+    # every step, the prompt's and each token's, runs with the caller's oneDNN setting
     model = GPT(named("2x32", block_size=16)).eval()
     seen = []
-    model.blocks[0].register_forward_hook(
-        lambda *_: seen.append(torch.backends.mkldnn.enabled))
+
+    def attention(*args):
+        seen.append(torch.backends.mkldnn.enabled)
+        return gpt.attention(*args)
+    monkeypatch.setattr(decode, "attention", attention)
     generate(model, torch.zeros(1, 3, dtype=torch.long), 10)
-    assert seen == [True] * 10
+    assert seen == [True] * 10 * model.cfg.n_layer
 
 
 def test_one_cache_holds_every_layer_at_one_position():
     model = GPT(named("nano-cpu", "modern", block_size=32)).eval()
-    cache = KVCache(model, batch=2, dtype=torch.float32)
-    with torch.no_grad():
-        model(torch.randint(0, 65, (2, 5)), cache=cache)
-        assert cache.pos == 5
-        model(torch.randint(0, 65, (2, 1)), cache=cache)
-    assert cache.pos == 6 and len(cache.k) == model.cfg.n_layer
-    assert len({k.untyped_storage().data_ptr() for k in cache.k}) == 1  # one allocation
+    decoder = Decoder(model, batch=2)
+    decoder(torch.randint(0, 65, (2, 5)))
+    assert decoder.pos == 5
+    decoder(torch.randint(0, 65, (2, 1)))
+    assert decoder.pos == 6 and len(decoder.layers) == model.cfg.n_layer
+    assert len({L.rows.untyped_storage().data_ptr() for L in decoder.layers}) == 1
+    with pytest.raises(ValueError, match="empty cache"):
+        decoder(torch.randint(0, 65, (2, 2)))
 
 
 @pytest.mark.parametrize("onednn", [True, False])

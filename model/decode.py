@@ -1,0 +1,142 @@
+"""The model run for decoding: a few tokens at a time, with every earlier position's keys and
+values kept (the KV cache).
+
+GPT.forward is written for training: modules called on whole windows. Decoding one token at
+batch 1 does a few thousand multiply-adds per operation, so there the cost is the number of
+operations, not their arithmetic (docs/measurements.md, "Decoding"). This runs the same network,
+reading the weights of the model's own modules (shared, not copied), with as few operations a
+token as it takes: the qkv projection writes each position's queries, keys and values straight
+into the cache, each residual is added by its matmul in place, and no module is called on the
+way. tests/test_model.py checks it gives the tokens GPT.forward gives, for every option of the
+architecture.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .gpt import GPT, attention, gelu
+
+
+def norm_of(module: nn.Module):
+    """The function a norm module computes, with its weights bound: calling the module costs
+    more than its work on one token."""
+    shape, w, eps = module.normalized_shape, module.weight, module.eps
+    if isinstance(module, nn.LayerNorm):
+        b = module.bias
+        return lambda x: torch.layer_norm(x, shape, w, b, eps)
+    return lambda x: torch.rms_norm(x, shape, w, eps)
+
+
+def weight_of(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(in, out) and bias: x @ w is the layer's output without the bias."""
+    return linear.weight.t(), linear.bias
+
+
+class Layer:
+    """One block's weights and its part of the cache: rows (block_size, B, 3·C) hold each
+    position's projected queries, keys and values; q, k, v view them as (B, h, block_size, hd).
+    keys is k itself, or, where attention changes the keys (norm, smearing, rotation), a
+    tensor of its own for the changed ones."""
+    __slots__ = ("ln1", "qkv", "qkv_bias", "proj", "proj_bias", "ln2", "fc", "fc_bias", "out",
+                 "out_bias", "relu2", "attn", "plain", "rows", "q", "k", "v", "keys")
+
+    def __init__(self, block: nn.Module, rows: torch.Tensor, n_head: int, rotary: bool):
+        attn = block.attn
+        self.ln1, self.ln2, self.attn = norm_of(block.ln1), norm_of(block.ln2), attn
+        self.qkv, self.qkv_bias = weight_of(attn.qkv)
+        self.proj, self.proj_bias = weight_of(attn.proj)
+        self.fc, self.fc_bias = weight_of(block.mlp.fc)
+        self.out, self.out_bias = weight_of(block.mlp.proj)
+        self.relu2 = block.mlp.relu2
+        T, B, _ = rows.shape
+        self.rows = rows
+        # (T, B, 3·C) -> (T, B, 3, h, hd) -> (3, B, h, T, hd)
+        self.q, self.k, self.v = rows.view(T, B, 3, n_head, -1).permute(2, 1, 3, 0, 4)
+        self.plain = attn.q_norm is None and attn.smear is None and not rotary
+        self.keys = self.k if self.plain else torch.empty_like(self.k)
+
+
+class Decoder:
+    """Logits of the next token, a call per step: decoder(prompt) (B, T) on an empty cache,
+    then decoder(token) (B, 1) for each token after. It holds the keys and values of at most
+    block_size positions; `full` says when it holds that many. Rotary and learned positions,
+    both norms, QK-norm, smeared keys, ReLU² and the softcap all act as in GPT.forward."""
+
+    def __init__(self, model: GPT, batch: int):
+        cfg, w = model.cfg, model.wte.weight
+        self.model, self.batch, self.n_embd, self.block_size = model, batch, cfg.n_embd, cfg.block_size
+        self.wte = w
+        # one allocation for every layer's cache: (n_layer, block_size, B, 3·C)
+        rows = torch.empty(cfg.n_layer, cfg.block_size, batch, 3 * cfg.n_embd, dtype=w.dtype,
+                           device=w.device)
+        self.layers = [Layer(b, r, cfg.n_head, model.wpe is None)
+                       for b, r in zip(model.blocks, rows.unbind(0))]
+        self.ln_f = norm_of(model.ln_f)
+        # (block_size, 1, C): the position table broadcast over the batch
+        self.wpe = model.wpe.weight.unsqueeze(1) if model.wpe is not None else None
+        self.pos = 0  # positions cached
+
+    @property
+    def full(self) -> bool:
+        return self.pos == self.block_size
+
+    @torch.inference_mode()
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) after idx (B, T), the T tokens that follow those cached."""
+        B, T = idx.shape
+        start, end, C = self.pos, self.pos + idx.size(1), self.n_embd
+        if end > self.block_size:
+            raise ValueError(f"sequence of {end} tokens exceeds block_size {self.block_size}")
+        if T > 1 and start:
+            raise ValueError("several tokens at once only on an empty cache")
+        # (T·B, C): position-major, as the cache's rows
+        x = self.wte.index_select(0, idx.view(-1) if T == 1 else idx.t().reshape(-1))
+        rotary = None
+        if self.wpe is not None:
+            x.view(T, B, C).add_(self.wpe.narrow(0, start, T))
+        else:
+            m = self.model
+            rotary = (m.rope_cos.narrow(0, start, T), m.rope_sin.narrow(0, start, T))
+        for layer in self.layers:
+            self.attend(layer, x, start, T, rotary)
+            self.mlp(layer, x)
+        self.pos = end
+        return self.model.logits(self.ln_f(x if T == 1 else x[-B:]))  # the last position's rows
+
+    def attend(self, L: Layer, x: torch.Tensor, start: int, T: int, rotary) -> None:
+        """x += attention over every cached position and these T, in place; x (T·B, C)."""
+        end, B, C = start + T, self.batch, self.n_embd
+        h = L.ln1(x)
+        rows = L.rows[start] if T == 1 else L.rows.narrow(0, start, T).view(T * B, 3 * C)
+        if L.qkv_bias is None:
+            torch.mm(h, L.qkv, out=rows)
+        else:
+            torch.addmm(L.qkv_bias, h, L.qkv, out=rows)
+        q = L.q.narrow(2, start, T)
+        if not L.plain:  # the keys attention uses are not the projected ones: keep them apart
+            q, k = L.attn.ready(q, L.k.narrow(2, start, T), rotary, self.key_before(L, start))
+            L.keys.narrow(2, start, T).copy_(k)
+        y = attention(q, L.keys.narrow(2, 0, end), L.v.narrow(2, 0, end), T > 1, 0.0)
+        y = y.view(B, C) if T == 1 else y.permute(2, 0, 1, 3).reshape(T * B, C)  # (B, h, T, hd)
+        x.addmm_(y, L.proj)
+        if L.proj_bias is not None:
+            x += L.proj_bias
+
+    @staticmethod
+    def key_before(L: Layer, start: int) -> torch.Tensor | None:
+        """What smearing mixes into the key at start: the one before it, normed as attention
+        norms keys (None at the start of a sequence, or without smearing)."""
+        if L.attn.smear is None or not start:
+            return None
+        before = L.k.narrow(2, start - 1, 1)
+        return before if L.attn.k_norm is None else L.attn.k_norm(before)
+
+    def mlp(self, L: Layer, x: torch.Tensor) -> None:
+        """x += the MLP of x, in place; x (T·B, C)."""
+        h = L.ln2(x)
+        h = torch.mm(h, L.fc) if L.fc_bias is None else torch.addmm(L.fc_bias, h, L.fc)
+        h = torch.relu_(h).square_() if L.relu2 else gelu(h)
+        x.addmm_(h, L.out)
+        if L.out_bias is not None:
+            x += L.out_bias
