@@ -65,8 +65,8 @@ class Decoder:
 
     def __init__(self, model: GPT, batch: int):
         cfg, w = model.cfg, model.wte.weight
-        self.model, self.batch, self.n_embd, self.block_size = model, batch, cfg.n_embd, cfg.block_size
-        self.wte = w
+        self.model, self.wte, self.batch = model, w, batch
+        self.n_embd, self.block_size = cfg.n_embd, cfg.block_size
         # one allocation for every layer's cache: (n_layer, block_size, B, 3·C)
         rows = torch.empty(cfg.n_layer, cfg.block_size, batch, 3 * cfg.n_embd, dtype=w.dtype,
                            device=w.device)
@@ -118,7 +118,8 @@ class Decoder:
             q, k = L.attn.ready(q, L.k.narrow(2, start, T), rotary, self.key_before(L, start))
             L.keys.narrow(2, start, T).copy_(k)
         y = attention(q, L.keys.narrow(2, 0, end), L.v.narrow(2, 0, end), T > 1, 0.0)
-        y = y.view(B, C) if T == 1 else y.permute(2, 0, 1, 3).reshape(T * B, C)  # (B, h, T, hd)
+        # (B, h, T, hd) -> (T, B, h, hd) -> (T·B, C): position-major again
+        y = y.view(B, C) if T == 1 else y.permute(2, 0, 1, 3).reshape(T * B, C)
         x.addmm_(y, L.proj)
         if L.proj_bias is not None:
             x += L.proj_bias

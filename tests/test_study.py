@@ -14,7 +14,7 @@ import pytest
 from model.errors import UserError
 from model.gpt import flops_per_token, n_nonemb_formula
 from model.scaling.ngram import ngram_loss
-from model.scaling.plan import load_plan
+from model.scaling.plan import config_hash, load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,6 +206,18 @@ def test_a_plan_sets_the_precision_per_size(tmp_path):
         load_plan(str(path))
 
 
+def test_a_plan_sets_compiling_per_size(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('tokens = 1000\n[train]\ncompile = true\n[compile]\n"2x24" = false\n'
+                    '[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n')
+    plan = load_plan(str(path))
+    compiled = {s.size: plan.train_config(s, tmp_path / s.name).compile for s in plan.runs()}
+    assert compiled == {"2x24": False, "2x32": True}
+    path.write_text(path.read_text().replace('"2x24" = false', '"2x24" = "no"'))
+    with pytest.raises(UserError, match="compile must be a table of sizes and true or false"):
+        load_plan(str(path))
+
+
 def test_a_run_that_fails_in_its_process_is_one_error_naming_it(corpus, tmp_path):
     from model.options import TrainConfig
     from model.scaling.pool import run_parallel
@@ -293,3 +305,23 @@ def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
     # the first grid runs two at a time; each extension is one run, on its own
     assert len(summaries) == 9 and {s["jobs"] for s in summaries} == {1, 2}
+
+
+def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys):
+    from model.scaling.runner import Ledger
+
+    path = tmp_path / "p.toml"
+    path.write_text('tokens = 1000\n[lr]\n"2x24" = 1e-3\n')
+    plan = load_plan(str(path))
+    spec = plan.runs()[0]
+    cfg = plan.train_config(spec, tmp_path / spec.name)
+    (tmp_path / spec.name).mkdir()
+    summary = tmp_path / spec.name / "summary.json"
+    ledger = Ledger(plan, [spec], tmp_path, jobs=1)
+    summary.write_text(json.dumps({"val_loss": 2.0, "config_hash": config_hash(cfg)}))
+    assert ledger.skipped(spec, cfg)["val_loss"] == 2.0
+    assert capsys.readouterr().out.rstrip().endswith("finished earlier, skipped")
+    summary.write_text(json.dumps({"val_loss": 2.0, "config_hash": "0123456789ab"}))
+    ledger.skipped(spec, cfg)
+    out = capsys.readouterr().out
+    assert "config 0123456789ab, is not what the plan now gives" in out and spec.name in out

@@ -49,6 +49,7 @@ class StudyPlan:
     evals: int = 20
     train: dict = field(default_factory=dict)
     dtype: dict[str, str] = field(default_factory=dict)  # per size, over [train]'s dtype
+    compile: dict[str, bool] = field(default_factory=dict)  # per size, over [train]'s compile
     sweep: dict = field(default_factory=dict)
     description: str = ""
     vocab_size: int = 0  # set from the prepared data; FLOP budgets need it to count tokens
@@ -74,8 +75,9 @@ class StudyPlan:
             eval_interval=max(steps // self.evals, 1), log_interval=max(steps // 10, 1),
             run_name=spec.name, wandb_group=f"study-{self.name}")
         values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
-        if spec.size in self.dtype:
-            values["dtype"] = self.dtype[spec.size]
+        for key in PER_SIZE:  # [dtype] and [compile]: a size's own value over [train]'s
+            if spec.size in getattr(self, key):
+                values[key] = getattr(self, key)[spec.size]
         values.update(extra)
         return TrainConfig(**values).validate()
 
@@ -111,9 +113,10 @@ def load_plan(preset_or_path: str) -> StudyPlan:
     if bad or not raw.get("lr"):
         raise UserError(f"{path}: [lr] must map known sizes to learning rates; "
                         f"unknown: {bad}; known sizes: {', '.join(SIZES)}")
-    stray = [s for s in raw.get("dtype", {}) if s not in raw["lr"]]
-    if stray:
-        raise UserError(f"{path}: [dtype] names {stray[0]!r}, which is not under [lr]")
+    for key in PER_SIZE:
+        stray = [s for s in raw.get(key, {}) if s not in raw["lr"]]
+        if stray:
+            raise UserError(f"{path}: [{key}] names {stray[0]!r}, which is not under [lr]")
     if not raw.get("tokens") and not raw.get("flops"):
         raise UserError(f"{path}: give a token budget (tokens = ...) or FLOP budgets (flops = [...])")
     return StudyPlan(**{"name": path.stem, **raw})
@@ -135,11 +138,17 @@ PLAN_VALUES = {
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
     "dtype": (lambda v: isinstance(v, dict) and all(map(TRAIN_RULES["dtype"][0], v.values())),
               "a table of sizes and dtypes, each " + TRAIN_RULES["dtype"][1]),
+    "compile": (lambda v: isinstance(v, dict) and all(isinstance(x, bool) for x in v.values()),
+                "a table of sizes and true or false"),
     "sweep": (lambda v: isinstance(v, dict) and set(v) <= {"tokens", "factors", "extend"}
               and whole(v.get("tokens", 1)) and _sweep_factors(v.get("factors", [1]))
               and isinstance(v.get("extend", 0), int),
               "a table of tokens (a count), factors (a non-empty list) and extend (a count)"),
 }
+
+
+# The tables that set a training key per size, over [train]'s value
+PER_SIZE = ("dtype", "compile")
 
 
 def _sweep_factors(v) -> bool:

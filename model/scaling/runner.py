@@ -77,10 +77,15 @@ class Ledger:
     def tag(self, spec: RunSpec) -> str:
         return f"[{self.index[spec.name]}/{self.n}] {spec.name}"
 
-    def skipped(self, spec: RunSpec) -> dict:
-        print(f"{self.tag(spec)}: finished earlier, skipped", flush=True)
+    def skipped(self, spec: RunSpec, cfg: TrainConfig) -> dict:
+        summary = json.loads((self.root / spec.name / "summary.json").read_text())
+        old, new = summary.get("config_hash"), config_hash(cfg)
+        note = "" if old in (None, new) else (
+            f" (its recipe, config {old}, is not what the plan now gives, {new}: delete "
+            f"{self.root / spec.name} to train it again)")
+        print(f"{self.tag(spec)}: finished earlier, skipped{note}", flush=True)
         self.done += run_flops(self.plan, spec)
-        return json.loads((self.root / spec.name / "summary.json").read_text())
+        return summary
 
     def started(self, spec: RunSpec) -> None:
         eta = f", study ETA about {fmt_time((self.total - self.done) / self.rate)}" \
@@ -114,7 +119,8 @@ def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "d
     device = pick_device(plan.train.get("device", "auto"))
     jobs, threads = share_cores(jobs, threads, device, len(todo))
     ledger = Ledger(plan, specs, root, jobs)
-    summaries = {s.name: ledger.skipped(s) for s in specs if s not in todo}
+    summaries = {s.name: ledger.skipped(s, plan.train_config(s, root / s.name))
+                 for s in specs if s not in todo}
     configs = {s.name: plan.train_config(s, root / s.name, wandb=wandb, threads=threads)
                for s in todo}
     spec_of = {s.name: s for s in todo}
