@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -191,30 +192,23 @@ def test_runs_share_the_cores(monkeypatch, jobs, threads, device, runs, expected
     assert share_cores(jobs, threads, device, runs) == expected
 
 
-def test_a_plan_sets_the_precision_per_size(tmp_path):
+@pytest.mark.parametrize("key, train, chosen, wrong, message", [
+    ("dtype", '"float32"', '"bfloat16"', '"fp8"', "a table of sizes and dtypes"),
+    ("compile", "true", "false", '"no"', "a table of sizes and true or false")])
+def test_a_plan_sets_a_training_key_per_size(tmp_path, key, train, chosen, wrong, message):
+    """[dtype] and [compile] give a size its own value over [train]'s."""
     path = tmp_path / "p.toml"
-    path.write_text('tokens = 1000\n[train]\ndtype = "float32"\n[dtype]\n"2x32" = "bfloat16"\n'
+    path.write_text(f'tokens = 1000\n[train]\n{key} = {train}\n[{key}]\n"2x32" = {chosen}\n'
                     '[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n"2x48" = 1e-3\n')
     plan = load_plan(str(path))
-    dtypes = {s.size: plan.train_config(s, tmp_path / s.name).dtype for s in plan.runs()}
-    assert dtypes == {"2x24": "float32", "2x32": "bfloat16", "2x48": "float32"}
-    path.write_text(path.read_text().replace('"2x32" = "bfloat16"', '"4x72" = "bfloat16"'))
-    with pytest.raises(UserError, match="\\[dtype\\] names '4x72', which is not under \\[lr\\]"):
+    values = {s.size: getattr(plan.train_config(s, tmp_path / s.name), key) for s in plan.runs()}
+    default, own = (tomllib.loads(f"v = {v}")["v"] for v in (train, chosen))
+    assert values == {"2x24": default, "2x32": own, "2x48": default}
+    path.write_text(path.read_text().replace(f'"2x32" = {chosen}', f'"4x72" = {chosen}'))
+    with pytest.raises(UserError, match=f"\\[{key}\\] names '4x72', which is not under \\[lr\\]"):
         load_plan(str(path))
-    path.write_text(path.read_text().replace('"4x72" = "bfloat16"', '"2x32" = "fp8"'))
-    with pytest.raises(UserError, match="dtype must be a table of sizes and dtypes"):
-        load_plan(str(path))
-
-
-def test_a_plan_sets_compiling_per_size(tmp_path):
-    path = tmp_path / "p.toml"
-    path.write_text('tokens = 1000\n[train]\ncompile = true\n[compile]\n"2x24" = false\n'
-                    '[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n')
-    plan = load_plan(str(path))
-    compiled = {s.size: plan.train_config(s, tmp_path / s.name).compile for s in plan.runs()}
-    assert compiled == {"2x24": False, "2x32": True}
-    path.write_text(path.read_text().replace('"2x24" = false', '"2x24" = "no"'))
-    with pytest.raises(UserError, match="compile must be a table of sizes and true or false"):
+    path.write_text(path.read_text().replace(f'"4x72" = {chosen}', f'"2x32" = {wrong}'))
+    with pytest.raises(UserError, match=f"{key} must be {message}"):
         load_plan(str(path))
 
 
