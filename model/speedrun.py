@@ -115,8 +115,9 @@ def print_table(result: dict) -> None:
               f"{run['wall_s'] - run['loop_s']:>19.1f} {ratio:>6}")
     fast = result["runs"][1]
     if fast["reached"]:
-        print(f"  speedrun: {fast['ratio']:.2f} of the baseline's time, {1 / fast['ratio']:.2f}x "
-              f"as fast (goal: {result['goal_ratio']} or less)")
+        met = "met" if fast["ratio"] <= result["goal_ratio"] else "missed"
+        print(f"  speedrun: {fast['ratio']:.3f} of the baseline's time, {1 / fast['ratio']:.2f}x "
+              f"as fast (goal: {result['goal_ratio']} or less: {met})")
     else:
         print(f"  speedrun: missed the target in its {fast['steps']} steps; give it more "
               "(max_iters) or make them count for more")

@@ -46,3 +46,17 @@ def test_a_missed_target_is_reported_as_such(capsys):
     rows = capsys.readouterr().out.splitlines()
     assert rows[-2].split() == ["speedrun", "1000", "1.9000", "not", "reached", "5.0", "-"]
     assert rows[-1].startswith("  speedrun: missed the target in its 1000 steps")
+
+
+@pytest.mark.parametrize("ratio, verdict", [(0.2542, "0.254 of the baseline's time, 3.93x as fast "
+                                             "(goal: 0.25 or less: missed)"),
+                                            (0.25, "(goal: 0.25 or less: met)")])
+def test_the_goal_is_judged_unrounded(capsys, ratio, verdict):
+    from model.speedrun import print_table
+
+    run = dict(recipe="baseline", steps=2000, val_loss=1.8866, wall_s=50.0, loop_s=47.0,
+               reached=True, ratio=1.0)
+    fast = dict(run, recipe="speedrun", steps=130, wall_s=50.0 * ratio, ratio=ratio)
+    print_table(dict(machine="here", compile_cache="cold", target_loss=1.8866, goal_ratio=0.25,
+                     runs=[run, fast]))
+    assert verdict in capsys.readouterr().out.splitlines()[-1]
