@@ -155,6 +155,30 @@ def test_decoding_leaves_global_backend_flags_alone(monkeypatch):
     assert seen == [True] * 10 * model.cfg.n_layer
 
 
+@pytest.mark.parametrize("arch, options", [
+    ("gpt2", {}), ("gpt2", dict(bias=True)), ("modern", dict(zero_init=False)),
+    ("modern", dict(smear_keys=True, zero_init=False)),
+    ("gpt2", dict(pos="rope", mlp="relu2", softcap=10.0)), ("modern", dict(norm="layernorm"))])
+def test_decoder_gives_the_logits_of_the_model(arch, options):
+    """decode.py runs the network GPT.forward runs: every position's logits, a prompt at once
+    and then a token at a time, at batch 2, for each option of the architecture."""
+    torch.manual_seed(0)
+    model = GPT(named("2x48", arch, block_size=24, **options)).eval()
+    for p in model.parameters():  # every option acting: gains off 1, biases off 0
+        if p.dim() == 1:
+            torch.nn.init.normal_(p, 1.0 if p.abs().sum() else 0.0, 0.1)
+    for block in model.blocks:  # and each head's smearing gate at its own value
+        if block.attn.smear is not None:
+            torch.nn.init.uniform_(block.attn.smear, -3, 3)
+    idx = torch.randint(0, 65, (2, 24))
+    decoder = Decoder(model, batch=2)
+    steps = [decoder(idx[:, :5])] + [decoder(idx[:, t:t + 1]) for t in range(5, 24)]
+    assert decoder.full
+    with torch.no_grad():
+        logits, _ = model(idx)
+    torch.testing.assert_close(torch.stack(steps, 1), logits[:, 4:], atol=2e-5, rtol=1e-4)
+
+
 def test_one_cache_holds_every_layer_at_one_position():
     model = GPT(named("nano-cpu", "modern", block_size=32)).eval()
     decoder = Decoder(model, batch=2)
