@@ -3,11 +3,11 @@ values kept (the KV cache).
 
 GPT.forward is written for training: modules called on whole windows. Decoding one token at
 batch 1 does a few thousand multiply-adds per operation, so there the cost is the number of
-operations, not their arithmetic (docs/measurements.md, "Decoding"). This runs the same network,
+operations, not their arithmetic (docs/measurements.md, the decode.py row). This runs the same network,
 reading the weights of the model's own modules (shared, not copied), with as few operations a
 token as it takes: the qkv projection writes each position's queries, keys and values straight
 into the cache, each residual is added by its matmul in place, and no module is called on the
-way. tests/test_model.py checks it gives the tokens GPT.forward gives, for every option of the
+way. tests/test_model.py checks it gives GPT.forward's logits, for every option of the
 architecture.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Decoder:
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) after idx (B, T), the T tokens that follow those cached."""
         B, T = idx.shape
-        start, end, C = self.pos, self.pos + idx.size(1), self.n_embd
+        start, end, C = self.pos, self.pos + T, self.n_embd
         if end > self.block_size:
             raise ValueError(f"sequence of {end} tokens exceeds block_size {self.block_size}")
         if T > 1 and start:
