@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .gpt import GPT, attention, gelu
+from .gpt import GPT
+
+sdpa = F.scaled_dot_product_attention
 
 
 def norm_of(module: nn.Module):
@@ -26,6 +29,12 @@ def norm_of(module: nn.Module):
         b = module.bias
         return lambda x: torch.layer_norm(x, shape, w, b, eps)
     return lambda x: torch.rms_norm(x, shape, w, eps)
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ w (+ b), into out when given."""
+    return torch.mm(x, w, out=out) if b is None else torch.addmm(b, x, w, out=out)
 
 
 def weight_of(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,6 +85,9 @@ class Decoder:
         # (block_size, 1, C): the position table broadcast over the batch
         self.wpe = model.wpe.weight.unsqueeze(1) if model.wpe is not None else None
         self.pos = 0  # positions cached
+        # one token's MLP hidden state (B, 4·C), and the transposed view GELU takes
+        self.hidden = torch.empty(batch, 4 * cfg.n_embd, dtype=w.dtype, device=w.device)
+        self.hidden_t = self.hidden.view(-1, 2).t()
 
     @property
     def full(self) -> bool:
@@ -90,39 +102,45 @@ class Decoder:
             raise ValueError(f"sequence of {end} tokens exceeds block_size {self.block_size}")
         if T > 1 and start:
             raise ValueError("several tokens at once only on an empty cache")
+        one = T == 1
         # (T·B, C): position-major, as the cache's rows
-        x = self.wte.index_select(0, idx.view(-1) if T == 1 else idx.t().reshape(-1))
+        x = self.wte.index_select(0, idx.view(-1) if one else idx.t().reshape(-1))
         rotary = None
         if self.wpe is not None:
-            x.view(T, B, C).add_(self.wpe.narrow(0, start, T))
+            if one:
+                x.add_(self.wpe[start])
+            else:
+                x.view(T, B, C).add_(self.wpe.narrow(0, start, T))
         else:
             m = self.model
             rotary = (m.rope_cos.narrow(0, start, T), m.rope_sin.narrow(0, start, T))
-        for layer in self.layers:
-            self.attend(layer, x, start, T, rotary)
-            self.mlp(layer, x)
+        # One loop for every layer, written out: at one token each Python call and attribute
+        # look-up on the way costs about what an operation's work does (docs/measurements.md).
+        for L in self.layers:
+            # the qkv projection writes these positions' queries, keys and values into the cache
+            rows = L.rows[start] if one else L.rows.narrow(0, start, T).view(T * B, 3 * C)
+            linear(L.ln1(x), L.qkv, L.qkv_bias, out=rows)
+            q = L.q.narrow(2, start, T)
+            if not L.plain:  # the keys attention uses are not the projected ones: keep them apart
+                q, k = L.attn.ready(q, L.k.narrow(2, start, T), rotary, self.key_before(L, start))
+                L.keys.narrow(2, start, T).copy_(k)
+            y = sdpa(q, L.keys.narrow(2, 0, end), L.v.narrow(2, 0, end), is_causal=not one)
+            # (B, h, T, hd) -> (T, B, h, hd) -> (T·B, C): position-major again
+            x.addmm_(y.view(B, C) if one else y.permute(2, 0, 1, 3).reshape(T * B, C), L.proj)
+            if L.proj_bias is not None:
+                x.add_(L.proj_bias)
+            h = linear(L.ln2(x), L.fc, L.fc_bias, out=self.hidden if one else None)
+            if L.relu2:
+                torch.relu_(h).square_()
+            else:
+                # exact GELU in place, through torch's own kernel (see gpt.gelu)
+                h_t = self.hidden_t if one else h.view(-1, 2).t()  # (N/2, 2) -> (2, N/2)
+                F.gelu(h_t, out=h_t)
+            x.addmm_(h, L.out)
+            if L.out_bias is not None:
+                x.add_(L.out_bias)
         self.pos = end
-        return self.model.logits(self.ln_f(x if T == 1 else x[-B:]))  # the last position's rows
-
-    def attend(self, L: Layer, x: torch.Tensor, start: int, T: int, rotary) -> None:
-        """x += attention over every cached position and these T, in place; x (T·B, C)."""
-        end, B, C = start + T, self.batch, self.n_embd
-        h = L.ln1(x)
-        rows = L.rows[start] if T == 1 else L.rows.narrow(0, start, T).view(T * B, 3 * C)
-        if L.qkv_bias is None:
-            torch.mm(h, L.qkv, out=rows)
-        else:
-            torch.addmm(L.qkv_bias, h, L.qkv, out=rows)
-        q = L.q.narrow(2, start, T)
-        if not L.plain:  # the keys attention uses are not the projected ones: keep them apart
-            q, k = L.attn.ready(q, L.k.narrow(2, start, T), rotary, self.key_before(L, start))
-            L.keys.narrow(2, start, T).copy_(k)
-        y = attention(q, L.keys.narrow(2, 0, end), L.v.narrow(2, 0, end), T > 1, 0.0)
-        # (B, h, T, hd) -> (T, B, h, hd) -> (T·B, C): position-major again
-        y = y.view(B, C) if T == 1 else y.permute(2, 0, 1, 3).reshape(T * B, C)
-        x.addmm_(y, L.proj)
-        if L.proj_bias is not None:
-            x += L.proj_bias
+        return self.model.logits(self.ln_f(x if one else x[-B:]))  # the last position's rows
 
     @staticmethod
     def key_before(L: Layer, start: int) -> torch.Tensor | None:
@@ -132,12 +150,3 @@ class Decoder:
             return None
         before = L.k.narrow(2, start - 1, 1)
         return before if L.attn.k_norm is None else L.attn.k_norm(before)
-
-    def mlp(self, L: Layer, x: torch.Tensor) -> None:
-        """x += the MLP of x, in place; x (T·B, C)."""
-        h = L.ln2(x)
-        h = torch.mm(h, L.fc) if L.fc_bias is None else torch.addmm(L.fc_bias, h, L.fc)
-        h = torch.relu_(h).square_() if L.relu2 else gelu(h)
-        x.addmm_(h, L.out)
-        if L.out_bias is not None:
-            x += L.out_bias

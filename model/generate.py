@@ -35,7 +35,6 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
     return torch.multinomial(probs, 1, generator=generator)
 
 
-@torch.inference_mode()
 def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
            use_cache: bool = True) -> Iterator[torch.Tensor]:
@@ -46,24 +45,37 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
     block_size tokens; with it, the cache is rebuilt from the last half-block
     when it fills, which keeps decoding cheap but sees a shorter window.
     """
+    return fill(model, with_room(idx, max_new_tokens), idx.size(1), temperature, top_k, top_p,
+                seed, use_cache)
+
+
+def with_room(idx: torch.Tensor, new: int) -> torch.Tensor:
+    """(B, T + new): the prompt idx (B, T), then room for the new tokens."""
+    tokens = torch.empty(idx.size(0), idx.size(1) + new, dtype=idx.dtype, device=idx.device)
+    tokens[:, :idx.size(1)] = idx
+    return tokens
+
+
+@torch.inference_mode()
+def fill(model: GPT, tokens: torch.Tensor, start: int, temperature: float = 1.0, top_k: int = 0,
+         top_p: float = 1.0, seed: int | None = None,
+         use_cache: bool = True) -> Iterator[torch.Tensor]:
+    """Sample tokens[:, start:] one position at a time after the prompt tokens[:, :start],
+    in place, yielding each (B, 1): the caller keeps one buffer, not a tensor per token."""
     block = model.cfg.block_size
-    if idx.size(1) > block:
-        raise ValueError(f"prompt of {idx.size(1)} tokens is longer than the context ({block})")
+    if start > block:
+        raise ValueError(f"prompt of {start} tokens is longer than the context ({block})")
     gen = None
     if seed is not None:
-        gen = torch.Generator(device=idx.device).manual_seed(seed)
+        gen = torch.Generator(device=tokens.device).manual_seed(seed)
     decoder, nxt = None, None
-    # the tokens so far, written in place: a torch.cat per token would cost a fixed amount each
-    tokens = torch.empty(idx.size(0), idx.size(1) + max_new_tokens, dtype=idx.dtype,
-                         device=idx.device)
-    tokens[:, :idx.size(1)] = idx
-    for end in range(idx.size(1), tokens.size(1)):
+    for end in range(start, tokens.size(1)):
         if not use_cache:
             logits = model(tokens[:, max(0, end - block):end])[0][:, -1]
         elif decoder is None or decoder.full:
-            start = end - block // 2 if decoder is not None else 0
-            decoder = Decoder(model, idx.size(0))
-            logits = decoder(tokens[:, start:end])
+            begin = end - block // 2 if decoder is not None else 0
+            decoder = Decoder(model, tokens.size(0))
+            logits = decoder(tokens[:, begin:end])
         else:
             logits = decoder(nxt)
         nxt = sample_next(logits, temperature, top_k, top_p, gen)
@@ -73,5 +85,7 @@ def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
 
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **kw) -> torch.Tensor:
     """The prompt followed by max_new_tokens sampled tokens, (B, T + new)."""
-    new = list(stream(model, idx, max_new_tokens, **kw))
-    return torch.cat([idx, *new], dim=1)
+    tokens = with_room(idx, max_new_tokens)
+    for _ in fill(model, tokens, idx.size(1), **kw):
+        pass
+    return tokens

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import decode, gpt
+from model import decode
 from model.config import GPTConfig, named
 from model.decode import Decoder
 from model.generate import generate
@@ -147,10 +147,10 @@ def test_decoding_leaves_global_backend_flags_alone(monkeypatch):
     model = GPT(named("2x32", block_size=16)).eval()
     seen = []
 
-    def attention(*args):
+    def sdpa(*args, **kw):
         seen.append(torch.backends.mkldnn.enabled)
-        return gpt.attention(*args)
-    monkeypatch.setattr(decode, "attention", attention)
+        return F.scaled_dot_product_attention(*args, **kw)
+    monkeypatch.setattr(decode, "sdpa", sdpa)
     generate(model, torch.zeros(1, 3, dtype=torch.long), 10)
     assert seen == [True] * 10 * model.cfg.n_layer
 
