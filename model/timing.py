@@ -14,10 +14,15 @@ from typing import Callable
 import torch
 
 
+def in_turn(measures: list[Callable[[], float]], rounds: int) -> list[list[float]]:
+    """Each round's measurements (rounds, len(measures)), taken in turn, so that a slow spell
+    of the machine (another process, frequency changes) hits every one alike."""
+    return [[measure() for measure in measures] for _ in range(rounds)]
+
+
 def medians_in_turn(measures: list[Callable[[], float]], rounds: int) -> list[float]:
-    """The median of each measurement over rounds that take them in turn, so that a slow
-    spell of the machine (another process, frequency changes) hits every one alike."""
-    results = [[measure() for measure in measures] for _ in range(rounds)]
+    """The median of each measurement over rounds that take them in turn (in_turn)."""
+    results = in_turn(measures, rounds)
     return [statistics.median(r[i] for r in results) for i in range(len(measures))]
 
 

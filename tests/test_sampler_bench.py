@@ -121,3 +121,14 @@ def test_long_samples_are_generated_in_reproducible_chunks(trained, monkeypatch)
     chunked = run(trained / "ckpt.pt", opts, out=io.StringIO())[0]
     assert len(chunked) == 50 and chunked[:7] == whole[:7]
     assert run(trained / "ckpt.pt", opts, out=io.StringIO())[0] == chunked
+
+
+def test_the_decode_goal_is_judged_unrounded_beside_the_rounds_spread(capsys):
+    from model.bench import BenchArgs, report_decode
+
+    rounds = [[1496.0, 100.0], [1400.0, 100.0], [1600.0, 100.0]]  # tok/s cached, recomputing
+    report_decode(BenchArgs(), rounds)
+    assert capsys.readouterr().out.rstrip().endswith(
+        "ratio 15.0x (rounds 14.0-16.0x; goal: 15x or more: missed)")
+    report_decode(BenchArgs(config="2x24"), rounds)  # the goal was set at nanoGPT's shape only
+    assert capsys.readouterr().out.rstrip().endswith("ratio 15.0x (rounds 14.0-16.0x)")
