@@ -37,9 +37,9 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
     return torch.mm(x, w, out=out) if b is None else torch.addmm(b, x, w, out=out)
 
 
-def weight_of(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+def weight_of(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(in, out) and bias: x @ w is the layer's output without the bias."""
-    return linear.weight.t(), linear.bias
+    return layer.weight.t(), layer.bias
 
 
 class Layer:
