@@ -3,7 +3,7 @@ values kept (the KV cache).
 
 GPT.forward is written for training: modules called on whole windows. Decoding one token at
 batch 1 does a few thousand multiply-adds per operation, so there the cost is the number of
-operations, not their arithmetic (docs/measurements.md, the decode.py row). This runs the same network,
+operations, not their arithmetic (docs/measurements.md, the decode.py rows). This runs the same network,
 reading the weights of the model's own modules (shared, not copied), with as few operations a
 token as it takes: the qkv projection writes each position's queries, keys and values straight
 into the cache, each residual is added by its matmul in place, and no module is called on the
