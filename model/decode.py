@@ -3,11 +3,11 @@ values kept (the KV cache).
 
 GPT.forward is written for training: modules called on whole windows. Decoding one token at
 batch 1 does a few thousand multiply-adds per operation, so there the cost is the number of
-operations, not their arithmetic (docs/measurements.md, the decode.py rows). This runs the same network,
-reading the weights of the model's own modules (shared, not copied), with as few operations a
-token as it takes: the qkv projection writes each position's queries, keys and values straight
-into the cache, each residual is added by its matmul in place, and no module is called on the
-way. tests/test_model.py checks it gives GPT.forward's logits, for every option of the
+operations, not their arithmetic (docs/measurements.md, the decode.py rows). This runs the same
+network, reading the weights of the model's own modules (shared, not copied), with as few
+operations a token as it takes: the qkv projection writes each position's queries, keys and
+values straight into the cache, each residual is added by its matmul in place, and no module
+is called on the way. tests/test_model.py checks it gives GPT.forward's logits, for every option of the
 architecture.
 """
 from __future__ import annotations
@@ -35,6 +35,14 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """x @ w (+ b), into out when given."""
     return torch.mm(x, w, out=out) if b is None else torch.addmm(b, x, w, out=out)
+
+
+def gelu_view(h: torch.Tensor) -> torch.Tensor:
+    """A view of contiguous h that F.gelu(v, out=v) turns into h's exact GELU in place. Given
+    a contiguous float32 tensor, torch on a CPU hands it to oneDNN, whose fixed cost a call is
+    several times the work of one token's few hundred values (docs/measurements.md); a
+    transposed view of the same memory goes to torch's own kernel, the same function."""
+    return h.view(-1, 2).t()  # (N/2, 2) -> (2, N/2)
 
 
 def weight_of(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -87,7 +95,7 @@ class Decoder:
         self.pos = 0  # positions cached
         # one token's MLP hidden state (B, 4·C), and the transposed view GELU takes
         self.hidden = torch.empty(batch, 4 * cfg.n_embd, dtype=w.dtype, device=w.device)
-        self.hidden_t = self.hidden.view(-1, 2).t()
+        self.hidden_t = gelu_view(self.hidden)
 
     @property
     def full(self) -> bool:
@@ -133,8 +141,7 @@ class Decoder:
             if L.relu2:
                 torch.relu_(h).square_()
             else:
-                # exact GELU in place, through torch's own kernel (see gpt.gelu)
-                h_t = self.hidden_t if one else h.view(-1, 2).t()  # (N/2, 2) -> (2, N/2)
+                h_t = self.hidden_t if one else gelu_view(h)
                 F.gelu(h_t, out=h_t)
             x.addmm_(h, L.out)
             if L.out_bias is not None:

@@ -130,18 +130,8 @@ class MLP(nn.Module):
         h = self.fc(x)
         # Exact (erf) GELU, as nanoGPT: on CPU it is faster than GPT-2's tanh form on
         # training-sized tensors, though slower on a single decoded token's.
-        h = F.relu(h).square() if self.relu2 else gelu(h)
+        h = F.relu(h).square() if self.relu2 else F.gelu(h)
         return self.proj(h)
-
-
-def gelu(h: torch.Tensor) -> torch.Tensor:
-    """Exact GELU. On a CPU torch hands a contiguous float32 tensor to oneDNN, whose fixed cost
-    per call is several times the work of one decoded token's few hundred values
-    (docs/measurements.md); a transposed view of the same memory goes to torch's own kernel,
-    which computes the same function without that cost."""
-    if h.size(-2) == 1 and h.is_cpu and h.dtype == torch.float32:
-        return F.gelu(h.view(-1, 2).t()).t().reshape(h.shape)  # (N/2, 2) -> (2, N/2) and back
-    return F.gelu(h)
 
 
 class Block(nn.Module):
