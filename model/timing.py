@@ -20,10 +20,14 @@ def in_turn(measures: list[Callable[[], float]], rounds: int) -> list[list[float
     return [[measure() for measure in measures] for _ in range(rounds)]
 
 
+def medians(results: list[list[float]]) -> list[float]:
+    """The median of each measurement over the rounds of in_turn's results."""
+    return [statistics.median(column) for column in zip(*results)]
+
+
 def medians_in_turn(measures: list[Callable[[], float]], rounds: int) -> list[float]:
     """The median of each measurement over rounds that take them in turn (in_turn)."""
-    results = in_turn(measures, rounds)
-    return [statistics.median(r[i] for r in results) for i in range(len(measures))]
+    return medians(in_turn(measures, rounds))
 
 
 def sync(device: str) -> None:
