@@ -97,7 +97,8 @@ def report_decode(a: "BenchArgs", results: list[list[float]]) -> None:
         goal = f"; goal: {DECODE_GOAL}x or more: {met}"
     print(f"  decode {a.decode_tokens} tokens (context {a.decode_context}), median of "
           f"{len(results)} rounds: {cached:,.0f} tok/s with KV cache, {full:,.0f} tok/s "
-          f"recomputing; ratio {cached / full:.1f}x (rounds {min(ratios):.1f}-{max(ratios):.1f}x{goal})")
+          f"recomputing; ratio {cached / full:.1f}x "
+          f"(rounds {min(ratios):.1f}-{max(ratios):.1f}x{goal})")
 
 
 def peak_memory_mb(device: str) -> float:

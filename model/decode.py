@@ -7,8 +7,8 @@ operations, not their arithmetic (docs/measurements.md, the decode.py rows). Thi
 network, reading the weights of the model's own modules (shared, not copied), with as few
 operations a token as it takes: the qkv projection writes each position's queries, keys and
 values straight into the cache, each residual is added by its matmul in place, and no module
-is called on the way. tests/test_model.py checks it gives GPT.forward's logits, for every option of the
-architecture.
+is called on the way. tests/test_model.py checks it gives GPT.forward's logits, for every
+option of the architecture.
 """
 from __future__ import annotations
 
