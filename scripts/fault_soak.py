@@ -5,7 +5,7 @@ lost; then try a list of bad inputs and record how each one ends.
     OMP_NUM_THREADS=1 python scripts/fault_soak.py [--kills=30] [--seed=0]
 
 Tiny models on a synthetic corpus, in a temporary folder; a few minutes on two cores. Prints
-the figures quoted in the README's reliability section; exits 1 if any check fails.
+the figures quoted in docs/reliability.md; exits 1 if any check fails.
 """
 from __future__ import annotations
 
