@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's CPU-class table, measured: `make test`, `tinygpt bench --speedrun` and
+# `make study`, each in its own fresh clone of this checkout (its venv set up on the way, an
+# empty torch.compile cache), each timed by the wall clock.
+#
+#   bash scripts/cpu_class.sh [native|avx2] [RESULTS]   (defaults: native, out/cpu-class)
+#
+# avx2 limits oneDNN, ATen (and the code inductor generates) and MKL to the kernels of an
+# AVX2-only CPU, which has no bf16 units: bf16 is then emulated, as on an AMD EPYC of that
+# class. The clock, caches and memory stay this machine's, so name both the machine and the
+# limit beside its figures. PARTS (default "test speedrun study") picks the parts. OpenMP
+# threads busy-wait: run nothing else meanwhile.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+CLASS=${1:-native}
+RESULTS=$(realpath -m "${2:-out/cpu-class}")
+PARTS=${PARTS:-test speedrun study}
+case $CLASS in
+  native) ;;
+  avx2) export ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
+  *) echo "error: the class is native or avx2, not $CLASS" >&2; exit 2 ;;
+esac
+mkdir -p "$RESULTS"
+export PYTHONUNBUFFERED=1
+{
+  echo "commit $(git rev-parse --short HEAD), class $CLASS, $(date -u +%FT%TZ)"
+  lscpu | grep -E "^Model name|^CPU\(s\)"
+  echo "flags: $(grep -oE 'avx512_bf16|amx_bf16|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+} | tee "$RESULTS/machine.txt"
+timed() {  # timed NAME COMMAND...: run in a fresh clone, log to RESULTS/NAME.log, print the time
+  local name=$1 t0=$SECONDS; shift
+  [[ " $PARTS " == *" $name "* ]] || return 0
+  CLONE=$(mktemp -d)/tinygpt
+  git clone -q . "$CLONE" || exit 1
+  export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
+  (cd "$CLONE" && "$@") >"$RESULTS/$name.log" 2>&1
+  local rc=$? s=$((SECONDS - t0))
+  printf '%s: exit %d, %d min %02d s\n' "$name" $rc $((s / 60)) $((s % 60)) | tee -a "$RESULTS/times.txt"
+  tail -n 4 "$RESULTS/$name.log"
+}
+timed test make test
+timed speedrun bash -c "make .venv/bin/.installed && .venv/bin/tinygpt bench --speedrun \
+  && cp out/speedrun/result.json $RESULTS/speedrun.json"
+timed study bash -c "make study && cp out/study-laptop/report.md $RESULTS/study-report.md"
