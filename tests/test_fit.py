@@ -1,11 +1,12 @@
-"""Tests for model/scaling/fit.py: synthetic recovery and Besiroglu et al.'s Chinchilla refit."""
+"""Tests for model/studies/scaling/fit.py: synthetic recovery and Besiroglu et al.'s Chinchilla
+refit."""
 import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model.scaling.fit import (_objective, fit_chinchilla, fit_frontier, fit_loglog_line,
+from model.studies.scaling.fit import (_objective, fit_chinchilla, fit_frontier, fit_loglog_line,
                                fit_optimal_allocation, fit_power_law, frontier,
                                isoflop_parabolas, leave_largest_out)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from model.errors import UserError
-from model.options import load_config
+from model.train.options import load_config
 
 
 def test_overrides_are_cast_by_field_type(tmp_path):
