@@ -115,7 +115,7 @@ def test_a_kill_while_metrics_are_rewritten_loses_no_record(corpus, tmp_path):
     assert len(before) > 600
     # (Python ignores SIGXFSZ; the child restores the default action: death)
     rewrite = ("import signal; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
-               f"from model.runlog import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
+               f"from model.train.runlog import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
                "print('rewritten')")
     done = subprocess.run(
         [sys.executable, "-c", rewrite], capture_output=True, text=True,
@@ -306,7 +306,8 @@ def test_home_on_dev_null_with_the_gpt2_tokenizer(capsys, monkeypatch):
     assert "cannot make the download cache /dev/null/.cache/tinygpt" in err
 
 
-PREPARE = "import sys; from model.data import prepare; prepare(sys.argv[1], 'char', sys.argv[2])"
+PREPARE = ("import sys; from model.data.prepare import prepare; "
+           "prepare(sys.argv[1], 'char', sys.argv[2])")
 
 
 def test_two_processes_preparing_one_corpus_at_once(corpus, tmp_path):
