@@ -47,8 +47,8 @@ def test_a_flat_curve_never_transitions():
 
 
 def test_emergence_presets_load_and_name_their_data_shape():
+    from model.studies.common.plan import read_plan
     from model.studies.emergence.plan import load_emergence_plan
-    from model.studies.scaling.plan import read_plan
 
     plan = load_emergence_plan(*read_plan("emergence-quick"))
     assert plan.shape == "50% synthetic copy sequences + 50% natural text (50% of windows with " \
@@ -72,8 +72,8 @@ def test_emergence_presets_load_and_name_their_data_shape():
 ])
 def test_bad_emergence_plans_are_named(tmp_path, line, message):
     from model.errors import UserError
+    from model.studies.common.plan import read_plan
     from model.studies.emergence.plan import load_emergence_plan
-    from model.studies.scaling.plan import read_plan
 
     text = (ROOT / "configs/study/emergence-quick.toml").read_text()
     key = line.split(" =")[0]

@@ -14,8 +14,8 @@ import pytest
 
 from model.errors import UserError
 from model.nn.gpt import flops_per_token, n_nonemb_formula
+from model.studies.common.plan import config_hash, load_plan
 from model.studies.scaling.ngram import ngram_loss
-from model.studies.scaling.plan import config_hash, load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_presets_load_and_the_laptop_ladder_spans_two_decades():
 
 
 def test_run_flops_follow_the_formula():
-    from model.studies.scaling.runner import run_flops
+    from model.studies.common.runner import run_flops
 
     plan = load_plan("quick")
     plan.vocab_size = 84
@@ -76,7 +76,7 @@ def test_plan_values_are_checked_before_any_training(tmp_path, line, message):
 
 
 def test_a_study_needs_three_sizes_before_it_trains(tmp_path):
-    from model.studies.scaling.runner import run_study
+    from model.studies.common.runner import run_study
 
     path = tmp_path / "p.toml"
     path.write_text('tokens = 1000\n[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n')
@@ -186,7 +186,7 @@ def test_quick_study_survives_kill_9_of_its_parent_and_reports(tmp_path):
     (1, 0, "cpu", 8, (1, 0)),
 ])
 def test_runs_share_the_cores(monkeypatch, jobs, threads, device, runs, expected):
-    from model.studies.scaling.runner import share_cores
+    from model.studies.common.runner import share_cores
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert share_cores(jobs, threads, device, runs) == expected
@@ -213,7 +213,7 @@ def test_a_plan_sets_a_training_key_per_size(tmp_path, key, train, chosen, wrong
 
 
 def test_a_run_that_fails_in_its_process_is_one_error_naming_it(corpus, tmp_path):
-    from model.studies.scaling.pool import run_parallel
+    from model.studies.common.pool import run_parallel
     from model.train.options import TrainConfig
 
     good = dict(dataset=str(corpus), out_dir=str(tmp_path / "a"), run_name="a", size="2x24",
@@ -302,7 +302,7 @@ def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
 
 
 def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys):
-    from model.studies.scaling.runner import Ledger
+    from model.studies.common.runner import Ledger
 
     path = tmp_path / "p.toml"
     path.write_text('tokens = 1000\n[lr]\n"2x24" = 1e-3\n')

@@ -133,12 +133,12 @@ def study_command(a: StudyArgs) -> str:
 
 
 def cmd_study(a: StudyArgs) -> None:
-    from ..studies.scaling.plan import load_plan, read_plan
+    from ..studies.common.plan import load_plan, read_plan
 
     if read_plan(a.preset)[1].get("kind") == "emergence":
         return emergence_study(a)
+    from ..studies.common.runner import run_study
     from ..studies.scaling.report import write_report
-    from ..studies.scaling.runner import run_study
 
     plan = load_plan(a.preset)
     root = study_root(plan, a, "out/study-{name}")
@@ -148,10 +148,10 @@ def cmd_study(a: StudyArgs) -> None:
 
 def emergence_study(a: StudyArgs) -> None:
     """tinygpt study --preset=emergence: the grid of depths and widths, then its report."""
+    from ..studies.common.plan import read_plan
     from ..studies.emergence.plan import load_emergence_plan
     from ..studies.emergence.report import write_report
     from ..studies.emergence.runner import run_emergence
-    from ..studies.scaling.plan import read_plan
 
     plan = load_emergence_plan(*read_plan(a.preset))
     root = study_root(plan, a, "out/{name}")
@@ -160,7 +160,7 @@ def emergence_study(a: StudyArgs) -> None:
 
 
 def cmd_sweep(a: StudyArgs) -> None:
-    from ..studies.scaling.plan import load_plan
+    from ..studies.common.plan import load_plan
     from ..studies.scaling.sweep import run_sweep
 
     plan = load_plan(a.preset)
@@ -175,7 +175,7 @@ class ReportArgs:
 
 
 def cmd_report(a: ReportArgs) -> None:
-    from ..studies.scaling.plan import load_plan
+    from ..studies.common.plan import load_plan
     from ..studies.scaling.report import write_report
 
     root = Path(a.root)

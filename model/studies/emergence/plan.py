@@ -14,7 +14,7 @@ from ...args import cast, check_keys
 from ...data import shapes
 from ...errors import UserError, check_values, fraction, positive, whole
 from ...train.options import TrainConfig
-from ..fewshot.tasks import KS, TASKS
+from ..common.tasks import KS, TASKS
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ...nn.gpt import GPT
-from ..fewshot.icl import (copy_probe, icl_score, induction_probe, loss_by_position,
-                           probe_pool, text_repeat_loss)
-from ..fewshot.run import Options, evaluate_tasks
+from ..common.icl import (copy_probe, icl_score, induction_probe, loss_by_position,
+                          probe_pool, text_repeat_loss)
+from ..common.scoring import Options, evaluate_tasks
 
 
 class Probes:

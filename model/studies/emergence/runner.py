@@ -16,7 +16,7 @@ from ...errors import UserError, make_dir
 from ...files import machine, write_json
 from ...train.runlog import fmt_time, read_metrics
 from ...train.trainer import train
-from ..fewshot.run import Options
+from ..common.scoring import Options
 from .plan import EmergencePlan
 from .probes import Probes
 from .transition import transition

@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from ..fewshot.icl import INDUCTION_FORMED
+from ..common.icl import INDUCTION_FORMED
 
 NEAR_CHANCE = 0.5   # nats below ln V that still counts as "at chance" for the copy loss
 TRANSFER = 1.0      # nats/char: the 2nd copy of held-out text this much cheaper than the 1st

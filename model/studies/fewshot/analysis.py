@@ -12,8 +12,8 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats
 
-from .scoring import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
-from .tasks import TASKS
+from ..common.scoring import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
+from ..common.tasks import TASKS
 
 GAIN_K = 8
 ITEM_KEY = {"exact_match": "exact", "loglik_per_char": "loglik"}  # summary name -> per-item list

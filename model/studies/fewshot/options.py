@@ -9,7 +9,7 @@ import dataclasses
 
 from ...args import positional
 from ...errors import UserError, check_values
-from .tasks import TASKS
+from ..common.tasks import TASKS
 
 
 def parse_tasks(spec: str) -> tuple[str, ...]:

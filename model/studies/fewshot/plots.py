@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..common.figures import save  # also selects the file-only Agg backend
+from ..common.tasks import KS, TASKS
 from .analysis import finals, gain_k, tracks
-from .tasks import KS, TASKS
 
 LABELS = {"exact_match": "exact match", "loglik_per_char": "log-likelihood per char (nats)"}
 CI_KEY = {"exact_match": "exact_ci", "loglik_per_char": "loglik_ci"}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..common.icl import INDUCTION_FORMED, WEAK_FACTOR
+from ..common.tasks import END, SEP, TASKS
 from .analysis import GAIN_K, beyond_controls, finals, gain, gain_k, tracks, trend
-from .icl import INDUCTION_FORMED, WEAK_FACTOR
-from .tasks import END, SEP, TASKS
 
 METRIC_NAMES = {"exact_match": "exact match", "loglik_per_char": "log-likelihood per char"}
 

@@ -15,8 +15,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ...data.prepare import held_out_text, held_out_tokens, prepare, prepared_meta
 from ...data.tokenizer import check_same_vocab
 from ...errors import UserError, make_dir
@@ -24,23 +22,11 @@ from ...files import write_json
 from ...train.checkpoint import file_of, load_model, tokenizer_of
 from ...train.device import pick_device, set_threads
 from ...train.options import TrainConfig
-from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
+from ..common.icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
+from ..common.scoring import Options, evaluate_tasks
 from .options import FewshotArgs, parse_tasks
 from .plots import write_figures
 from .report import write_section
-from .scoring import encode, score_prompts, summarize
-from .tasks import KS, TASKS, build_prompts
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    items: int = 200
-    seed: int = 0
-    tasks: tuple[str, ...] = tuple(TASKS)
-    windows: int = 2000
-    batch_size: int = 64
-    device: str = "cpu"
-    ks: tuple[int, ...] = KS
 
 
 def prepared_corpus(path: Path, state: dict, dataset: str = "") -> Path:
@@ -73,39 +59,6 @@ def checkpoint_identity(path: Path, model, state: dict) -> dict:
             "n_nonemb": model.num_params(), "block_size": model.cfg.block_size,
             "n_layer": model.cfg.n_layer,
             "val_loss": summary["val_loss"] if final else state.get("val_loss")}
-
-
-def prompt_groups(tokenizer, text: str, block_size: int, opts: Options):
-    """(task, k, shuffled, prompts) for every evaluated case, and the k skipped per task
-    because some prompt would not fit in the context."""
-    groups, skipped = [], {}
-    for name in opts.tasks:
-        task, skipped[name] = TASKS[name], []
-        for k in opts.ks:
-            variants = (False, True) if k >= 2 and not task.recall else (False,)
-            cases = [(s, build_prompts(task, k, opts.items, opts.seed, text, s)) for s in variants]
-            longest = max(len(encode(tokenizer, p)[0]) - 1 for _, ps in cases for p in ps)
-            if longest > block_size:
-                skipped[name].append(k)
-                continue
-            groups += [(name, k, s, ps) for s, ps in cases]
-    return groups, skipped
-
-
-def evaluate_tasks(model, tokenizer, text: str, opts: Options) -> dict:
-    """Summaries per task, k and control, from one batched pass over all prompts at once
-    (sorting the whole set by length packs the batches best)."""
-    groups, skipped = prompt_groups(tokenizer, text, model.cfg.block_size, opts)
-    flat = [p for *_, ps in groups for p in ps]
-    scores = score_prompts(model, tokenizer, flat, opts.batch_size, opts.device) if flat else {}
-    out = {name: {"k": {}, "shuffled": {}, "skipped_k": skipped[name]} for name in opts.tasks}
-    start = 0
-    for name, k, shuffled, prompts in groups:
-        part = {key: v[start:start + len(prompts)] for key, v in scores.items()}
-        n_chars = np.array([len(p.target) for p in prompts])
-        out[name]["shuffled" if shuffled else "k"][str(k)] = summarize(part, n_chars)
-        start += len(prompts)
-    return out
 
 
 def evaluate_checkpoint(path: str | Path, opts: Options = Options(),

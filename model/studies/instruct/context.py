@@ -40,7 +40,7 @@ class Context:
 
     @cached_property
     def plan(self):
-        from ..scaling.plan import load_plan
+        from ..common.plan import load_plan
         return load_plan(self.cfg.base_preset)
 
     @property
@@ -96,7 +96,7 @@ class Context:
     def base(self, size: str) -> Path:
         """The base model of a size: the finished run of the base study, trained now if the
         study folder lacks it (the study's own recipe, so `make study` would reuse it)."""
-        from ..scaling.runner import ready, run_specs
+        from ..common.runner import ready, run_specs
         plan = self.plan
         ready(plan)
         specs = [s for s in plan.runs() if s.size == size and s.seed == self.cfg.base_seed]

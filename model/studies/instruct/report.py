@@ -12,7 +12,7 @@ import numpy as np
 from ...files import machine, write_atomic
 from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
-from ..fewshot.scoring import bootstrap_ci, mean_ci, wilson
+from ..common.scoring import bootstrap_ci, mean_ci, wilson
 from .context import Context
 from .ppo import ppo_name
 from .task import LINE_CHARS, WEIGHTS

@@ -11,10 +11,10 @@ import numpy as np
 from ...data.prepare import dataset_dir
 from ...errors import UserError
 from ...train.runlog import fmt_time, read_metrics
+from ..common.plan import StudyPlan
 from . import fit as F
 from . import plots
 from .ngram import baselines
-from .plan import StudyPlan
 
 PREDICTION_TOLERANCE = 0.03  # nats: the bar for predicting the largest size
 # The frontier is fitted to each curve from this share of its compute on: earlier points carry

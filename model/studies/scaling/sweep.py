@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...files import write_json
-from .plan import RunSpec, StudyPlan
-from .runner import ready, run_specs
+from ..common.plan import RunSpec, StudyPlan
+from ..common.runner import ready, run_specs
 
 
 def sweep_size(plan: StudyPlan, size: str, root: Path, tokens: int, factors: list[float],

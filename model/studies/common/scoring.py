@@ -6,15 +6,19 @@ log-likelihood per character, per-character accuracy) and next to the chance
 that sampling at temperature 1 writes the target (the product of its characters'
 probabilities, which is not greedy exact match), with the number of items
 (resolution 1/items) and 95% intervals.
+
+evaluate_tasks() scores every task at every k in one batched pass: the instrument the
+few-shot and emergence studies both run.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
 
-from .tasks import Prompt
+from .tasks import KS, TASKS, Prompt, build_prompts
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Logits held per forward pass (128 MiB of float32): a char vocabulary never reaches it, GPT-2's
@@ -152,4 +156,50 @@ def score_prompts(model, tokenizer, prompts: list[Prompt], batch_size: int = 64,
         # scored where the logits are: (B, T, vocab) is gigabytes to copy at GPT-2's vocab
         for key, values in score_logits(logits, targets.to(device), mask.to(device)).items():
             out[key][batch] = values
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How the few-shot instruments run: items per case, seed, tasks, ICL windows, batch,
+    device, the ks."""
+    items: int = 200
+    seed: int = 0
+    tasks: tuple[str, ...] = tuple(TASKS)
+    windows: int = 2000
+    batch_size: int = 64
+    device: str = "cpu"
+    ks: tuple[int, ...] = KS
+
+
+def prompt_groups(tokenizer, text: str, block_size: int, opts: Options):
+    """(task, k, shuffled, prompts) for every evaluated case, and the k skipped per task
+    because some prompt would not fit in the context."""
+    groups, skipped = [], {}
+    for name in opts.tasks:
+        task, skipped[name] = TASKS[name], []
+        for k in opts.ks:
+            variants = (False, True) if k >= 2 and not task.recall else (False,)
+            cases = [(s, build_prompts(task, k, opts.items, opts.seed, text, s)) for s in variants]
+            longest = max(len(encode(tokenizer, p)[0]) - 1 for _, ps in cases for p in ps)
+            if longest > block_size:
+                skipped[name].append(k)
+                continue
+            groups += [(name, k, s, ps) for s, ps in cases]
+    return groups, skipped
+
+
+def evaluate_tasks(model, tokenizer, text: str, opts: Options) -> dict:
+    """Summaries per task, k and control, from one batched pass over all prompts at once
+    (sorting the whole set by length packs the batches best)."""
+    groups, skipped = prompt_groups(tokenizer, text, model.cfg.block_size, opts)
+    flat = [p for *_, ps in groups for p in ps]
+    scores = score_prompts(model, tokenizer, flat, opts.batch_size, opts.device) if flat else {}
+    out = {name: {"k": {}, "shuffled": {}, "skipped_k": skipped[name]} for name in opts.tasks}
+    start = 0
+    for name, k, shuffled, prompts in groups:
+        part = {key: v[start:start + len(prompts)] for key, v in scores.items()}
+        n_chars = np.array([len(p.target) for p in prompts])
+        out[name]["shuffled" if shuffled else "k"][str(k)] = summarize(part, n_chars)
+        start += len(prompts)
     return out
