@@ -11,7 +11,7 @@ from model.nn.config import GPTConfig, named
 from model.nn.decode import Decoder
 from model.nn.gpt import GPT, attention, flops_per_token, n_nonemb_formula
 from model.train.options import TrainConfig
-from model.train.step import faster_cpu_dtype
+from model.train.precision import faster_cpu_dtype
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
           GPTConfig(n_layer=3, n_head=3, n_embd=48, bias=True),
@@ -230,6 +230,6 @@ def test_dtype_probe_decides_by_margin_and_leaves_the_model_as_it_was(margin, ex
     model = GPT(named("2x32", "modern", block_size=32))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randint(0, 65, (2, 32))
-    assert faster_cpu_dtype(model, TrainConfig(), [(x, x)], rounds=2, margin=margin) == expected
+    assert faster_cpu_dtype(model, TrainConfig(), [(x, x)], rounds=2, margin=margin)[0] == expected
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -25,9 +25,10 @@ from ..train.device import device_name, pick_device, pick_dtype, set_threads
 from ..train.optim import fused_adamw
 from ..train.options import RULES as TRAIN_RULES
 from ..train.options import TrainConfig, load_config
+from ..train.precision import fresh_run_precision
 from ..train.runtime import Runtime
-from ..train.step import StepTimer, fresh_run_dtype, interleaved, micro_batches
-from ..train.timing import in_turn, medians, peak_flops, sync
+from ..train.step import StepTimer, interleaved, micro_batches
+from ..train.timing import SHORT, hardware_peaks, in_turn, medians, sync
 from .speedrun import speedrun
 
 
@@ -121,8 +122,8 @@ def recipe_step_timer(recipe: str, overrides: list[str]) -> tuple[StepTimer, flo
     batches = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
     device = pick_device(cfg.device)
     model = GPT(cfg.gpt_config(batches.tokenizer.vocab_size)).to(device)
-    rt = Runtime(device, fresh_run_dtype(cfg, model, batches, device.split(":")[0],
-                                         distributed=False))
+    choice = fresh_run_precision(cfg, model, batches, device.split(":")[0], distributed=False)
+    rt = Runtime(device, choice.dtype, why=choice.why)
     t0 = time.perf_counter()
     timer = StepTimer(model, cfg, rt, micro_batches(batches, cfg, 0), fused_adamw(rt.device_type))
     return timer, time.perf_counter() - t0
@@ -238,14 +239,12 @@ def main(a: BenchArgs) -> None:
     shape = SHAPES[a.config]
     model = seeded_model(shape, a.arch, device)
     fpt = flops_per_token(model.cfg, model.num_params())
-    peaks = {"fp32": peak_flops(device, torch.float32)}
-    if device != "cpu" or dtype == torch.bfloat16:
-        peaks["bf16"] = peak_flops(device, torch.bfloat16)
+    # bf16 always: whether this machine has units for it is what a reader of a bench asks first
+    peaks, described = hardware_peaks(device, [torch.float32, torch.bfloat16])
     print(f"bench {a.config} ({model.num_params():,} non-embedding params, block {shape.block}, "
           f"batch {shape.batch}) on {device_name(device)}")
-    print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items())
-          + f"; `tinygpt train` logs MFU against the peak of its own precision "
-          f"({str(dtype).removeprefix('torch.')} here)")
+    print(f"  matmul peak: {', '.join(described)}; `tinygpt train` logs MFU against the peak of "
+          f"its own precision, or fp32's where that is faster ({SHORT[dtype]} here)")
     # TrainConfig's defaults: AdamW with decay on matrices only and clipping, as training steps
     timers = [shape_timer(model, shape, Runtime(device, dtype), TrainConfig(compile=a.compile),
                           fused_adamw(device))]

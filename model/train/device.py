@@ -38,6 +38,15 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def fastest_matmul_dtype(device: str) -> torch.dtype:
+    """bf16 where the device has units for it, else fp32: the precision for work that
+    tolerates bf16's rounding and needs only speed (Muon's orthogonalisation). On a CPU
+    without bf16 units, bf16 matmuls are emulated, several times slower than fp32's."""
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device == "cpu" and cpu_has_bf16() else torch.float32
+
+
 def pick_dtype(device: str, name: str = "auto") -> torch.dtype:
     if name != "auto":
         return getattr(torch, name)

@@ -22,6 +22,7 @@ class Runtime:
     # before backward, divides the gradients back before the optimizer sees them, and skips
     # a step whose gradients overflowed. bfloat16 has float32's range and needs none.
     scaler: torch.amp.GradScaler | None = None
+    why: str = ""                        # how the precision was chosen (precision.py)
 
     def __post_init__(self) -> None:
         if self.scaler is None and self.dtype == torch.float16:

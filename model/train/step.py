@@ -1,5 +1,5 @@
 """The one training step, and its timer. Training, the benchmark and the precision probe
-all run train_step, so what the benchmark times is what training runs.
+(precision.py) all run train_step, so what the benchmark times is what training runs.
 
 A step is grad_accum micro-batches of forward and backward, then clipping and one
 optimizer step; in float16 the loss is scaled (nanoGPT's train.py loop is the model).
@@ -7,7 +7,6 @@ optimizer step; in float16 the loss is scaled (nanoGPT's train.py loop is the mo
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import time
 from contextlib import nullcontext
@@ -15,7 +14,6 @@ from contextlib import nullcontext
 import torch
 
 from ..data.prepare import Batches
-from .device import pick_dtype
 from .optim import fused_adamw, make_optimizer
 from .options import TrainConfig
 from .runtime import Runtime
@@ -103,37 +101,3 @@ class StepTimer:
 def interleaved(timers: list[StepTimer], steps: int, rounds: int) -> list[float]:
     """Median tokens/s of each timer over rounds taken in turn."""
     return medians_in_turn([functools.partial(t.tokens_per_s, steps) for t in timers], rounds)
-
-
-def faster_cpu_dtype(model: torch.nn.Module, cfg: TrainConfig, micro: list[Batch],
-                     rounds: int = 5, margin: float = 1.2) -> torch.dtype:
-    """bfloat16 if the training step runs `margin` times faster in it than in float32.
-
-    On a CPU with bf16 units the answer depends on the shape: bf16 wins for wide
-    layers, loses to fp32 for the tiny ones (autocast's casts cost more than the
-    faster matmuls save). The steps alternate between the two precisions, so a
-    slow spell of the machine hits both, and the median decides. bf16 must win
-    clearly, because it also costs loss: in the laptop study it made 4x72 both no
-    faster and 0.015 nats worse when a shorter probe picked it. The steps train
-    copies of the model, which is left as it was given; they run eager, as
-    compiling both copies would cost more than the probe.
-    """
-    eager = dataclasses.replace(cfg, compile=False)
-    timers = [StepTimer(copy.deepcopy(model), eager, Runtime("cpu", dtype), micro,
-                        fused_adamw("cpu"), warmup=1)
-              for dtype in (torch.float32, torch.bfloat16)]
-    fp32, bf16 = interleaved(timers, 1, rounds)
-    return torch.bfloat16 if bf16 > margin * fp32 else torch.float32
-
-
-def fresh_run_dtype(cfg: TrainConfig, model: torch.nn.Module, batches: Batches,
-                    device_type: str, distributed: bool) -> torch.dtype:
-    """The precision a run of cfg starts in: cfg.dtype, or for auto the device's best, where
-    on a CPU with bf16 units the probe decides (not under torchrun: each process would time
-    for itself, maybe differently)."""
-    dtype = pick_dtype(device_type, cfg.dtype)
-    if cfg.dtype == "auto" and device_type == "cpu" and dtype == torch.bfloat16 \
-            and not distributed:
-        with torch.random.fork_rng():  # the probe's dropout must not move the run's RNG
-            return faster_cpu_dtype(model, cfg, micro_batches(batches, cfg, 0))
-    return dtype

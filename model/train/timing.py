@@ -38,15 +38,33 @@ def sync(device: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def peak_flops(device: str, dtype: torch.dtype, n: int = 0, seconds: float = 0.5) -> float:
-    """Measured matmul FLOP/s on this device and dtype (best of repeated n³ products)."""
-    n = n or (8192 if device == "cuda" else 2048)
+def peak_flops(device: str, dtype: torch.dtype, budget: float = 1.0) -> float:
+    """Measured matmul FLOP/s on this device and dtype: the best n³ product over n = 256,
+    512, ... up to 2048 (8192 on a GPU), each n timed for a tenth of the budget.
+
+    n doubles only while the next product (8x the work) would still be quick: where a
+    precision has no hardware units (bf16 on an AVX2-only CPU, about 1 GFLOP/s) one 2048³
+    product takes over ten seconds, more than the runs this number serves."""
     # its own generator: drawing from the global one would shift a training run's dropout
     # masks by whether this process had measured the peak before (it is cached)
     gen = torch.Generator(device=device).manual_seed(0)
+    best, n, largest = 0.0, 256, 8192 if device == "cuda" else 2048
+    while n <= largest:
+        seconds = fastest_matmul(device, dtype, n, budget / 10, gen)
+        best = max(best, 2 * n ** 3 / seconds)
+        if 8 * seconds > budget / 5:
+            break
+        n *= 2
+    return best
+
+
+def fastest_matmul(device: str, dtype: torch.dtype, n: int, seconds: float,
+                   gen: torch.Generator) -> float:
+    """The least time of one n³ product, repeated for `seconds` after a warm-up (library
+    initialisation, kernel selection)."""
     a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    a @ b  # warm-up: library initialisation and kernel selection
+    a @ b
     sync(device)
     best, spent = float("inf"), 0.0
     while spent < seconds:
@@ -55,4 +73,31 @@ def peak_flops(device: str, dtype: torch.dtype, n: int = 0, seconds: float = 0.5
         sync(device)
         dt = time.perf_counter() - t0
         best, spent = min(best, dt), spent + dt
-    return 2 * n ** 3 / best
+    return best
+
+
+def mfu_peak(device: str, dtype: torch.dtype) -> float:
+    """The peak MFU is reported against: the run's own precision's, or float32's where that
+    is faster, as it is for a precision the machine only emulates (bf16 without bf16 units:
+    against its own crawl of a peak, MFU would read over 100%)."""
+    return max(peak_flops(device, dtype), peak_flops(device, torch.float32))
+
+
+def hardware_peaks(device: str, dtypes: list[torch.dtype]) -> tuple[dict[str, float], list[str]]:
+    """The measured peaks of dtypes by short name ("fp32", "bf16"), and a description of each
+    for people: a precision slower than float32 is named emulated, with no MFU against it."""
+    peaks, described = {}, []
+    fp32 = peak_flops(device, torch.float32)
+    for dtype in dtypes:
+        name = SHORT[dtype]
+        peak = peak_flops(device, dtype)
+        if dtype != torch.float32 and peak < fp32:
+            described.append(f"{name} emulated (no {name} units: {peak / 1e9:,.1f} GFLOP/s, "
+                             f"slower than fp32)")
+        else:
+            peaks[name] = peak
+            described.append(f"{name} {peak / 1e9:,.0f} GFLOP/s")
+    return peaks, described
+
+
+SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}

@@ -21,14 +21,15 @@ from ..data.tokenizer import check_same_vocab
 from ..errors import UserError, make_dir
 from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
-from .device import device_name, pick_device, set_threads
+from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
 from .lock import owns_out_dir
 from .optim import fused_adamw, lr_at, make_optimizer
 from .options import TrainConfig, as_dict
+from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
 from .runtime import Runtime
-from .step import compiled, fresh_run_dtype, micro_batches, train_step
-from .timing import peak_flops
+from .step import compiled, micro_batches, train_step
+from .timing import mfu_peak
 
 
 @torch.no_grad()
@@ -120,10 +121,10 @@ def setup(cfg: TrainConfig) -> tuple[Runtime, Batches, GPT, torch.optim.Optimize
     torch.manual_seed(cfg.seed)
     raw = GPT(gcfg).to(device)
     if state is not None:  # a resumed run keeps its precision, or it would not be exact
-        dtype = getattr(torch, state["dtype"])
+        choice = Choice(getattr(torch, state["dtype"]), state.get("dtype_why", "resumed"))
     else:
-        dtype = fresh_run_dtype(cfg, raw, batches, device.split(":")[0], dist.enabled)
-    rt = Runtime(device, dtype, dist)
+        choice = fresh_run_precision(cfg, raw, batches, device.split(":")[0], dist.enabled)
+    rt = Runtime(device, choice.dtype, dist, why=choice.why)
     opt = make_optimizer(raw, cfg, fused_adamw(rt.device_type))
     if state is not None:
         restore(state, raw, opt, rt)
@@ -134,7 +135,8 @@ def snapshot(raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> dict:
     """What a resumed run needs besides its config: weights, optimizer, the random streams,
     the precision and the loss scale."""
     state = {"model": raw.state_dict(), "optimizer": opt.state_dict(),
-             "rng": torch.get_rng_state(), "dtype": str(rt.dtype).removeprefix("torch.")}
+             "rng": torch.get_rng_state(), "dtype": str(rt.dtype).removeprefix("torch."),
+             "dtype_why": rt.why}
     if rt.device_type == "cuda":  # dropout on a GPU draws from the GPU's own generator
         state["cuda_rng"] = torch.cuda.get_rng_state(rt.device)
     if rt.scaler is not None:
@@ -184,12 +186,15 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
                  cfg.wandb_group, cfg.run_name, resume_step=step if state else None)
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * dist.world
     fpt = flops_per_token(gcfg, raw.num_params())
-    peak = peak_flops(rt.device_type, rt.dtype) if dist.master else 1.0
+    peak = mfu_peak(rt.device_type, rt.dtype) if dist.master else 1.0
     if dist.master:
-        ddp = f"DDP over {dist.world} process(es) ({dist.backend}), " if dist.enabled else ""
-        print(f"tinygpt: {raw.num_params():,} non-embedding params, "
-              f"{device_name(rt.device_type)}, {rt.dtype}, {tokens_per_step:,} tokens/step, "
-              f"{ddp}starting at step {step}/{cfg.max_iters}", flush=True)
+        notes = [f"{raw.num_params():,} non-embedding params", device_name(rt.device_type),
+                 f"{rt.dtype} ({rt.why})", f"{tokens_per_step:,} tokens/step"]
+        if dist.enabled:
+            notes.append(f"DDP over {dist.world} process(es) ({dist.backend})")
+        if cfg.optimizer == "muon":  # its orthogonalisation's precision is the device's choice
+            notes.append(f"Muon orthogonalising in {fastest_matmul_dtype(rt.device_type)}")
+        print(f"tinygpt: {', '.join(notes)}, starting at step {step}/{cfg.max_iters}", flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):
@@ -248,7 +253,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     summary = {"val_loss": val_loss, "steps": step, "tokens": step * tokens_per_step,
                "flops": step * tokens_per_step * fpt, "wall_s": wall,
                "n_nonemb": raw.num_params(), "n_total": raw.num_params(non_embedding=False),
-               "dtype": str(rt.dtype).removeprefix("torch.")}
+               "dtype": str(rt.dtype).removeprefix("torch."), "dtype_why": rt.why}
     log.close()
     del model, raw, opt
     distributed.shutdown(dist)

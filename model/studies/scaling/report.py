@@ -176,14 +176,21 @@ def precision_finding(runs: list[dict]) -> str:
     # as much as a second seed or compiling does: a switch of precision along the ladder can
     # be a kink as large as the prediction error, so it must not pass unseen.
     sizes = defaultdict(dict)  # dtype -> sizes (run name up to its first '-'), in ladder order
+    whys = defaultdict(dict)  # dtype -> how it was chosen (precision.py), each reason once
     for r in runs:
         sizes[r.get("dtype", "?")][r["name"].split("-")[0]] = None
+        if "dtype_why" in r:  # (runs from before the choice was recorded have none)
+            whys[r["dtype"]][r["dtype_why"].split(" [")[0]] = None  # the rule, not its numbers
     if len(sizes) == 1:
-        return f"- Precision: {next(iter(sizes))} at every size."
+        dtype = next(iter(sizes))
+        why = f" ({'; '.join(whys[dtype])})" if whys[dtype] else ""
+        return f"- Precision: {dtype} at every size{why}."
     parts = "; ".join(f"{d} for {', '.join(s)}" for d, s in sizes.items())
     return (f"- Precision: **mixed** ({parts}). bf16 can move a size's loss by about the seed "
-            "noise, so the curve can kink where it switches (see the residuals): the preset's "
-            "`[dtype]` table sets it per size, `dtype` under `[train]` one for all.")
+            "noise, so the curve can kink where it switches (see the residuals). With "
+            "`dtype = \"auto\"` each size's probe chose (the runs table's dtype column; its "
+            "speed ratio is in each run's summary.json); `dtype` under `[train]`, or a "
+            "`[dtype]` table per size, names one.")
 
 
 def floor_cells(fit: F.PowerLawFit) -> str:
