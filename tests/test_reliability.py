@@ -184,7 +184,7 @@ def test_bench_finds_its_default_recipe_from_any_folder(monkeypatch):
 
 
 def damaged_study(tmp_path: Path) -> tuple[Path, str]:
-    from model.studies.scaling.plan import load_plan
+    from model.studies.common.plan import load_plan
 
     root = tmp_path / "study"
     first = load_plan("quick").runs()[0].name
