@@ -1,6 +1,6 @@
 """Sample from a trained GPT: python sample.py --out_dir=out/<run> [--prompt=...]
 
-A thin command line over model.sampler; `tinygpt sample` is the same thing.
+A thin command line over model.infer.sampler; `tinygpt sample` is the same thing.
 """
 import sys
 

@@ -1,6 +1,6 @@
 """Train a GPT: python train.py [configs/<recipe>.toml] [--key=value ...]
 
-A thin command line over model.trainer; `tinygpt train` is the same thing.
+A thin command line over model.train.trainer; `tinygpt train` is the same thing.
 """
 import sys
 

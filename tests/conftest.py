@@ -74,7 +74,7 @@ TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, max_ite
 
 def tiny_config(corpus, out, **overrides):
     """The TINY run of corpus, as a TrainConfig."""
-    from model.options import TrainConfig
+    from model.train.options import TrainConfig
 
     values = dict(out_dir=str(out), dataset=str(corpus), **TINY)
     values.update(overrides)
@@ -90,7 +90,7 @@ def one_torchrun_process_matches_plain_training(corpus, tmp_path, device: str,
                                                 backend: str) -> None:
     """The TINY run as one process under torchrun (in a process group, through DDP) and as a
     plain run: the weights agree to float32 rounding."""
-    from model.trainer import train
+    from model.train.trainer import train
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}

@@ -10,9 +10,9 @@ import pytest
 
 from model.args import field_type
 from model.cli import COMMANDS, main
-from model.config import GPTConfig
-from model.options import TrainConfig
-from model.usage import comments
+from model.cli.usage import comments
+from model.nn.config import GPTConfig
+from model.train.options import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 VERBS = sorted(COMMANDS)
@@ -98,11 +98,11 @@ def test_both_spellings_give_the_same_options(verb, captured):
 
 def test_train_reads_its_config_file_and_spaced_options(monkeypatch, tmp_path):
     """`tinygpt train x.toml --max_iters 100`: one config file, then options (100 is no file)."""
-    import model.trainer
+    import model.train.trainer
 
     configs = []
     summary = {"val_loss": 1.0, "tokens": 1, "wall_s": 1.0}
-    monkeypatch.setattr(model.trainer, "train", lambda cfg: configs.append(cfg) or summary)
+    monkeypatch.setattr(model.train.trainer, "train", lambda cfg: configs.append(cfg) or summary)
     path = tmp_path / "x.toml"
     path.write_text('max_iters = 10\nlr = 0.01\ncompile = false\n')
     assert main(["train", str(path), "--max_iters", "100", "--compile",

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from conftest import one_torchrun_process_matches_plain_training, tiny_config
-from model.config import named
-from model.generate import generate
-from model.gpt import GPT
-from model.runlog import read_metrics
-from model.trainer import train
+from model.infer.generate import generate
+from model.nn.config import named
+from model.nn.gpt import GPT
+from model.train.runlog import read_metrics
+from model.train.trainer import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU; none is visible here")

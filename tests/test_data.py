@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from model import shapes
-from model.corpus import Document, split_documents
-from model.data import Batches, held_out_text, held_out_tokens, prepare
+from model.data import shapes
+from model.data.corpus import Document, split_documents
+from model.data.prepare import Batches, held_out_text, held_out_tokens, prepare
+from model.data.tokenizer import CharTokenizer, GPT2Tokenizer
 from model.errors import UserError
-from model.tokenizer import CharTokenizer, GPT2Tokenizer
 
 
 def test_gpt2_bpe_offline_known_ids():

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.emergence.transition import crossing, transition
+from model.studies.emergence.transition import crossing, transition
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,8 +47,8 @@ def test_a_flat_curve_never_transitions():
 
 
 def test_emergence_presets_load_and_name_their_data_shape():
-    from model.emergence.plan import load_emergence_plan
-    from model.scaling.plan import read_plan
+    from model.studies.common.plan import read_plan
+    from model.studies.emergence.plan import load_emergence_plan
 
     plan = load_emergence_plan(*read_plan("emergence-quick"))
     assert plan.shape == "50% synthetic copy sequences + 50% natural text (50% of windows with " \
@@ -71,9 +71,9 @@ def test_emergence_presets_load_and_name_their_data_shape():
     ("head_dim = 5", "bad model shape"),
 ])
 def test_bad_emergence_plans_are_named(tmp_path, line, message):
-    from model.emergence.plan import load_emergence_plan
     from model.errors import UserError
-    from model.scaling.plan import read_plan
+    from model.studies.common.plan import read_plan
+    from model.studies.emergence.plan import load_emergence_plan
 
     text = (ROOT / "configs/study/emergence-quick.toml").read_text()
     key = line.split(" =")[0]
@@ -109,7 +109,7 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
 
 
 def test_fewshot_points_split_by_the_copy_loss_at_each_evaluation():
-    from model.emergence.verdicts import fewshot, fewshot_points
+    from model.studies.emergence.verdicts import fewshot, fewshot_points
 
     def run(scores):  # step -> (copy loss, pair_recall exact match at k=4)
         evals = [{"step": s, "copy_loss": c,

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from model import checkpoint
 from model.cli import main
 from model.errors import UserError
-from model.trainer import train
+from model.train import checkpoint
+from model.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=32", "--batch_size=2",
@@ -150,7 +150,7 @@ def test_bad_sample_arguments(capsys, trained, args, message):
 
 
 def test_stop_string_keeps_non_ascii_and_reads_escapes():
-    from model.sampler import unescape
+    from model.infer.sampler import unescape
 
     assert unescape("\\n\\nROMEO") == "\n\nROMEO"
     assert unescape("été →") == "été →"

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import save
-from model.config import GPTConfig
-from model.fewshot import analysis
-from model.fewshot.icl import (attention_probs, copy_probe, halves_loss, icl_positions,
-                               icl_score, induction_probe, loss_by_position, prefix_matching,
-                               prefix_targets, probe_pool, text_repeat_loss)
-from model.fewshot.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
-                                   score_prompts, summarize, wilson)
 from model.cli import main
-from model.fewshot.run import last_of_each_run
-from model.fewshot.tasks import END, SEP, TASKS, build_prompts
-from model.gpt import GPT
-from model.tokenizer import CharTokenizer
+from model.data.tokenizer import CharTokenizer
+from model.nn.config import GPTConfig
+from model.nn.gpt import GPT
+from model.studies.common.icl import (attention_probs, copy_probe, halves_loss, icl_positions,
+                                      icl_score, induction_probe, loss_by_position, prefix_matching,
+                                      prefix_targets, probe_pool, text_repeat_loss)
+from model.studies.common.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
+                                          score_prompts, summarize, wilson)
+from model.studies.common.tasks import END, SEP, TASKS, build_prompts
+from model.studies.fewshot import analysis
+from model.studies.fewshot.run import last_of_each_run
+from model.train.checkpoint import save
 
 WORDS = ("grace king sword crown heart blood sweet fair good shall will speak hear come "
          "night lady lord queen death love thou art honour mother brother father cousin "

@@ -1,13 +1,14 @@
-"""Tests for model/scaling/fit.py: synthetic recovery and Besiroglu et al.'s Chinchilla refit."""
+"""Tests for model/studies/scaling/fit.py: synthetic recovery and Besiroglu et al.'s Chinchilla
+refit."""
 import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model.scaling.fit import (_objective, fit_chinchilla, fit_frontier, fit_loglog_line,
-                               fit_optimal_allocation, fit_power_law, frontier,
-                               isoflop_parabolas, leave_largest_out)
+from model.studies.scaling.fit import (_objective, fit_chinchilla, fit_frontier, fit_loglog_line,
+                                       fit_optimal_allocation, fit_power_law, frontier,
+                                       isoflop_parabolas, leave_largest_out)
 
 # The data sits beside the repo, in the workspace's shared/ folder: <workspace>/shared/data/...
 CHINCHILLA_CSV = (Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,11 +1,13 @@
-"""The import graph of model/ runs one way: no cycle, the studies do not import each other,
-and the core imports no study. Read from the source, function-level imports included (a
-lazy import still ties two modules together)."""
+"""The import graph of model/ runs one way: no cycle, the four studies do not import each
+other (what they share lives in studies/common), and the core (nn, data, train, infer and the
+modules beside them) imports no study and no cli. Read from the source, function-level imports
+included (a lazy import still ties two modules together)."""
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "model"
-STUDIES = ("model.scaling", "model.fewshot", "model.emergence")
+STUDIES = tuple(f"model.studies.{s}" for s in ("scaling", "fewshot", "emergence", "instruct"))
+CORE = ("model.nn", "model.data", "model.train", "model.infer")
 
 
 def module_name(path: Path) -> str:
@@ -30,7 +32,7 @@ def imported(name: str) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            # `from . import checkpoint` imports the module model.checkpoint
+            # `from . import checkpoint` imports the module model.train.checkpoint
             found |= {target} | {f"{target}.{a.name}" for a in node.names}
     return {m for m in found if m in MODULES and m != name}
 
@@ -63,10 +65,10 @@ def cycle() -> list[str] | None:
 
 
 def test_the_graph_is_read_from_the_source():
-    assert "model.gpt" in GRAPH["model.trainer"]  # a top-level relative import
-    assert "model.checkpoint" in GRAPH["model.trainer"]  # `from . import checkpoint`
-    assert "model.trainer" in GRAPH["model.bench"]  # an import inside a function
-    assert "model.fewshot.icl" in GRAPH["model.fewshot.run"]
+    assert "model.nn.gpt" in GRAPH["model.train.trainer"]  # a top-level relative import
+    assert "model.train.checkpoint" in GRAPH["model.train.trainer"]  # `from . import checkpoint`
+    assert "model.train.trainer" in GRAPH["model.cli.bench"]  # an import inside a function
+    assert "model.studies.common.icl" in GRAPH["model.studies.fewshot.run"]
 
 
 def test_no_import_cycle():
@@ -74,15 +76,23 @@ def test_no_import_cycle():
 
 
 def test_the_studies_are_siblings():
-    for a in ("model.scaling", "model.fewshot"):
-        for b in ("model.scaling", "model.fewshot"):
+    assert all(any(m.startswith(s + ".") for m in GRAPH) for s in STUDIES)  # all four read
+    for a in STUDIES:
+        for b in STUDIES:
             if a != b:
                 crossing = [(m, d) for m, deps in GRAPH.items() if m.startswith(a + ".")
                             for d in deps if d.startswith(b + ".") or d == b]
                 assert not crossing, f"{a} imports {b}: {crossing}"
 
 
-def test_the_core_imports_no_study():
-    core = [m for m in GRAPH if m.count(".") == 1 and m != "model.cli"]  # model/*.py
-    upward = [(m, d) for m in core for d in GRAPH[m] if d.startswith(STUDIES)]
+def core(name: str) -> bool:
+    """A module of the core: one of its packages, or a module beside them in model/."""
+    return name.startswith(tuple(p + "." for p in CORE)) or name in CORE or (
+        name.count(".") == 1 and name not in ("model.cli", "model.studies"))
+
+
+def test_the_core_imports_no_study_and_no_cli():
+    assert core("model.train.trainer") and core("model.errors") and not core("model.cli.bench")
+    upward = [(m, d) for m in GRAPH if core(m) for d in GRAPH[m]
+              if d.startswith(("model.studies", "model.cli"))]
     assert not upward, upward

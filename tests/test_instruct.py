@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from model.cli import main
-from model.instruct import losses
-from model.instruct.rollout import line_mask
-from model.instruct.task import Instruction, PROMPT_CHARS, grade, instructions
+from model.studies.instruct import losses
+from model.studies.instruct.rollout import line_mask
+from model.studies.instruct.task import Instruction, PROMPT_CHARS, grade, instructions
 
 VOCAB = frozenset("the king is dead long live and love my lord".split())
 
@@ -139,7 +139,7 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
 def test_a_killed_stage_resumes_exactly(tmp_path, monkeypatch):
     """SFT cut short by a crash after its step-10 checkpoint, then rerun, ends with the very
     weights of an uninterrupted SFT."""
-    from model.instruct import loop
+    from model.studies.instruct import loop
     base = tmp_path / "base"
     args = ["--preset=quick", f"--base={base}", "--sft_steps=20", "--eval_every=10"]
     run(["sft", f"--out={tmp_path / 'a'}", *args])

@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import decode
-from model.config import GPTConfig, named
-from model.decode import Decoder
-from model.generate import generate
-from model.gpt import GPT, attention, flops_per_token, n_nonemb_formula
-from model.options import TrainConfig
-from model.precision import faster_cpu_dtype
+from model.infer.generate import generate
+from model.nn import decode
+from model.nn.config import GPTConfig, named
+from model.nn.decode import Decoder
+from model.nn.gpt import GPT, attention, flops_per_token, n_nonemb_formula
+from model.train.options import TrainConfig
+from model.train.precision import faster_cpu_dtype
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
           GPTConfig(n_layer=3, n_head=3, n_embd=48, bias=True),

@@ -1,10 +1,12 @@
 """Config files and --key=value overrides: typed, checked, one-line errors."""
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from model.errors import UserError
-from model.options import load_config
+from model.nn.config import GPTConfig
+from model.train.options import load_config
 
 
 def test_overrides_are_cast_by_field_type(tmp_path):
@@ -35,6 +37,21 @@ def test_explicit_fields_override_size_and_arch():
     cfg = load_config(None, ["--size=2x32", "--arch=modern", "--n_layer=3", "--pos=learned"])
     g = cfg.gpt_config(65)
     assert (g.n_layer, g.n_embd, g.pos, g.norm) == (3, 32, "learned", "rmsnorm")
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(GPTConfig) if f.name != "vocab_size"])
+def test_every_model_field_is_reachable_from_the_command_line(name):
+    """TrainConfig repeats GPTConfig's fields by hand (issue #29): a field added to GPTConfig
+    alone could be set by no recipe and no command line. Each is set to a non-default value."""
+    default = getattr(GPTConfig(), name)
+    if isinstance(default, bool):
+        value = not default
+    elif isinstance(default, str):
+        value = {"pos": "rope", "norm": "rmsnorm", "mlp": "relu2"}[name]  # a new one goes here
+    else:
+        value = default * 2 if isinstance(default, int) else default + 0.25
+    cfg = load_config(None, [f"--{name}={str(value).lower()}"])
+    assert getattr(cfg.gpt_config(vocab_size=65), name) == value
 
 
 @pytest.mark.parametrize("args,message", [

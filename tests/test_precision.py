@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import precision
-from model.config import named
-from model.gpt import GPT
-from model.optim import Muon, orthogonalised
-from model.options import TrainConfig
-from model.precision import fresh_run_precision
-from model.timing import hardware_peaks, mfu_peak, peak_flops
+from model.nn.config import named
+from model.nn.gpt import GPT
+from model.train import precision
+from model.train.optim import Muon, orthogonalised
+from model.train.options import TrainConfig
+from model.train.precision import fresh_run_precision
+from model.train.timing import hardware_peaks, mfu_peak, peak_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def model_and_config(**overrides):
 
 
 def test_a_cpu_without_bf16_units_trains_in_fp32_without_a_probe(monkeypatch):
-    monkeypatch.setattr("model.device.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("model.train.device.cpu_has_bf16", lambda: False)
     monkeypatch.setattr(precision, "faster_cpu_dtype", lambda *a, **k: pytest.fail("probed"))
     model, cfg = model_and_config()
     choice = fresh_run_precision(cfg, model, Windows(), "cpu", distributed=False)
@@ -43,7 +43,7 @@ def test_a_cpu_without_bf16_units_trains_in_fp32_without_a_probe(monkeypatch):
 
 
 def test_a_named_precision_is_kept(monkeypatch):
-    monkeypatch.setattr("model.device.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("model.train.device.cpu_has_bf16", lambda: False)
     model, cfg = model_and_config(dtype="bfloat16")
     choice = fresh_run_precision(cfg, model, Windows(), "cpu", distributed=False)
     assert choice == (torch.bfloat16, "named by the config")
@@ -51,7 +51,7 @@ def test_a_named_precision_is_kept(monkeypatch):
 
 def test_the_probe_is_cached_per_machine_and_shape(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
-    monkeypatch.setattr("model.device.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("model.train.device.cpu_has_bf16", lambda: True)
     probes = []
 
     def probe(model, cfg, micro):
@@ -77,7 +77,7 @@ def test_the_probe_is_cached_per_machine_and_shape(monkeypatch, tmp_path):
 @pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"k": "v"}', "\xff"])
 def test_a_damaged_probe_cache_is_timed_over_and_rewritten(monkeypatch, tmp_path, damage):
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
-    monkeypatch.setattr("model.device.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("model.train.device.cpu_has_bf16", lambda: True)
     monkeypatch.setattr(precision, "faster_cpu_dtype", lambda *a: (torch.float32, 0.8))
     (tmp_path / "probes.json").write_text(damage, errors="surrogateescape")
     model, cfg = model_and_config()
@@ -93,7 +93,7 @@ def test_muon_in_bf16_is_torchs_muon_and_in_fp32_orthogonalises(monkeypatch, sha
     torch.manual_seed(0)
     ours, theirs = (torch.nn.Parameter(torch.randn(*shape)) for _ in range(2))
     theirs.data.copy_(ours.data)
-    monkeypatch.setattr("model.optim.fastest_matmul_dtype", lambda device: torch.bfloat16)
+    monkeypatch.setattr("model.train.optim.fastest_matmul_dtype", lambda device: torch.bfloat16)
     mine, torchs = Muon([ours], lr=0.02, weight_decay=0.01), \
         torch.optim.Muon([theirs], lr=0.02, weight_decay=0.01)
     for _ in range(3):
@@ -124,8 +124,8 @@ def test_peaks_are_measured_quickly_and_mfu_reads_against_the_faster_one():
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 UNDER_AVX2 = """
 import time, torch
-from model.device import fastest_matmul_dtype, pick_dtype
-from model.timing import hardware_peaks, mfu_peak, peak_flops
+from model.train.device import fastest_matmul_dtype, pick_dtype
+from model.train.timing import hardware_peaks, mfu_peak, peak_flops
 t0 = time.perf_counter()
 peaks, described = hardware_peaks("cpu", [torch.float32, torch.bfloat16])
 print("seconds", time.perf_counter() - t0)

@@ -10,15 +10,15 @@ import torch
 
 from conftest import tiny_config
 from model.errors import UserError
-from model.runlog import read_metrics
-from model.trainer import train
+from model.train.runlog import read_metrics
+from model.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # A second process that takes out_dir's lock the way a training run does, says so, and waits.
 HOLDER = """
 import sys, time
-from model.lock import owns_out_dir
+from model.train.lock import owns_out_dir
 class Cfg: out_dir = sys.argv[1]
 @owns_out_dir
 def hold(cfg):
@@ -93,7 +93,8 @@ def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(corpus, tmp_path
 
 
 def test_fewshot_refuses_a_corpus_edited_since_training(corpus, tmp_path):
-    from model.fewshot.run import Options, evaluate_checkpoint
+    from model.studies.common.scoring import Options
+    from model.studies.fewshot.run import evaluate_checkpoint
 
     out = tmp_path / "r"
     train(tiny_config(corpus, out, max_iters=2))
@@ -115,7 +116,7 @@ def test_a_kill_while_metrics_are_rewritten_loses_no_record(corpus, tmp_path):
     assert len(before) > 600
     # (Python ignores SIGXFSZ; the child restores the default action: death)
     rewrite = ("import signal; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
-               f"from model.runlog import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
+               f"from model.train.runlog import RunLog; RunLog({str(out)!r}, {{}}, resume_step=3); "
                "print('rewritten')")
     done = subprocess.run(
         [sys.executable, "-c", rewrite], capture_output=True, text=True,
@@ -173,7 +174,7 @@ def test_numbers_out_of_range_in_bench(capsys, args, message):
 
 def test_bench_finds_its_default_recipe_from_any_folder(monkeypatch):
     """Issue 12 item 17 (the tests run in a temporary folder, not in the checkout)."""
-    import model.bench as bench
+    import model.cli.bench as bench
     from model.cli import main
 
     seen = {}
@@ -183,7 +184,7 @@ def test_bench_finds_its_default_recipe_from_any_folder(monkeypatch):
 
 
 def damaged_study(tmp_path: Path) -> tuple[Path, str]:
-    from model.scaling.plan import load_plan
+    from model.studies.common.plan import load_plan
 
     root = tmp_path / "study"
     first = load_plan("quick").runs()[0].name
@@ -276,7 +277,7 @@ def test_disk_full_inside_torch_save_is_one_line(small_disk, corpus):
 
 
 def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(small_disk, corpus, tmp_path):
-    from model.data import prepare
+    from model.data.prepare import prepare
 
     big = tmp_path / "big.txt"
     big.write_text((corpus / "work0.txt").read_text() * 20)  # 2 x 190 KB of uint16 tokens
@@ -287,7 +288,7 @@ def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(small_disk, corpu
 
 def test_read_only_folders_name_the_path_and_the_cause(small_disk, corpus, capsys, monkeypatch):
     import torch
-    from model import checkpoint
+    from model.train import checkpoint
 
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with pytest.raises(UserError, match=r"cannot write .*ckpt.pt \(Read-only file system\)"):
@@ -306,7 +307,8 @@ def test_home_on_dev_null_with_the_gpt2_tokenizer(capsys, monkeypatch):
     assert "cannot make the download cache /dev/null/.cache/tinygpt" in err
 
 
-PREPARE = "import sys; from model.data import prepare; prepare(sys.argv[1], 'char', sys.argv[2])"
+PREPARE = ("import sys; from model.data.prepare import prepare; "
+           "prepare(sys.argv[1], 'char', sys.argv[2])")
 
 
 def test_two_processes_preparing_one_corpus_at_once(corpus, tmp_path):
@@ -338,7 +340,7 @@ def test_a_corpus_too_rich_for_16_bit_tokens(capsys, tmp_path):
 
 
 def test_a_killed_prepare_leaves_no_folder_for_good(corpus, tmp_path):
-    from model.data import prepare
+    from model.data.prepare import prepare
 
     data = tmp_path / "data"
     dead = data / "corpus-char.tmp-999999999-abc"  # a pid no process has
@@ -386,7 +388,7 @@ def test_fewshot_names_a_relative_dataset_from_the_checkpoint(corpus, tmp_path, 
 
 
 def test_metrics_on_a_full_disk_name_the_file(small_disk):
-    from model.runlog import RunLog
+    from model.train.runlog import RunLog
 
     log = RunLog(small_disk, {})
     with pytest.raises(OSError):  # fill the file system to the last byte

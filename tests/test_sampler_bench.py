@@ -6,8 +6,8 @@ import pytest
 
 from conftest import tiny_config
 from model.cli import main
-from model.sampler import SampleOptions, run
-from model.trainer import train
+from model.infer.sampler import SampleOptions, run
+from model.train.trainer import train
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_a_huge_cap_with_a_stop_string_needs_no_huge_buffer(trained):
 
 
 def test_long_samples_are_generated_in_reproducible_chunks(trained, monkeypatch):
-    import model.sampler as sampler
+    import model.infer.sampler as sampler
 
     opts = SampleOptions(prompt="The king", max_new_tokens=50, temperature=1.0, seed=3)
     whole = run(trained / "ckpt.pt", opts, out=io.StringIO())[0]
@@ -124,7 +124,7 @@ def test_long_samples_are_generated_in_reproducible_chunks(trained, monkeypatch)
 
 
 def test_the_decode_goal_is_judged_unrounded_beside_the_rounds_spread(capsys):
-    from model.bench import BenchArgs, report_decode
+    from model.cli.bench import BenchArgs, report_decode
 
     rounds = [[1496.0, 100.0], [1400.0, 100.0], [1600.0, 100.0]]  # tok/s cached, recomputing
     report_decode(BenchArgs(), rounds)

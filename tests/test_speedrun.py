@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from model.cli import main
-from model.runlog import read_metrics
+from model.train.runlog import read_metrics
 
 
 def test_the_speedrun_stops_at_the_baseline_loss_and_writes_its_result(corpus, capfd):
@@ -35,7 +35,7 @@ def test_the_speedrun_stops_at_the_baseline_loss_and_writes_its_result(corpus, c
 
 
 def test_a_missed_target_is_reported_as_such(capsys):
-    from model.speedrun import print_table
+    from model.cli.speedrun import print_table
 
     run = dict(recipe="baseline", steps=2000, val_loss=1.8866, wall_s=53.0, loop_s=49.0,
                reached=True, ratio=1.0)
@@ -52,7 +52,7 @@ def test_a_missed_target_is_reported_as_such(capsys):
                                              "(goal: 0.25 or less: missed)"),
                                             (0.25, "(goal: 0.25 or less: met)")])
 def test_the_goal_is_judged_unrounded(capsys, ratio, verdict):
-    from model.speedrun import print_table
+    from model.cli.speedrun import print_table
 
     run = dict(recipe="baseline", steps=2000, val_loss=1.8866, wall_s=50.0, loop_s=47.0,
                reached=True, ratio=1.0)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from model.errors import UserError
-from model.gpt import flops_per_token, n_nonemb_formula
-from model.scaling.ngram import ngram_loss
-from model.scaling.plan import config_hash, load_plan
+from model.nn.gpt import flops_per_token, n_nonemb_formula
+from model.studies.common.plan import config_hash, load_plan
+from model.studies.scaling.ngram import ngram_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_presets_load_and_the_laptop_ladder_spans_two_decades():
 
 
 def test_run_flops_follow_the_formula():
-    from model.scaling.runner import run_flops
+    from model.studies.common.runner import run_flops
 
     plan = load_plan("quick")
     plan.vocab_size = 84
@@ -76,7 +76,7 @@ def test_plan_values_are_checked_before_any_training(tmp_path, line, message):
 
 
 def test_a_study_needs_three_sizes_before_it_trains(tmp_path):
-    from model.scaling.runner import run_study
+    from model.studies.common.runner import run_study
 
     path = tmp_path / "p.toml"
     path.write_text('tokens = 1000\n[lr]\n"2x24" = 1e-3\n"2x32" = 1e-3\n')
@@ -86,7 +86,7 @@ def test_a_study_needs_three_sizes_before_it_trains(tmp_path):
 
 
 def test_report_on_a_damaged_plan_json(tmp_path):
-    from model.scaling.report import write_report
+    from model.studies.scaling.report import write_report
 
     (tmp_path / "plan.json").write_text('{"name": ')
     with pytest.raises(UserError, match="plan.json is damaged.*--preset"):
@@ -187,7 +187,7 @@ def test_quick_study_survives_kill_9_of_its_parent_and_reports(tmp_path):
     (1, 0, "cpu", 8, (1, 0)),
 ])
 def test_runs_share_the_cores(monkeypatch, jobs, threads, device, runs, expected):
-    from model.scaling.runner import share_cores
+    from model.studies.common.runner import share_cores
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert share_cores(jobs, threads, device, runs) == expected
@@ -214,8 +214,8 @@ def test_a_plan_sets_a_training_key_per_size(tmp_path, key, train, chosen, wrong
 
 
 def test_a_run_that_fails_in_its_process_is_one_error_naming_it(corpus, tmp_path):
-    from model.options import TrainConfig
-    from model.scaling.pool import run_parallel
+    from model.studies.common.pool import run_parallel
+    from model.train.options import TrainConfig
 
     good = dict(dataset=str(corpus), out_dir=str(tmp_path / "a"), run_name="a", size="2x24",
                 max_iters=2, eval_interval=2, eval_batches=1, batch_size=2, block_size=16,
@@ -235,7 +235,7 @@ def synthetic_run(n, d, flops):
 
 
 def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
-    from model.scaling.report import analyse
+    from model.studies.scaling.report import analyse
 
     sizes = np.geomspace(1e5, 1e8, 8)
     runs = [synthetic_run(n, d, 6 * n * d) for n in sizes for d in (1e8, 4e8, 1.6e9)]
@@ -251,7 +251,7 @@ def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
 
 
 def test_report_names_a_precision_switch_along_the_ladder():
-    from model.scaling.report import precision_finding
+    from model.studies.scaling.report import precision_finding
 
     runs = [{"name": f"{size}-4M-lr0.01-s{seed}", "dtype": dtype}
             for size, dtype in (("2x24", "float32"), ("4x104", "float32"), ("6x160", "bfloat16"))
@@ -262,7 +262,7 @@ def test_report_names_a_precision_switch_along_the_ladder():
 
 
 def test_seed_noise_pools_the_seeds_of_each_size():
-    from model.scaling.report import seed_noise
+    from model.studies.scaling.report import seed_noise
 
     runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
                                                       (2, 1.5), (2, 1.5 * np.exp(0.02)))]
@@ -272,8 +272,8 @@ def test_seed_noise_pools_the_seeds_of_each_size():
 
 
 def test_report_says_when_the_floor_is_not_bounded_away_from_zero():
-    from model.scaling.fit import PowerLawFit
-    from model.scaling.report import floor_cells
+    from model.studies.scaling.fit import PowerLawFit
+    from model.studies.scaling.report import floor_cells
 
     boot = np.ones((40, 3))
     at_bound = PowerLawFit(0.0, 5.0, 0.3, (0.0, 0.2), (4, 6), (0.2, 0.4), 0.6, boot=boot)
@@ -286,7 +286,7 @@ def test_report_says_when_the_floor_is_not_bounded_away_from_zero():
 
 def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
     """tinygpt sweep: each size's grid of rates, two runs at a time, extended past an edge."""
-    from model.scaling.sweep import run_sweep
+    from model.studies.scaling.sweep import run_sweep
 
     path = tmp_path / "p.toml"
     path.write_text(f'dataset = "{corpus}"\ntokens = 8_000\nblock_size = 32\nbatch_size = 2\n'
@@ -303,7 +303,7 @@ def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
 
 
 def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys):
-    from model.scaling.runner import Ledger
+    from model.studies.common.runner import Ledger
 
     path = tmp_path / "p.toml"
     path.write_text('tokens = 1000\n[lr]\n"2x24" = 1e-3\n')

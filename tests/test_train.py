@@ -10,8 +10,8 @@ import torch
 
 from conftest import one_torchrun_process_matches_plain_training, tiny_config, tiny_flags
 from model.errors import UserError
-from model.runlog import read_metrics
-from model.trainer import train
+from model.train.runlog import read_metrics
+from model.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_resume_is_bitwise_identical(corpus, tmp_path, optimizer):
 def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
     """The first run of a process measures the matmul peak (then cached); that measurement
     must not draw from the generator dropout draws from."""
-    from model.timing import peak_flops
+    from model.train.timing import peak_flops
 
     peak_flops.cache_clear()
     for name in ("first", "second"):
@@ -67,8 +67,8 @@ def test_a_checkpoint_from_before_muon_resumes(corpus, tmp_path):
 
 
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
-    from model.gpt import GPT
-    from model.optim import Paired, make_optimizer
+    from model.nn.gpt import GPT
+    from model.train.optim import Paired, make_optimizer
 
     cfg = tiny_config(corpus, tmp_path / "m", optimizer="muon", lr=3e-3, muon_lr=0.05)
     model = GPT(cfg.gpt_config(45))
@@ -114,8 +114,8 @@ def test_a_target_loss_stops_at_the_first_evaluation_that_meets_it(corpus, tmp_p
 
 
 def test_evaluations_start_late_and_cover_the_whole_split_when_asked(corpus, tmp_path):
-    from model.data import Batches, prepare
-    from model.trainer import eval_batch_count, evaluates
+    from model.data.prepare import Batches, prepare
+    from model.train.trainer import eval_batch_count, evaluates
 
     cfg = tiny_config(corpus, tmp_path / "e", max_iters=12, eval_interval=3, eval_start=5)
     assert [s for s in range(13) if evaluates(s, cfg)] == [6, 9, 12]
@@ -127,10 +127,10 @@ def test_evaluations_start_late_and_cover_the_whole_split_when_asked(corpus, tmp
 
 
 def test_larger_evaluation_passes_read_the_same_windows(corpus, tmp_path):
-    from model.data import Batches, prepare
-    from model.gpt import GPT
-    from model.runtime import Runtime
-    from model.trainer import evaluate
+    from model.data.prepare import Batches, prepare
+    from model.nn.gpt import GPT
+    from model.train.runtime import Runtime
+    from model.train.trainer import evaluate
 
     cfg = tiny_config(corpus, tmp_path / "e")
     b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
@@ -144,10 +144,10 @@ def test_larger_evaluation_passes_read_the_same_windows(corpus, tmp_path):
 
 def test_gradient_accumulation_matches_a_bigger_batch(corpus, tmp_path):
     """Two micro-batches of 4 must give the gradient of one batch of those 8 windows."""
-    from model.data import Batches, prepare
-    from model.gpt import GPT
-    from model.runtime import Runtime
-    from model.step import micro_batches, train_step
+    from model.data.prepare import Batches, prepare
+    from model.nn.gpt import GPT
+    from model.train.runtime import Runtime
+    from model.train.step import micro_batches, train_step
 
     cfg = tiny_config(corpus, tmp_path / "acc", grad_accum=2, grad_clip=0.0)
     b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
@@ -236,9 +236,9 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
 def test_compiling_leaves_the_model_eager_and_shares_its_weights():
     """Training runs a copy whose blocks are compiled; evaluation, the probes and checkpoints
     use the original, which must stay eager (no recompile for their shapes) and be trained."""
-    from model.config import named
-    from model.gpt import GPT
-    from model.step import compiled
+    from model.nn.config import named
+    from model.nn.gpt import GPT
+    from model.train.step import compiled
 
     model = GPT(named("2x24", "modern", vocab_size=10, block_size=16))
     fast = compiled(model)
@@ -251,10 +251,10 @@ def test_compiling_leaves_the_model_eager_and_shares_its_weights():
 def test_the_benchmark_times_the_step_training_runs(corpus, tmp_path, monkeypatch):
     """The bench's StepTimer and train() run one step function: from the same seed, on the
     same windows, at the same learning rate, they reach the same weights bit for bit."""
-    from model.data import Batches, prepare
-    from model.gpt import GPT
-    from model.runtime import Runtime
-    from model.step import StepTimer, micro_batches
+    from model.data.prepare import Batches, prepare
+    from model.nn.gpt import GPT
+    from model.train.runtime import Runtime
+    from model.train.step import StepTimer, micro_batches
 
     # a constant learning rate (the timer knows no schedule), two micro-batches, clipping
     cfg = tiny_config(corpus, tmp_path / "run", max_iters=5, warmup_iters=0, schedule="wsd",
@@ -300,10 +300,10 @@ def test_the_scaler_path_unscales_before_clipping():
     """A loss scaled by a power of two scales every gradient exactly, so a step through the
     scaler must give the very weights of an unscaled step, clipping included; plain SGD,
     because Adam would hide a gradient left scaled."""
-    from model.config import named
-    from model.gpt import GPT
-    from model.runtime import Runtime
-    from model.step import train_step
+    from model.nn.config import named
+    from model.nn.gpt import GPT
+    from model.train.runtime import Runtime
+    from model.train.step import train_step
 
     x = torch.randint(0, 65, (4, 16), generator=torch.Generator().manual_seed(0))
     micro = [(x[:2], x[:2]), (x[2:], x[2:])]
@@ -321,8 +321,8 @@ def test_the_scaler_path_unscales_before_clipping():
 
 
 def test_the_scaler_skips_a_step_whose_gradients_overflow():
-    from model.runtime import Runtime
-    from model.step import train_step
+    from model.train.runtime import Runtime
+    from model.train.step import train_step
 
     class Huge(torch.nn.Module):  # a loss whose gradient overflows float32 once scaled
         def __init__(self):
@@ -341,7 +341,7 @@ def test_the_scaler_skips_a_step_whose_gradients_overflow():
 
 
 def test_a_float16_runtime_has_a_scaler_and_others_none():
-    from model.runtime import Runtime
+    from model.train.runtime import Runtime
 
     assert Runtime(dtype=torch.float16).scaler is not None
     assert Runtime(dtype=torch.bfloat16).scaler is None and Runtime().scaler is None

@@ -1,0 +1,319 @@
+"""The `tinygpt` command: one verb per step of the pipeline, found in one table (COMMANDS).
+
+Each verb's options are the fields of a dataclass (model/args.py reads them, model/usage.py
+prints them for `tinygpt <verb> --help`); train and the instruct verbs also read a TOML file
+of settings (TrainConfig, InstructConfig) that the command line overrides.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..args import parse, positional, typed
+from ..errors import UserError, check_values, exits_cleanly, one_of
+from ..infer.sampler import SampleArgs
+from ..studies.fewshot.options import FewshotArgs
+from ..studies.instruct.options import InstructConfig, load_instruct
+from ..train.options import RULES as TRAIN_RULES
+from ..train.options import TrainConfig
+from .bench import BenchArgs
+from .bench import main as bench_main
+from .usage import usage
+
+
+@dataclass(frozen=True)
+class Command:
+    run: Callable[..., None]  # called with the options, and the settings' overrides if any
+    about: str                # one line, for `tinygpt --help`
+    options: type             # the dataclass the command line fills
+    settings: type | None = None  # a dataclass read from a TOML file first; run() receives
+                                  # the command line's {key: text} overrides of it
+
+
+@dataclass
+class PrepareArgs:
+    dataset: str = "shakespeare"  # "shakespeare" (embedded), a text file or folder, or hf:<name>
+    tokenizer: str = "char"       # "char" | "gpt2"
+    data_root: str = "data"       # where the token files are written
+
+    def validate(self) -> None:
+        check_values(vars(self), {k: TRAIN_RULES[k] for k in ("dataset", "tokenizer",
+                                                              "data_root")})
+
+
+def cmd_prepare(a: PrepareArgs) -> None:
+    from ..data.prepare import prepare
+
+    folder = prepare(a.dataset, a.tokenizer, a.data_root)
+    counts = json.loads((folder / "meta.json").read_text())["counts"]
+    print(f"prepared {folder}: {counts['train']['tokens']:,} train and "
+          f"{counts['val']['tokens']:,} val tokens")
+
+
+@dataclass
+class TrainArgs:
+    config: str = positional(default="")  # a TOML recipe: a file, or a shipped one's name
+
+
+def cmd_train(a: TrainArgs, overrides: dict[str, str]) -> None:
+    from ..train.options import config_from
+    from ..train.trainer import train
+
+    # checked, the model's shape included, before any data is prepared
+    summary = train(config_from(a.config or None, overrides))
+    print(f"done: val loss {summary['val_loss']:.4f} after {summary['tokens']:,} tokens "
+          f"in {summary['wall_s']:.0f} s")
+
+
+def cmd_sample(a: SampleArgs) -> None:
+    from dataclasses import replace
+
+    from ..files import read_utf8
+    from ..infer.sampler import run, unescape
+    from ..train.checkpoint import file_of
+
+    prompt = a.prompt
+    if prompt.startswith("FILE:"):
+        path = Path(prompt[5:])
+        if not path.is_file():
+            problem = "is a folder" if path.is_dir() else "not found"
+            raise UserError(f"prompt file {path} {problem}; give --prompt=FILE:<path of a text file>")
+        prompt = read_utf8(path)
+    opts = replace(a, prompt=prompt, stop=unescape(a.stop))
+    run(file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
+
+
+@dataclass
+class StudyArgs:
+    preset: str = "laptop"   # a preset of configs/study (laptop, quick, emergence, ...) or a plan .toml
+    dataset: str = ""        # train on this text file, folder or hf:<name> (default: the plan's)
+    out: str = ""            # folder of the runs (default: out/study-<plan>, out/sweep-<plan>;
+                             # out/<plan> for emergence)
+    wandb: str = "disabled"  # "disabled" | "offline" | "online"
+    threads: int = 0         # CPU threads; 0 keeps torch's default (or, with --jobs, shares cores)
+    jobs: int = 0            # scaling runs trained at once, each its own process; 0: one per core
+                             # (one thread each) on a CPU, one on a GPU
+
+    def validate(self) -> None:
+        check_values(vars(self), {**{k: TRAIN_RULES[k] for k in ("wandb", "threads")},
+                                  "jobs": (lambda v: v >= 0, "0 (choose) or more")})
+
+
+def check_summaries(root: Path) -> None:
+    """UserError naming the first damaged summary.json of a study folder (edited by hand, or
+    torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
+    for path in sorted(root.glob("*/summary.json")):
+        try:
+            if isinstance(json.loads(path.read_text()), dict):
+                continue
+            problem = "not a JSON object"
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            problem = f"not JSON: {getattr(e, 'msg', None) or e.reason}"
+        raise UserError(f"{path} is damaged ({problem}); delete it and tinygpt study redoes it "
+                        "from the run's checkpoint")
+
+
+def study_root(plan, a: StudyArgs, default: str) -> Path:
+    """The study's folder, with --dataset applied to the plan (and named in it)."""
+    if a.dataset:
+        plan.dataset = a.dataset
+        plan.name += "-" + Path(a.dataset.removeprefix("hf:")).stem
+    root = Path(a.out or default.format(name=plan.name))
+    check_summaries(root)
+    return root
+
+
+def study_command(a: StudyArgs) -> str:
+    """The command that reruns the study, for its report (threads and wandb change no result)."""
+    given = [f"--{k}={getattr(a, k)}" for k in ("dataset", "out") if getattr(a, k)]
+    return " ".join(["tinygpt study", f"--preset={a.preset}", *given])
+
+
+def cmd_study(a: StudyArgs) -> None:
+    from ..studies.common.plan import load_plan, read_plan
+
+    if read_plan(a.preset)[1].get("kind") == "emergence":
+        return emergence_study(a)
+    from ..studies.common.runner import run_study
+    from ..studies.scaling.report import write_report
+
+    plan = load_plan(a.preset)
+    root = study_root(plan, a, "out/study-{name}")
+    run_study(plan, root, a.wandb, a.threads, a.jobs)
+    print(f"report: {write_report(root, plan, command=study_command(a))}")
+
+
+def emergence_study(a: StudyArgs) -> None:
+    """tinygpt study --preset=emergence: the grid of depths and widths, then its report."""
+    from ..studies.common.plan import read_plan
+    from ..studies.emergence.plan import load_emergence_plan
+    from ..studies.emergence.report import write_report
+    from ..studies.emergence.runner import run_emergence
+
+    plan = load_emergence_plan(*read_plan(a.preset))
+    root = study_root(plan, a, "out/{name}")
+    run_emergence(plan, root, a.wandb, a.threads)
+    print(f"report: {write_report(root, command=study_command(a))}")
+
+
+def cmd_sweep(a: StudyArgs) -> None:
+    from ..studies.common.plan import load_plan
+    from ..studies.scaling.sweep import run_sweep
+
+    plan = load_plan(a.preset)
+    run_sweep(plan, study_root(plan, a, "out/sweep-{name}"), wandb=a.wandb, threads=a.threads,
+              jobs=a.jobs)
+
+
+@dataclass
+class ReportArgs:
+    root: str = positional()  # the study folder, e.g. out/study-laptop
+    preset: str = ""          # its plan (default: read from the folder)
+
+
+def cmd_report(a: ReportArgs) -> None:
+    from ..studies.common.plan import load_plan
+    from ..studies.scaling.report import write_report
+
+    root = Path(a.root)
+    plan_file = root / "plan.json"
+    if not a.preset and not plan_file.exists():
+        raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
+    check_summaries(root)
+    if plan_file.exists() and json.loads(plan_file.read_text()).get("kind") == "emergence":
+        from ..studies.emergence.report import write_report as write_emergence_report
+        print(f"report: {write_emergence_report(root)}")
+        return
+    plan = load_plan(a.preset) if a.preset else None
+    print(f"report: {write_report(root, plan)}")
+
+
+def cmd_fewshot(a: FewshotArgs) -> None:
+    from ..studies.fewshot.run import main
+    main(a)
+
+
+@dataclass
+class InstructArgs:
+    preset: str = "laptop"  # laptop | quick, or a preset .toml
+    out: str = ""           # the pipeline's folder (default: out/instruct-<preset>)
+
+
+@dataclass
+class SizeArgs(InstructArgs):
+    size: str = ""          # the model's size (default: for sft policy_size, for rm the largest
+                            # of rm_sizes)
+
+
+@dataclass
+class PpoArgs(InstructArgs):
+    rm_size: str = ""       # the reward model to optimise against (default: the largest)
+    variant: str = ""       # "" (β = kl_beta), ptx (with the pretraining term) or sweep
+
+    def validate(self) -> None:
+        check_values(vars(self), {"variant": one_of("", "ptx", "sweep")})
+
+
+def instruct_context(a: InstructArgs, overrides: dict[str, str]):
+    """The pipeline's context: the preset's settings with the command line's overrides."""
+    from ..studies.instruct.context import Context
+    from ..train.device import set_threads
+
+    cfg, name = load_instruct(a.preset, overrides)
+    set_threads(cfg.threads)
+    return Context(cfg, Path(a.out or f"out/instruct-{name}"), name)
+
+
+def cmd_instruct(a: InstructArgs, overrides: dict[str, str]) -> None:
+    from ..studies.instruct.pipeline import run_pipeline
+    print(f"report: {run_pipeline(instruct_context(a, overrides))}")
+
+
+def cmd_sft(a: SizeArgs, overrides: dict[str, str]) -> None:
+    from ..studies.instruct.sft import run_sft
+    ctx = instruct_context(a, overrides)
+    print(run_sft(ctx, a.size or ctx.cfg.policy_size))
+
+
+def cmd_rm(a: SizeArgs, overrides: dict[str, str]) -> None:
+    from ..studies.instruct.rm import run_rm
+    ctx = instruct_context(a, overrides)
+    print(run_rm(ctx, a.size or ctx.cfg.sizes()[-1]))
+
+
+def cmd_ppo(a: PpoArgs, overrides: dict[str, str]) -> None:
+    from ..studies.instruct.ppo import run_ppo
+    ctx = instruct_context(a, overrides)
+    print(run_ppo(ctx, a.rm_size or ctx.cfg.sizes()[-1], a.variant))
+
+
+def cmd_dpo(a: InstructArgs, overrides: dict[str, str]) -> None:
+    from ..studies.instruct.dpo import run_dpo
+    print(run_dpo(instruct_context(a, overrides)))
+
+
+COMMANDS: dict[str, Command] = {
+    "prepare": Command(cmd_prepare, "tokenize a corpus into data/", PrepareArgs),
+    "train": Command(cmd_train, "train a model from a TOML recipe and command-line overrides",
+                     TrainArgs, TrainConfig),
+    "sample": Command(cmd_sample, "sample text from a checkpoint", SampleArgs),
+    "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison; "
+                                 "or the speedrun", BenchArgs),
+    "study": Command(cmd_study, "the scaling study, or with an emergence preset the in-context "
+                                "copying study", StudyArgs),
+    "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",
+                     StudyArgs),
+    "report": Command(cmd_report, "fits, plots and report of a study folder, again", ReportArgs),
+    "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",
+                       FewshotArgs),
+    "instruct": Command(cmd_instruct, "the InstructGPT pipeline: SFT, reward models, PPO, DPO, "
+                                      "report", InstructArgs, InstructConfig),
+    "sft": Command(cmd_sft, "supervised fine-tuning, one stage of instruct", SizeArgs,
+                   InstructConfig),
+    "rm": Command(cmd_rm, "a reward model from rankings, one stage of instruct", SizeArgs,
+                  InstructConfig),
+    "ppo": Command(cmd_ppo, "PPO against a reward model, one stage of instruct", PpoArgs,
+                   InstructConfig),
+    "dpo": Command(cmd_dpo, "DPO from the ranked pairs, one stage of instruct", InstructArgs,
+                   InstructConfig),
+}
+
+
+def overview() -> str:
+    width = max(map(len, COMMANDS))
+    return "\n".join(["usage: tinygpt <command> [--key=value ...]", "",
+                      *(f"  {verb:<{width}}  {c.about}" for verb, c in COMMANDS.items()), "",
+                      "tinygpt <command> --help lists its options."])
+
+
+def run_command(verb: str, argv: list[str]) -> None:
+    """Read the verb's options (checked) and its settings' overrides, then run it."""
+    command = COMMANDS[verb]
+    settings = (command.settings,) if command.settings else ()
+    texts, *overrides = parse(argv, command.options, *settings)
+    command.run(typed(command.options, {}, texts), *overrides)
+
+
+@exits_cleanly
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verb, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if verb in ("-h", "--help"):
+        print(overview())
+        return 0
+    if verb not in COMMANDS:
+        print(overview(), file=sys.stderr)
+        if verb:
+            print(f"error: unknown command {verb!r}; commands: {', '.join(COMMANDS)}",
+                  file=sys.stderr)
+        return 2
+    if "-h" in rest or "--help" in rest:
+        command = COMMANDS[verb]
+        print(usage(f"tinygpt {verb}", command.about, command.options, command.settings))
+        return 0
+    run_command(verb, rest)
+    return 0
+

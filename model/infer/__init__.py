@@ -1,0 +1,1 @@
+"""Inference: autoregressive generation (generate) and the `sample` verb (sampler)."""

@@ -1,0 +1,155 @@
+"""A study plan: which runs make up a ladder, read from configs/study/<preset>.toml.
+
+A plan names the sizes with their learning rates, one data set and one token
+(or FLOP) budget shared by every size, and the seeds. Each (size, budget,
+seed) becomes a RunSpec, which turns into an ordinary TrainConfig: the study
+trains with exactly the trainer a user runs by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...args import cast, check_keys
+from ...errors import UserError, check_values, positive, whole
+from ...files import preset_file
+from ...nn.config import ARCHS, SIZES, named
+from ...nn.gpt import flops_per_token, n_nonemb_formula
+from ...train.options import RULES as TRAIN_RULES
+from ...train.options import TrainConfig, read_toml
+
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    size: str
+    lr: float
+    tokens: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.size}-{self.tokens / 1e6:g}M-lr{self.lr:.3g}-s{self.seed}"
+
+
+@dataclass
+class StudyPlan:
+    name: str
+    lr: dict[str, float]
+    dataset: str = "shakespeare"
+    tokenizer: str = "char"
+    arch: str = "gpt2"
+    block_size: int = 256
+    batch_size: int = 4
+    tokens: list[int] = field(default_factory=list)
+    flops: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [1337])
+    evals: int = 20
+    train: dict = field(default_factory=dict)
+    dtype: dict[str, str] = field(default_factory=dict)  # per size, over [train]'s dtype
+    compile: dict[str, bool] = field(default_factory=dict)  # per size, over [train]'s compile
+    sweep: dict = field(default_factory=dict)
+    description: str = ""
+    vocab_size: int = 0  # set from the prepared data; FLOP budgets need it to count tokens
+
+    def tokens_for(self, size: str) -> list[int]:
+        """The token budgets of one size: the fixed ones, and one per FLOP budget."""
+        per_token = flops_per_token(self.model(size), n_nonemb_formula(self.model(size)))
+        return sorted({*self.tokens, *(int(c / per_token) for c in self.flops)})
+
+    def model(self, size: str):
+        return named(size, self.arch, block_size=self.block_size, vocab_size=self.vocab_size)
+
+    def runs(self) -> list[RunSpec]:
+        return [RunSpec(size, lr, tokens, seed) for size, lr in self.lr.items()
+                for tokens in self.tokens_for(size) for seed in self.seeds]
+
+    def train_config(self, spec: RunSpec, out_dir: Path, **extra) -> TrainConfig:
+        steps = max(spec.tokens // (self.block_size * self.batch_size), 1)
+        values = dict(
+            out_dir=str(out_dir), dataset=self.dataset, tokenizer=self.tokenizer, size=spec.size,
+            arch=self.arch, block_size=self.block_size, batch_size=self.batch_size,
+            max_iters=steps, lr=spec.lr, seed=spec.seed, init_from="auto",
+            eval_interval=max(steps // self.evals, 1), log_interval=max(steps // 10, 1),
+            run_name=spec.name, wandb_group=f"study-{self.name}")
+        values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
+        for key in PER_SIZE:  # [dtype] and [compile]: a size's own value over [train]'s
+            if spec.size in getattr(self, key):
+                values[key] = getattr(self, key)[spec.size]
+        values.update(extra)
+        return TrainConfig(**values).validate()
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """A short hash of everything that shapes a run's result (not where it is written)."""
+    d = {k: v for k, v in vars(cfg).items() if k not in ("out_dir", "run_name", "wandb",
+                                                         "wandb_group", "wandb_project", "threads")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_plan(preset_or_path: str) -> tuple[Path, dict]:
+    """The plan file of a preset name or path, and its parsed TOML. A file that says
+    kind = "emergence" is an emergence plan (model/studies/emergence/plan.py)."""
+    path = preset_file("study", preset_or_path, "study plan")
+    return path, read_toml(str(path), "study plan")
+
+
+def load_plan(preset_or_path: str) -> StudyPlan:
+    path, raw = read_plan(preset_or_path)
+    if raw.get("kind") == "emergence":
+        raise UserError(f"{path} is an emergence plan: run it with tinygpt study --preset="
+                        f"{preset_or_path}; sweeps are for scaling plans")
+    unknown = set(raw) - set(PLAN_VALUES)
+    if unknown:
+        raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
+                        + ", ".join(sorted(PLAN_VALUES)))
+    if isinstance(raw.get("tokens"), int):
+        raw["tokens"] = [raw["tokens"]]
+    check_values(raw, PLAN_VALUES, f"{path}: ")
+    check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
+    bad = [s for s in raw.get("lr", {}) if s not in SIZES]
+    if bad or not raw.get("lr"):
+        raise UserError(f"{path}: [lr] must map known sizes to learning rates; "
+                        f"unknown: {bad}; known sizes: {', '.join(SIZES)}")
+    for key in PER_SIZE:
+        stray = [s for s in raw.get(key, {}) if s not in raw["lr"]]
+        if stray:
+            raise UserError(f"{path}: [{key}] names {stray[0]!r}, which is not under [lr]")
+    if not raw.get("tokens") and not raw.get("flops"):
+        raise UserError(f"{path}: give a token budget (tokens = ...) or FLOP budgets (flops = [...])")
+    return StudyPlan(**{"name": path.stem, **raw})
+
+
+# What each plan key holds, so that a mistake is named here and not by a traceback later.
+PLAN_VALUES = {
+    **{k: (lambda v: isinstance(v, str), "a string")
+       for k in ("name", "description", "dataset")},
+    "tokenizer": (lambda v: v in ("char", "gpt2"), "char or gpt2"),
+    "arch": (lambda v: v in ARCHS, "one of " + ", ".join(ARCHS)),
+    **{k: (whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
+    "tokens": (lambda v: isinstance(v, list) and all(map(whole, v)), "a list of token counts"),
+    "flops": (lambda v: isinstance(v, list) and all(map(positive, v)), "a list of FLOP budgets"),
+    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
+              "a list of whole numbers"),
+    "lr": (lambda v: isinstance(v, dict) and all(map(positive, v.values())),
+           "a table of sizes and positive learning rates"),
+    "train": (lambda v: isinstance(v, dict), "a table of training keys"),
+    "dtype": (lambda v: isinstance(v, dict) and all(map(TRAIN_RULES["dtype"][0], v.values())),
+              "a table of sizes and dtypes, each " + TRAIN_RULES["dtype"][1]),
+    "compile": (lambda v: isinstance(v, dict) and all(isinstance(x, bool) for x in v.values()),
+                "a table of sizes and true or false"),
+    "sweep": (lambda v: isinstance(v, dict) and set(v) <= {"tokens", "factors", "extend"}
+              and whole(v.get("tokens", 1)) and _sweep_factors(v.get("factors", [1]))
+              and isinstance(v.get("extend", 0), int),
+              "a table of tokens (a count), factors (a non-empty list) and extend (a count)"),
+}
+
+
+# The tables that set a training key per size, over [train]'s value
+PER_SIZE = ("dtype", "compile")
+
+
+def _sweep_factors(v) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(map(positive, v))

@@ -1,0 +1,57 @@
+"""The instruments the emergence study reads at every evaluation of every run.
+
+All of them run on held-out material: synthetic copy sequences from a stream training never
+draws, random repeated tokens, and the corpus's held-out works. The few-shot tasks run at a
+few steps only (they cost more than the rest together).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ...nn.gpt import GPT
+from ..common.icl import (copy_probe, icl_score, induction_probe, loss_by_position,
+                          probe_pool, text_repeat_loss)
+from ..common.scoring import Options, evaluate_tasks
+
+
+class Probes:
+    """on_eval for train(): the instrument readings of a model at one step, as a flat record
+    (plus a compact "fewshot" table at the few-shot steps)."""
+
+    def __init__(self, text: str, tokenizer, fewshot_steps: set[int], opts: Options,
+                 icl_windows: int = 256):
+        self.text, self.tokenizer = text, tokenizer
+        self.tokens = np.array(tokenizer.encode(text))
+        self.pool = probe_pool(self.tokens, tokenizer.vocab_size)
+        self.fewshot_steps, self.opts, self.icl_windows = fewshot_steps, opts, icl_windows
+
+    @torch.no_grad()
+    def __call__(self, model: GPT, step: int) -> dict:
+        model.eval()
+        device = str(model.wte.weight.device)  # the training run's: a GPU where it has one
+        copy = copy_probe(model, n_seq=64, device=device)
+        induction = induction_probe(model, self.pool, n_seq=16, device=device)
+        first, second = text_repeat_loss(model, self.tokens, n_seq=64, device=device)
+        icl = icl_score(loss_by_position(model, self.tokens, self.icl_windows, device=device))
+        record = {"copy_loss": copy["copy_loss"], "copy_acc": copy["copy_acc"],
+                  "other_loss": copy["other_loss"], "copy_chance": copy["chance"],
+                  "prefix_matching": induction["best"],
+                  "prefix_chance": induction["chance"], "random_copy_gain": induction["copy_gain"],
+                  "text_first": first, "text_second": second, "text_copy_gain": first - second,
+                  "icl_score": icl["score"]}
+        if step in self.fewshot_steps:
+            opts = dataclasses.replace(self.opts, device=device)
+            record["fewshot"] = compact(evaluate_tasks(model, self.tokenizer, self.text, opts))
+        return record
+
+
+def compact(tasks: dict) -> dict:
+    """Exact match with its Wilson interval and the per-character accuracy, per task and k
+    (and for the shuffled-demonstration control), without the per-item lists."""
+    keep = ("n", "exact_match", "exact_ci", "char_accuracy", "loglik_per_char")
+    return {name: {part: {k: {key: v[key] for key in keep} for k, v in t[part].items()}
+                   for part in ("k", "shuffled")} | {"skipped_k": t["skipped_k"]}
+            for name, t in tasks.items()}

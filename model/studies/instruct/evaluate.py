@@ -1,0 +1,54 @@
+"""The final comparison: every model of the pipeline answers the same held-out prompts once
+(sampled at temperature 1 with one seed), graded by the labeller, scored by the largest reward
+model, measured for KL from SFT and for loss on the held-out plays."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ...files import write_json
+from .context import Context
+from .models import frozen, load_policy, load_scalar
+from .ppo import ppo_name
+from .scoring import PARTS, answers, held_out_loss
+
+SEED = 31337
+
+
+def models(ctx: Context) -> dict[str, str]:
+    """Label -> checkpoint of every policy compared, in the order of the pipeline."""
+    cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
+    found = {"base": str(ctx.base(cfg.policy_size)),
+             "SFT": str(ctx.stage(f"sft-{cfg.policy_size}") / "ckpt.pt")}
+    found[f"PPO (RM {largest})"] = str(ctx.stage(ppo_name(largest)) / "ckpt.pt")
+    found[f"PPO-ptx (RM {largest})"] = str(ctx.stage(ppo_name(largest, "ptx")) / "ckpt.pt")
+    found["DPO"] = str(ctx.stage("dpo") / "ckpt.pt")
+    for size in cfg.sizes():
+        found[f"PPO sweep (RM {size})"] = str(ctx.stage(ppo_name(size, "sweep")) / "ckpt.pt")
+    return found
+
+
+def run_evaluation(ctx: Context) -> dict:
+    path = ctx.root / "results.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
+    sft = frozen(ctx.sft_model(cfg.policy_size)[0])
+    rm, _ = load_scalar(ctx.stage(f"rm-{largest}") / "ckpt.pt")
+    summary = ctx.finished(f"rm-{largest}")
+    norm = (summary["reward_mean"], summary["reward_std"])
+    results = {}
+    for label, ckpt in models(ctx).items():
+        policy, _ = load_policy(ckpt)
+        got = answers(ctx, policy, ctx.eval_items, SEED, sft, rm, norm)
+        results[label] = {"checkpoint": ckpt, "held_out_loss": held_out_loss(ctx, policy),
+                          **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                             for k, v in got.items()}}
+        print(f"instruct: {label}: labeller score {np.mean(got['score']):.3f}, keyword "
+              f"{np.mean(got['keyword']):.2f}, KL {np.mean(got['kl']):.2f}", flush=True)
+    data = {"prompts": [{"prompt": it.prompt.lstrip("\n"), "keyword": it.keyword,
+                         "demonstration": it.line} for it in ctx.eval_items],
+            "parts": list(PARTS), "reward_model": largest, "models": results}
+    write_json(path, data)
+    return data

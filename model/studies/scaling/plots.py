@@ -1,0 +1,88 @@
+"""The study's figures (matplotlib, saved as PNG and SVG side by side)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..common.figures import save
+from .fit import PowerLawFit
+
+BASELINE_STYLE = {"unigram": ":", "bigram": "--", "trigram": "-."}
+
+
+def draw_baselines(ax, baselines: dict[str, float], unit: str) -> None:
+    for name, value in baselines.items():
+        ax.axhline(value, color="grey", lw=1, ls=BASELINE_STYLE.get(name, ":"))
+        ax.annotate(f"{name} {value:.2f}", (1.0, value), xycoords=("axes fraction", "data"),
+                    xytext=(-4, 3), textcoords="offset points", ha="right", fontsize=8,
+                    color="grey")
+
+
+def loss_vs_n(folder: Path, N, L, fit: PowerLawFit, line: tuple[float, float],
+              baselines: dict[str, float], unit: str, held_out=None) -> list[Path]:
+    """Final val loss against non-embedding parameters, the fit with its 95% band."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    grid = np.geomspace(min(N) / 1.5, max(N) * 1.5, 200)
+    if len(fit.boot):
+        lo, hi = fit.band(grid)
+        ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0, label="95% bootstrap band")
+    ax.plot(grid, fit.predict(grid), "C0",
+            label=f"L = {fit.E:.2f} + {fit.A:.3g}·N^-{fit.alpha:.3f}")
+    slope, intercept = line
+    ax.plot(grid, np.exp(intercept) * grid ** slope, "C2--", lw=1,
+            label=f"floor-free log-log line (slope {slope:.3f})")
+    ax.plot(N, L, "ko", ms=5, label="runs (final val loss)")
+    if held_out is not None:
+        n_big, predicted = held_out
+        ax.plot([n_big], [predicted], "rx", ms=9, mew=2,
+                label="largest size predicted from the others")
+    # Zoom on the runs: the bigram line is the reference worth seeing; the unigram
+    # line would squash the curve into a sliver, so it is left out above the axis.
+    top = max(max(L), baselines.get("bigram", max(L))) + 0.08
+    draw_baselines(ax, {k: v for k, v in baselines.items() if v <= top}, unit)
+    ax.set_ylim(min(L) - 0.08, top)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters N")
+    ax.set_ylabel(f"held-out loss ({unit})")
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    ax.grid(alpha=0.3, which="both")
+    return save(fig, folder, "loss_vs_n")
+
+
+def curves_vs_flops(folder: Path, curves: dict[str, tuple], frontier: tuple, frontier_fit,
+                    baselines: dict[str, float], unit: str) -> list[Path]:
+    """Each run's val loss against training FLOPs, with the compute-efficient frontier."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    cmap = plt.get_cmap("viridis")
+    for i, (name, (C, L)) in enumerate(curves.items()):
+        ax.plot(C, L, color=cmap(i / max(len(curves) - 1, 1)), lw=1.2, label=name)
+    Cf, Lf = frontier
+    ax.plot(Cf, Lf, "k:", lw=1, label="frontier (lowest loss at each FLOP count)")
+    if frontier_fit is not None:
+        grid = np.geomspace(Cf.min(), Cf.max(), 100)
+        ax.plot(grid, frontier_fit.predict(grid), "r--", lw=1.2,
+                label=f"L(C) = {frontier_fit.E:.2f} + {frontier_fit.A:.3g}·C^-{frontier_fit.alpha:.3f}")
+    draw_baselines(ax, baselines, unit)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs (6N + attention + unembedding, per token)")
+    ax.set_ylabel(f"val loss ({unit})")
+    top = max(baselines.get("unigram", 0), max(L[1] for _, L in curves.values() if len(L) > 1))
+    ax.set_ylim(top=top + 0.1)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    return save(fig, folder, "curves_vs_flops")
+
+
+def residuals(folder: Path, N, L, fit: PowerLawFit) -> list[Path]:
+    """How far each size sits from the fitted law, in percent."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    r = 100 * (np.asarray(L) / fit.predict(N) - 1)
+    ax.axhline(0, color="grey", lw=1)
+    ax.plot(N, r, "ko-", ms=5)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters N")
+    ax.set_ylabel("loss / fit - 1 (%)")
+    ax.grid(alpha=0.3, which="both")
+    return save(fig, folder, "residuals")

@@ -1,0 +1,309 @@
+"""Fits, plots and the markdown report of a finished (or partly finished) study."""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ...data.prepare import dataset_dir
+from ...errors import UserError
+from ...train.runlog import fmt_time, read_metrics
+from ..common.plan import StudyPlan
+from . import fit as F
+from . import plots
+from .ngram import baselines
+
+PREDICTION_TOLERANCE = 0.03  # nats: the issue's bar for predicting the largest size
+# The frontier is fitted to each curve from this share of its compute on: earlier points carry
+# the warmup transient and a learning rate far from decayed (a run of that compute would have
+# reached a lower loss), which tilts alpha (dropping C < 2e11 alone moved it by 0.08).
+FRONTIER_FROM = 0.5
+# C counts 6N + 6·n_layer·n_ctx·d + 6·d·V per token (model/nn/gpt.py:flops_per_token): Kaplan's
+# attention term; Chinchilla's full attention matrix moved the laptop frontier's alpha
+# 0.260 -> 0.246 (issue #17), so the convention is named beside the fit.
+FLOP_CONVENTION = ("C = tokens x (6N + 6·n_layer·n_ctx·d + 6·d·V): Kaplan et al.'s attention "
+                   "term; Chinchilla's full-matrix count gives a slightly lower alpha")
+
+
+def study_time(root: Path, runs: list[dict]) -> str:
+    """The study's training time: the clock's (timing.json) where runs ran side by side,
+    whose wall times then overlap; else the sum of the runs' wall times."""
+    total = fmt_time(sum(r["wall_s"] for r in runs))
+    jobs = max(r.get("jobs", 1) for r in runs)
+    if jobs == 1 or not (root / "timing.json").exists():
+        return total
+    elapsed = json.loads((root / "timing.json").read_text())["elapsed_s"]
+    return f"{fmt_time(elapsed)} by the clock, up to {jobs} runs at a time ({total} summed)"
+
+
+def load_runs(root: Path) -> list[dict]:
+    runs = [json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))]
+    for run in runs:
+        rows = read_metrics(root / run["name"])
+        # The last evaluation covers the whole split, the others eval_batches: it sits 0.008-0.015
+        # nats below its curve, so the curve keeps to the evaluations on the same windows.
+        run["curve"] = [(r["flops"], r["val_loss"]) for r in rows
+                        if "val_loss" in r and r["flops"] and r["step"] < run["steps"]]
+    return sorted(runs, key=lambda r: (r["n_nonemb"], r["tokens"], r["seed"]))
+
+
+def ladder(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, mean L, std L) per size at the largest token budget all sizes share: the L(N) points."""
+    per_size = defaultdict(set)
+    for r in runs:
+        per_size[r["n_nonemb"]].add(r["tokens"])
+    shared = set.intersection(*per_size.values())
+    if not shared:
+        raise UserError("no token budget is shared by every size, so there is no L(N) ladder; "
+                        "give the plan a `tokens` budget besides its `flops` budgets")
+    budget = max(shared)
+    by_n = defaultdict(list)
+    for r in runs:
+        if r["tokens"] == budget:
+            by_n[r["n_nonemb"]].append(r["val_loss"])
+    N = np.array(sorted(by_n), dtype=float)
+    return N, np.array([np.mean(by_n[n]) for n in N]), np.array([np.std(by_n[n]) for n in N])
+
+
+def seed_noise(runs: list[dict], N: np.ndarray) -> float | None:
+    """SD of log L between seeds of one size, pooled, for the mean of a size's seeds; None with
+    one seed per size (the fit then draws its noise from its own residuals)."""
+    by_n = defaultdict(list)
+    for r in runs:
+        by_n[r["n_nonemb"]].append(np.log(r["val_loss"]))
+    groups = [by_n[n] for n in N if len(by_n[n]) > 1]
+    if not groups:
+        return None
+    dof = sum(len(g) - 1 for g in groups)
+    pooled = sum(np.var(g, ddof=1) * (len(g) - 1) for g in groups) / dof
+    return float(np.sqrt(pooled / np.mean([len(by_n[n]) for n in N])))
+
+
+def late_curves(runs: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each run's learning curve from FRONTIER_FROM of its compute on: the frontier's points."""
+    out = []
+    for r in runs:
+        if r["curve"]:
+            C, L = map(np.array, zip(*r["curve"]))
+            keep = C >= FRONTIER_FROM * C.max()
+            out.append((C[keep], L[keep]))
+    return out
+
+
+def analyse(runs: list[dict], n_boot: int = 1000) -> dict:
+    N, L, L_std = ladder(runs)
+    noise = seed_noise(runs, N)
+    out = {"N": N, "L": L, "L_std": L_std, "noise": noise,
+           "falls_everywhere": bool(np.all(np.diff(L) < 0))}
+    out["fit"] = F.fit_power_law(N, L, n_boot=n_boot, noise=noise)
+    out["line"] = F.fit_loglog_line(N, L)
+    if len(N) >= 4:
+        out["held_out"] = F.leave_largest_out(N, L, n_boot=n_boot, noise=noise)
+    C = np.array([c for r in runs for c, _ in r["curve"]])
+    Lc = np.array([l for r in runs for _, l in r["curve"]])
+    out["frontier"] = F.frontier(C, Lc)
+    try:
+        out["frontier_fit"] = F.fit_frontier(late_curves(runs), n_boot=n_boot)
+    except ValueError:
+        out["frontier_fit"] = None
+    budgets = defaultdict(set)
+    for r in runs:
+        budgets[r["n_nonemb"]].add(r["tokens"])
+    if min(len(b) for b in budgets.values()) >= 2:  # several D per size: Chinchilla approach 3
+        n, d, l = (np.array([r[k] for r in runs], dtype=float) for k in ("n_nonemb", "tokens",
+                                                                          "val_loss"))
+        out["chinchilla"] = F.fit_chinchilla(n, d, l, n_boot=min(n_boot, 400))
+        # A FLOP budget becomes a whole number of steps, so runs of one budget differ in
+        # the last digits: group them by the budget to two significant figures.
+        budgets_c = np.array([float(f"{r['flops']:.2g}") for r in runs])
+        out["isoflop"] = F.isoflop_parabolas(n, budgets_c, l)
+    return out
+
+
+def ci(pair) -> str:
+    return f"[{pair[0]:.4g}, {pair[1]:.4g}]"
+
+
+def runs_table(runs: list[dict]) -> list[str]:
+    # dtype shows where dtype=auto switched precision along the ladder: bf16 costs a little loss
+    lines = ["| run | N_nonemb | N_total | tokens | FLOPs | lr | dtype | wall | val loss | config |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+    for r in runs:
+        lines.append(f"| {r['name']} | {r['n_nonemb']:,} | {r['n_total']:,} | {r['tokens']:,} | "
+                     f"{r['flops']:.3g} | {r['lr']:.3g} | {r.get('dtype', '?')} | "
+                     f"{fmt_time(r['wall_s'])} | "
+                     f"{r['val_loss']:.4f} | `{r['config_hash']}` |")
+    return lines
+
+
+def held_out_finding(held: F.HeldOut, noise: float | None) -> str:
+    """The largest size predicted: the law's error and prediction interval, and the baselines'."""
+    lo, hi = held.interval
+    inside = lo <= held.actual <= hi
+    passing = [name for name, err in (("the law", held.error),
+                                      ("the floor-free log-log line", held.loglog_error),
+                                      ("a straight line through the 3 next-largest sizes",
+                                       held.local_error)) if abs(err) <= PREDICTION_TOLERANCE]
+    seeds = (f"Seed-to-seed noise: {noise:.4f} in log L, measured." if noise is not None else
+             "Seed-to-seed noise: not measured (one seed per size), "
+             "so the interval's noise is the fit's residual SD.")
+    return (f"- The largest size predicted from the others: {held.predicted:.4f} vs "
+            f"{held.actual:.4f} measured, error {held.error:+.4f} nats, "
+            f"**{'inside' if inside else 'outside'}** the law's 95% prediction interval "
+            f"{ci(held.interval)}. Baselines: floor-free log-log line {held.loglog_error:+.4f}, "
+            f"straight line in log N through the 3 next-largest sizes {held.local_error:+.4f}. "
+            f"Within the {PREDICTION_TOLERANCE}-nat bar: {', '.join(passing) or 'none'}; a bar the baselines pass does not single out "
+            f"the law. {seeds}")
+
+
+def findings(a: dict) -> list[str]:
+    fit = a["fit"]
+    lines = [f"- Val loss falls with N at every step of the ladder: **{'yes' if a['falls_everywhere'] else 'no'}**."]
+    if "held_out" in a:
+        lines.append(held_out_finding(a["held_out"], a["noise"]))
+    excl = fit.alpha_ci[0] > 0
+    lines.append(f"- alpha = {fit.alpha:.3f}, 95% CI {ci(fit.alpha_ci)}: "
+                 f"**{'excludes' if excl else 'does not exclude'} 0**.")
+    return lines
+
+
+def precision_finding(runs: list[dict]) -> str:
+    """One line: the precision of every size, or which sizes ran in which."""
+    # Measured on the laptop ladder, bf16 moved a size's loss by -0.009 to +0.015 nats, about
+    # as much as a second seed or compiling does: a switch of precision along the ladder can
+    # be a kink as large as the prediction error, so it must not pass unseen.
+    sizes = defaultdict(dict)  # dtype -> sizes (run name up to its first '-'), in ladder order
+    whys = defaultdict(dict)  # dtype -> how it was chosen (precision.py), each reason once
+    for r in runs:
+        sizes[r.get("dtype", "?")][r["name"].split("-")[0]] = None
+        if "dtype_why" in r:  # (runs from before the choice was recorded have none)
+            whys[r["dtype"]][r["dtype_why"].split(" [")[0]] = None  # the rule, not its numbers
+    if len(sizes) == 1:
+        dtype = next(iter(sizes))
+        why = f" ({'; '.join(whys[dtype])})" if whys[dtype] else ""
+        return f"- Precision: {dtype} at every size{why}."
+    parts = "; ".join(f"{d} for {', '.join(s)}" for d, s in sizes.items())
+    return (f"- Precision: **mixed** ({parts}). bf16 can move a size's loss by about the seed "
+            "noise, so the curve can kink where it switches (see the residuals). With "
+            "`dtype = \"auto\"` each size's probe chose (the runs table's dtype column; its "
+            "speed ratio is in each run's summary.json); `dtype` under `[train]`, or a "
+            "`[dtype]` table per size, names one.")
+
+
+def floor_cells(fit: F.PowerLawFit) -> str:
+    """Estimate and 95% CI cells of a fitted floor, which the bound E' >= 0 can make one-sided."""
+    if not len(fit.boot):
+        return f"{fit.E:.4f} | {ci(fit.E_ci)}"
+    share = f"{fit.E_at_bound:.1%} of refits at 0"
+    if fit.E_on_bound:
+        return f"0 (at bound) | ≤ {fit.E_ci[1]:.4g} (one-sided 95%; {share})"
+    if fit.E_ci[0] == 0.0:
+        return f"{fit.E:.4f} | ≤ {fit.E_ci[1]:.4g}, not bounded away from 0 ({share})"
+    return f"{fit.E:.4f} | {ci(fit.E_ci)} ({share})"
+
+
+def fit_table(a: dict) -> list[str]:
+    fit = a["fit"]
+    slope, _ = a["line"]
+    lines = ["| law | parameter | estimate | 95% CI |", "|---|---|---:|---|",
+             f"| L(N) = E' + A·N^-alpha | E' | {floor_cells(fit)} |",
+             f"| | A | {fit.A:.4g} | {ci(fit.A_ci)} |",
+             f"| | alpha | {fit.alpha:.4f} | {ci(fit.alpha_ci)} |",
+             f"| floor-free log-log line (no floor; shown for contrast) | slope | {slope:.4f} | |"]
+    ff = a.get("frontier_fit")
+    if ff is not None:
+        lines += [f"| frontier L(C) = E + A·C^-alpha | E | {floor_cells(ff)} |",
+                  f"| | alpha | {ff.alpha:.4f} | {ci(ff.alpha_ci)} |"]
+    iso = a.get("isoflop") or []
+    if len(iso) >= 2:
+        exponent = F.fit_optimal_allocation([c for c, _, _ in iso], [n for _, n, _ in iso])
+        lines.append(f"| Chinchilla approach 2 ({len(iso)} isoFLOP parabolas) | a in N_opt ∝ C^a "
+                     f"| {exponent:.3f} | |")
+    ch = a.get("chinchilla")
+    if ch is not None:
+        lines += [f"| Chinchilla approach 3 L(N, D) | {k} | {getattr(ch, k):.4g} | "
+                  f"{ci(getattr(ch, k + '_ci'))} |" for k in ("E", "A", "B", "alpha", "beta")]
+    return lines
+
+
+def method_notes(a: dict) -> list[str]:
+    """How the intervals were made, so that a reader can judge them."""
+    noise = ("the SD of log L between seeds" if a["noise"] is not None else
+             "the fit's residual SD, itself drawn from its chi-square uncertainty")
+    lines = [f"- L(N): least squares in log L (Huber delta {F.LN_DELTA}, above every residual; "
+             "Hoffmann's 1e-3 would make it nearly least-absolute-deviation here), with E' >= 0 "
+             "and alpha >= 0 as bounds. 95% CIs: percentiles of refits to the fitted curve times "
+             f"log-normal noise whose SD is {noise} (parametric bootstrap; its coverage is tested "
+             "on synthetic data in tests/test_fit.py)."]
+    ff = a.get("frontier_fit")
+    if ff is not None:
+        skipped = f" ({ff.skipped} with too few distinct points skipped)" if ff.skipped else ""
+        lines.append(f"- Frontier: the learning curves from {FRONTIER_FROM:.0%} of each run's "
+                     "compute on, on the same evaluation windows (the final whole-split "
+                     f"evaluation left out); 95% CIs resample whole runs{skipped}. "
+                     f"{FLOP_CONVENTION}.")
+    ch = a.get("chinchilla")
+    if ch is not None:
+        skipped = f" ({ch.skipped} degenerate resamples skipped)" if ch.skipped else ""
+        lines.append(f"- Chinchilla approach 3: Huber delta 1e-3 as published, bootstrap over "
+                     f"points{skipped}.")
+    return lines
+
+
+def fewshot_section(root: Path) -> list[str]:
+    """The few-shot study's findings, when `tinygpt fewshot` has written them under root/fewshot."""
+    md = root / "fewshot" / "fewshot.md"
+    if not md.exists():
+        return ["## Few-shot and in-context learning", "",
+                f"Not measured yet: `tinygpt fewshot {root}/*/ --out {root}/fewshot`.", ""]
+    body = md.read_text().split("\n", 1)[1]  # its own title is replaced by this section's
+    return ["## Few-shot and in-context learning", "",
+            "(from [fewshot/fewshot.md](fewshot/fewshot.md); figures in fewshot/)", body]
+
+
+def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -> Path:
+    """Fit, plot and write root/report.md; returns its path."""
+    if plan is None:
+        try:
+            plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise UserError(f"{root / 'plan.json'} is damaged ({str(e)[:80]}); name the study's "
+                            f"plan instead: tinygpt report {root} --preset=<preset or plan.toml>"
+                            ) from None
+    runs = load_runs(root)
+    if len({r["n_nonemb"] for r in runs}) < 3:
+        raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
+    folder = dataset_dir(plan.dataset, plan.tokenizer)
+    meta = json.loads((folder / "meta.json").read_text())
+    tr = np.fromfile(folder / "train.bin", dtype=np.uint16)
+    va = np.fromfile(folder / "val.bin", dtype=np.uint16)
+    base = baselines(tr, va, meta["tokenizer"]["vocab_size"])
+    unit = "nats/char" if plan.tokenizer == "char" else "nats/token"
+    a = analyse(runs)
+    N, L = a["N"], a["L"]
+    held = (N[-1], a["held_out"].predicted) if "held_out" in a else None
+    plots.loss_vs_n(root, N, L, a["fit"], a["line"], base, unit, held)
+    curves = {r["name"]: tuple(map(np.array, zip(*r["curve"]))) for r in runs if r["curve"]}
+    plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
+    plots.residuals(root, N, L, a["fit"])
+    wall = study_time(root, runs)
+    text = [f"# Scaling study `{plan.name}`", "", plan.description, "",
+            f"- Data: `{plan.dataset}` ({plan.tokenizer} tokens), validation on held-out "
+            f"{', '.join(meta['held_out'][:6])}{' ...' if len(meta['held_out']) > 6 else ''}",
+            f"- Machine: {runs[0]['machine']}",
+            f"- Command: `{command or 'tinygpt study --preset ' + plan.name}`",
+            f"- Training wall time, all runs: {wall}; report written "
+            f"{time.strftime('%Y-%m-%d %H:%M')}", "", "## Findings", "", *findings(a),
+            precision_finding(runs), "",
+            "## Fits", "", *fit_table(a), "", *method_notes(a), "",
+            "n-gram baselines on the same split (" + unit + "): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in base.items()), "",
+            "![loss vs N](loss_vs_n.png)", "", "![learning curves](curves_vs_flops.png)", "",
+            "![residuals](residuals.png)", "", "## Runs", "", *runs_table(runs), "",
+            *fewshot_section(root)]
+    path = root / "report.md"
+    path.write_text("\n".join(text))
+    return path

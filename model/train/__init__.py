@@ -1,0 +1,3 @@
+"""Training: the config (options), the loop (trainer), one step (step), optimizers (optim),
+device, precision and processes (device, precision, runtime, distributed, timing),
+checkpoints, the run log and the out-folder lock."""

@@ -1,0 +1,101 @@
+"""Checkpoints: written atomically, loaded with weights_only=True.
+
+A checkpoint holds the weights, the optimizer state, the step, the RNG state
+(the GPU's too, when training on one), the loss scale of a float16 run, the
+training config and the tokenizer metadata as plain containers, so that
+torch.load(weights_only=True) can read it and a resumed run continues exactly.
+It is written to a temporary file in the same folder, flushed to disk, then
+renamed over the old one: a crash or a full disk never leaves a torn file.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..data.tokenizer import Tokenizer, from_meta, vocab_hash
+from ..errors import UserError
+from ..files import write_atomic
+from ..nn.config import GPTConfig
+from ..nn.gpt import GPT
+
+FORMAT = 1
+RECOVER = ("use the previous checkpoint (a ckpt_<step>.pt if the run kept them), or start again "
+           "with --init_from=scratch in a new --out_dir")
+
+
+def save(path: str | Path, state: dict) -> None:
+    write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def file_of(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's latest checkpoint (its ckpt.pt)."""
+    path = Path(path)
+    return path / "ckpt.pt" if path.is_dir() else path
+
+
+def load(path: str | Path, device: str = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train one first, or check the path")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # a damaged file fails in many ways inside torch's unpickler, and its
+        # messages (cut mid-word, or about weights_only in PyTorch 2.6) mislead: say what it is
+        what = ("a torch archive that is damaged, or holds more than tensors and plain containers"
+                if zipfile.is_zipfile(path) else
+                "not a complete torch file (torch writes zip archives): truncated, or another "
+                "kind of file")
+        raise UserError(f"{path} is not a tinygpt checkpoint: {what}; {RECOVER}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise UserError(f"{path} is not a tinygpt checkpoint of format {FORMAT} (another "
+                        f"program's or version's file?); {RECOVER}")
+    return state
+
+
+def check_resumable(path: str | Path, state: dict) -> None:
+    """UserError unless a run can continue from state: every weight at its shape, the
+    optimizer state and the step, RNG and precision (else torch fails with a KeyError or a
+    page of missing keys, after the run has started)."""
+    problems = [f"no {k}" for k in ("optimizer", "step", "rng", "dtype", "model_config")
+                if k not in state]
+    if not problems:
+        with torch.device("meta"):  # shapes only, no memory
+            wanted = GPT(GPTConfig(**state["model_config"])).state_dict()
+        weights = state["model"] if isinstance(state["model"], dict) else {}
+        problems = [f"weight {k} missing or of another shape" for k, v in wanted.items()
+                    if getattr(weights.get(k), "shape", None) != v.shape]
+        problems += [f"an unknown weight {k}" for k in weights if k not in wanted]
+        opt = state["optimizer"]
+        if not (isinstance(opt, dict) and {"state", "param_groups"} <= opt.keys()):
+            problems.append("no optimizer state")
+    if problems:
+        more = f" and {len(problems) - 3} more problems" if len(problems) > 3 else ""
+        raise UserError(f"{path} cannot be resumed ({', '.join(problems[:3])}{more}); {RECOVER}")
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
+    """The model of a checkpoint (in eval mode) and the checkpoint dict."""
+    state = load(path, device)
+    try:
+        model = GPT(GPTConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"checkpoint {path} does not fit this version's model "
+                        f"({str(e).splitlines()[0][:120]}); retrain or use a matching version") from None
+    return model.to(device).eval(), state
+
+
+def tokenizer_of(state: dict, path: str | Path) -> Tokenizer:
+    """The checkpoint's tokenizer, refused unless it has exactly one token per row of the
+    model's embedding: any other pairing would decode every id as some other token."""
+    meta = state.get("tokenizer") or {}
+    tok = from_meta(meta)
+    rows = (state.get("model_config") or {}).get("vocab_size")
+    chars = getattr(tok, "chars", [])
+    if tok.vocab_size != rows or len(set(chars)) != len(chars):
+        raise UserError(f"checkpoint {path} holds a tokenizer of {tok.vocab_size} tokens (hash "
+                        f"{vocab_hash(meta)}) for a model of {rows}: they do not belong together; "
+                        "use a checkpoint written by tinygpt train")
+    return tok

@@ -1,0 +1,183 @@
+"""The training configuration: one typed dataclass, TOML files, command-line overrides.
+
+No exec: a config file is TOML, every key must be a field, every value is
+checked against the field's type (model/args.py), and a mistake is one line naming the valid
+keys. Model shape comes from a named size and architecture preset, with any
+explicitly given field (n_layer, pos, ...) taking precedence. The comment on each field is
+its help in `tinygpt train --help`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..args import parse, typed
+from ..errors import UserError, check_values, one_of
+from ..nn.config import ARCHS, SIZES, GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    # where the data comes from and the run goes
+    out_dir: str = "out/default"   # the run's folder: ckpt.pt, metrics.jsonl, summary.json
+    dataset: str = "shakespeare"   # "shakespeare", a text file or folder, or "hf:<name>"
+    tokenizer: str = "char"        # "char" | "gpt2"
+    data_root: str = "data"        # where prepared token files are kept
+    repeat_spans: float = 0.0      # fraction of training windows given a repeated span (bursty data)
+    synthetic: float = 0.0         # fraction of training windows that are synthetic copy sequences
+    init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
+    # model: a named size and arch preset; the fields after them, when set, override them
+    size: str = ""                 # a named (n_layer, n_head, n_embd), e.g. 2x48, nano-cpu
+    arch: str = "gpt2"             # "gpt2" (the plain block) | "modern" (the options below on)
+    n_layer: int | None = None     # transformer blocks
+    n_head: int | None = None      # attention heads per block
+    n_embd: int | None = None      # width of the residual stream
+    block_size: int = 256          # context length in tokens
+    dropout: float = 0.0           # dropout probability (0 for these small models)
+    bias: bool = False             # biases in the linear layers and norms
+    pos: str | None = None         # positions: "learned" (GPT-2) | "rope" (rotary)
+    norm: str | None = None        # "layernorm" (GPT-2) | "rmsnorm"
+    qk_norm: bool | None = None    # normalise queries and keys per head
+    mlp: str | None = None         # "gelu" (GPT-2) | "relu2" (squared ReLU)
+    zero_init: bool | None = None  # residual output projections start at zero
+    softcap: float | None = None   # tanh cap on the logits; 0 means off
+    smear_keys: bool | None = None  # each key mixed with the previous position's (Olsson et al.)
+    # optimisation
+    batch_size: int = 12           # sequences per micro-step (per process)
+    grad_accum: int = 1            # micro-steps per optimizer step (per process)
+    max_iters: int = 2000          # optimizer steps
+    lr: float = 1e-3               # peak learning rate of AdamW
+    optimizer: str = "adamw"       # "adamw" | "muon": Muon for the blocks' weight matrices,
+                                   # AdamW (at lr) for embeddings, gains and biases
+    muon_lr: float = 0.02          # Muon's peak rate; the schedule scales it as it scales lr
+    min_lr_frac: float = 0.1       # final learning rate as a fraction of lr
+    warmup_iters: int = 100        # steps of linear warm-up
+    schedule: str = "cosine"       # "cosine" | "wsd" (constant, then linear cooldown)
+    cooldown_frac: float = 0.2     # wsd: fraction of max_iters spent cooling down
+    weight_decay: float = 0.1      # AdamW decay, on weight matrices only
+    beta1: float = 0.9             # AdamW's first-moment decay
+    beta2: float = 0.99            # AdamW's second-moment decay
+    grad_clip: float = 1.0         # largest gradient norm; 0 disables clipping
+    # evaluation, logging, checkpoints
+    eval_interval: int = 250       # steps between evaluations (each also saves ckpt.pt)
+    eval_start: int = 0            # no evaluation before this step but the last (0 evaluates the
+                                   # untrained model too)
+    eval_batches: int = 20         # validation batches per evaluation; 0: the whole held-out split
+                                   # (the last evaluation always covers it)
+    eval_pass: int = 0             # windows per forward pass of an evaluation; 0: batch_size.
+                                   # The windows read are the same either way
+    target_loss: float = 0.0       # stop at the first evaluation at or below this loss (needs
+                                   # eval_batches=0); 0 is off
+    log_interval: int = 10         # steps between training-loss lines
+    save_checkpoints: bool = True  # write ckpt.pt at every evaluation
+    keep_checkpoints: bool = False  # also keep ckpt_<step>.pt at every eval (for study curves)
+    wandb: str = "disabled"        # "disabled" | "offline" | "online"
+    wandb_project: str = "tinygpt"  # the wandb project
+    wandb_group: str = ""          # the wandb group (a study names its runs' group)
+    run_name: str = ""             # the wandb run's name (default: wandb's)
+    # system
+    seed: int = 1337               # seeds the weights and the batches
+    device: str = "auto"           # "auto" | "cpu" | "cuda" | "mps"
+    dtype: str = "auto"            # "auto" | "float32" | "bfloat16" | "float16"
+    compile: bool = False          # run the model through torch.compile
+    threads: int = 0               # CPU threads; 0 keeps torch's default
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        values = dict(ARCHS[self.arch])
+        if self.size:
+            values.update(zip(("n_layer", "n_head", "n_embd"), SIZES[self.size]))
+        for f in fields(GPTConfig):
+            mine = getattr(self, f.name, None)
+            if mine is not None:
+                values[f.name] = mine
+        values["vocab_size"] = vocab_size
+        try:
+            return GPTConfig(**values)
+        except ValueError as e:
+            raise UserError(f"bad model shape: {e}") from None
+
+    def validate(self) -> "TrainConfig":
+        check_values(vars(self), RULES)
+        # The model's shape is checked now, before any corpus is read or downloaded; the real
+        # vocabulary size only comes with the prepared data and changes no shape rule.
+        self.gpt_config(vocab_size=1)
+        if self.target_loss and self.eval_batches:
+            # a target met by a 20-batch estimate can be missed by the whole split it stands for
+            raise UserError(f"target_loss={self.target_loss} is compared with whole-split losses; "
+                            "set eval_batches=0 (every evaluation on the whole held-out split)")
+        return self
+
+
+def not_empty(v: str) -> bool:
+    return bool(v.strip())
+
+
+# Valid values: torch would reject some of them with a traceback (a negative lr) and silently
+# accept others (a negative weight decay, a 0-layer model); a typo'd name would fail late.
+RULES: dict[str, tuple] = {
+    "tokenizer": one_of("char", "gpt2"),
+    "init_from": one_of("scratch", "resume", "auto"),
+    "arch": one_of(*ARCHS),
+    "size": (lambda v: v == "" or v in SIZES, f"empty or a known size ({', '.join(SIZES)})"),
+    "schedule": one_of("cosine", "wsd"),
+    "wandb": one_of("disabled", "offline", "online"),
+    "device": one_of("auto", "cpu", "cuda", "mps"),
+    "dtype": one_of("auto", "float32", "bfloat16", "float16"),
+    "optimizer": one_of("adamw", "muon"),
+    **{k: (not_empty, "a path, not empty") for k in ("out_dir", "dataset", "data_root")},
+    **{k: (lambda v: v >= 1, "at least 1") for k in (
+        "batch_size", "grad_accum", "max_iters", "block_size", "eval_interval",
+        "log_interval", "n_layer", "n_head", "n_embd")},
+    **{k: (lambda v: v >= 0, "0 or more") for k in (
+        "warmup_iters", "grad_clip", "threads", "eval_start", "eval_batches", "eval_pass")},
+    # infinite decay or cap makes the weights or logits NaN, which is then blamed on the lr
+    **{k: (lambda v: 0 <= v < float("inf"), "0 or more, and finite") for k in (
+        "weight_decay", "softcap", "target_loss")},
+    **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
+        "repeat_spans", "synthetic", "min_lr_frac", "cooldown_frac")},
+    **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
+    **{k: (lambda v: 0 < v < float("inf"), "a positive number") for k in ("lr", "muon_lr")},
+    "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),  # torch's and numpy's range
+}
+
+
+def recipe_file(path: str) -> Path:
+    """path as given; or, where no such file exists, the shipped recipe of that name
+    (`shakespeare_char` or `configs/shakespeare_char.toml` from any folder)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    from ..files import configs_dir  # (files imports torch; options stays light otherwise)
+    shipped = configs_dir() / Path(p.name).with_suffix(".toml")
+    return shipped if shipped.is_file() else p
+
+
+def read_toml(path: str, what: str) -> dict:
+    """A TOML file's table, or a one-line UserError saying why it cannot be read."""
+    p = recipe_file(path)
+    if not p.is_file():
+        problem = "is a folder, not a TOML file" if p.is_dir() else "not found"
+        raise UserError(f"{what} {path} {problem}; see configs/ for the recipes")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid TOML: {e}") from None
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """TrainConfig from an optional TOML file and command-line overrides (--key=value or
+    --key value)."""
+    (cli,) = parse(list(overrides), TrainConfig)
+    return config_from(path, cli)
+
+
+def config_from(path: str | None, cli: dict[str, str]) -> TrainConfig:
+    """TrainConfig from an optional TOML file and the command line's {key: text}, checked."""
+    values = read_toml(path, "config file") if path else {}
+    return typed(TrainConfig, values, cli, path or "")
+
+
+def as_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

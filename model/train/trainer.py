@@ -1,0 +1,260 @@
+"""The training loop: one function, train(cfg), on one process or under torchrun.
+
+Step s always trains on the same windows (Batches is a pure function of seed,
+step and shard), the checkpoint carries the optimizer, RNG and loss-scale state,
+so a run resumed from step s continues exactly as if it had never stopped. The
+step itself is step.py's, the one the benchmark times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..data.prepare import Batches, dataset_dir, prepare
+from ..data.tokenizer import check_same_vocab
+from ..errors import UserError, make_dir
+from ..nn.gpt import GPT, flops_per_token
+from . import checkpoint, distributed
+from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
+from .lock import owns_out_dir
+from .optim import fused_adamw, lr_at, make_optimizer
+from .options import TrainConfig, as_dict
+from .precision import Choice, fresh_run_precision
+from .runlog import Progress, RunLog
+from .runtime import Runtime
+from .step import compiled, micro_batches, train_step
+from .timing import mfu_peak
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: Batches, n_batches: int, batch_size: int,
+             rt: Runtime, per_pass: int = 0) -> float:
+    """Mean loss over the same fixed validation windows every time: n_batches of batch_size,
+    read per_pass windows a forward pass (default batch_size). Each process evaluates its share
+    of the passes; each pass's mean loss is weighted by its windows in batches (1.0, exactly,
+    when per_pass is batch_size), so the sum over all processes, divided by n_batches, is the
+    mean over every window."""
+    model.eval()
+    losses = []
+    for x, y in batches.val_batches(n_batches, batch_size, rt.dist.rank, rt.dist.world,
+                                    per_pass):
+        with rt.autocast():
+            _, loss = model(rt.to_device(x), rt.to_device(y))
+        losses.append(loss * (x.size(0) / batch_size))
+    model.train()
+    mine = sum(torch.stack(losses).tolist()) if losses else 0.0  # one read from the device
+    return distributed.total(mine, rt.dist, rt.device) / n_batches
+
+
+class LossWatch:
+    """The losses of the steps since the last check, summed on the device. Reading them waits
+    for the device, so they are read only where a step is logged or evaluated; a non-finite
+    one then stops the run before it can overwrite a checkpoint."""
+
+    def __init__(self, step: int):
+        self.first, self.unread = step + 1, None
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.unread = loss if self.unread is None else self.unread + loss
+
+    def check(self, step: int) -> None:
+        total = self.unread.item()
+        if not math.isfinite(total):
+            raise UserError(f"loss became {total} within steps {self.first}-{step}; lower --lr "
+                            "or raise --warmup_iters")
+        self.first, self.unread = step + 1, None
+
+
+def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str,
+                 vocab: dict) -> dict | None:
+    """The checkpoint to continue from, or None to start fresh (init_from rules)."""
+    if cfg.init_from == "scratch":
+        if ckpt_path.exists():
+            raise UserError(f"{ckpt_path} already exists; continue it with --init_from=resume "
+                            "or choose another --out_dir")
+        return None
+    if not ckpt_path.exists():
+        if cfg.init_from == "resume":
+            raise UserError(f"--init_from=resume but there is no checkpoint at {ckpt_path}")
+        return None
+    state = checkpoint.load(ckpt_path, device)
+    saved = state.get("model_config") or {}
+    if saved != model_cfg:
+        diff = ", ".join(f"{k} {saved.get(k)} there, {model_cfg.get(k)} here"
+                         for k in sorted({*saved, *model_cfg}) if saved.get(k) != model_cfg.get(k))
+        raise UserError(f"{ckpt_path} holds a different model ({diff}); "
+                        "use another --out_dir or --init_from=scratch in a fresh folder")
+    checkpoint.check_resumable(ckpt_path, state)
+    # the same shape is not the same model: an edited corpus can keep the vocabulary's size
+    check_same_vocab(state.get("tokenizer") or {}, vocab, f"the data set {cfg.dataset}",
+                     "restore the corpus the run was trained on, or train it in another --out_dir")
+    return state
+
+
+def open_data(cfg: TrainConfig, dist: distributed.Dist) -> Batches:
+    """The prepared data set: one process downloads and tokenizes, the others wait for it."""
+    if dist.master:
+        make_dir(Path(cfg.out_dir), "out_dir")
+        prepare(cfg.dataset, cfg.tokenizer, cfg.data_root)
+    distributed.barrier(dist)
+    return Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+
+
+def setup(cfg: TrainConfig) -> tuple[Runtime, Batches, GPT, torch.optim.Optimizer, dict | None]:
+    """The runtime, data, model and optimizer of a run, fresh or restored from its checkpoint,
+    and that checkpoint (None for a fresh run)."""
+    device = pick_device(cfg.device)
+    dist = distributed.init(device)
+    if dist.enabled and device == "cuda":
+        device = f"cuda:{dist.local_rank}"
+    set_threads(cfg.threads)
+    batches = open_data(cfg, dist)
+    gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
+    state = resume_state(cfg, Path(cfg.out_dir) / "ckpt.pt", dataclasses.asdict(gcfg), device,
+                         batches.meta["tokenizer"])
+    torch.manual_seed(cfg.seed)
+    raw = GPT(gcfg).to(device)
+    if state is not None:  # a resumed run keeps its precision, or it would not be exact
+        choice = Choice(getattr(torch, state["dtype"]), state.get("dtype_why", "resumed"))
+    else:
+        choice = fresh_run_precision(cfg, raw, batches, device.split(":")[0], dist.enabled)
+    rt = Runtime(device, choice.dtype, dist, why=choice.why)
+    opt = make_optimizer(raw, cfg, fused_adamw(rt.device_type))
+    if state is not None:
+        restore(state, raw, opt, rt)
+    return rt, batches, raw, opt, state
+
+
+def snapshot(raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> dict:
+    """What a resumed run needs besides its config: weights, optimizer, the random streams,
+    the precision and the loss scale."""
+    state = {"model": raw.state_dict(), "optimizer": opt.state_dict(),
+             "rng": torch.get_rng_state(), "dtype": str(rt.dtype).removeprefix("torch."),
+             "dtype_why": rt.why}
+    if rt.device_type == "cuda":  # dropout on a GPU draws from the GPU's own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state(rt.device)
+    if rt.scaler is not None:
+        state["scaler"] = rt.scaler.state_dict()
+    return state
+
+
+def restore(state: dict, raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> None:
+    raw.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"].cpu())
+    if rt.device_type == "cuda" and "cuda_rng" in state:  # (none in a checkpoint from a CPU)
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), rt.device)
+    if rt.scaler is not None and "scaler" in state:  # (none from a float16 run before scaling)
+        rt.scaler.load_state_dict(state["scaler"])
+
+
+def evaluates(step: int, cfg: TrainConfig) -> bool:
+    return (step >= cfg.eval_start and step % cfg.eval_interval == 0) or step == cfg.max_iters
+
+
+def eval_batch_count(step: int, cfg: TrainConfig, batches: Batches) -> int:
+    """The last evaluation, the run's result, covers the whole held-out split, and so does every
+    one with eval_batches=0; the others read eval_batches windows spread over it."""
+    if step >= cfg.max_iters or cfg.eval_batches == 0:
+        return batches.batches_to_cover_val(cfg.batch_size)
+    return cfg.eval_batches
+
+
+@owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
+def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -> dict:
+    """Train per cfg; returns a summary (final val loss, tokens, wall time...). With a
+    target_loss the run ends at the first evaluation at or below it (a speedrun's finish).
+
+    on_eval(model, step), if given, runs at every evaluation on the main process; the numbers
+    it returns join that evaluation's metrics record (the emergence study's instruments).
+    It runs under a forked RNG, so it cannot change what training draws next."""
+    rt, batches, raw, opt, state = setup(cfg)
+    dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
+    step = state["step"] if state else 0
+    elapsed_before = state.get("elapsed", 0.0) if state else 0.0
+    model = compiled(raw) if cfg.compile else raw
+    if dist.enabled:
+        model = DDP(model, device_ids=[dist.local_rank] if rt.device_type == "cuda" else None)
+
+    log = RunLog(out, as_dict(cfg), cfg.wandb if dist.master else "disabled", cfg.wandb_project,
+                 cfg.wandb_group, cfg.run_name, resume_step=step if state else None)
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * dist.world
+    fpt = flops_per_token(gcfg, raw.num_params())
+    peak = mfu_peak(rt.device_type, rt.dtype) if dist.master else 1.0
+    if dist.master:
+        notes = [f"{raw.num_params():,} non-embedding params", device_name(rt.device_type),
+                 f"{rt.dtype} ({rt.why})", f"{tokens_per_step:,} tokens/step"]
+        if dist.enabled:
+            notes.append(f"DDP over {dist.world} process(es) ({dist.backend})")
+        if cfg.optimizer == "muon":  # its orthogonalisation's precision is the device's choice
+            notes.append(f"Muon orthogonalising in {fastest_matmul_dtype(rt.device_type)}")
+        print(f"tinygpt: {', '.join(notes)}, starting at step {step}/{cfg.max_iters}", flush=True)
+
+    def save(val_loss: float | None) -> None:
+        if not (dist.master and cfg.save_checkpoints):
+            return
+        snap = {**snapshot(raw, opt, rt), "step": step, "model_config": dataclasses.asdict(gcfg),
+                "train_config": as_dict(cfg), "tokenizer": batches.meta["tokenizer"],
+                "val_loss": val_loss, "elapsed": elapsed_before + time.perf_counter() - t0}
+        checkpoint.save(out / "ckpt.pt", snap)
+        if cfg.keep_checkpoints:
+            checkpoint.save(out / f"ckpt_{step:06d}.pt", snap)
+
+    t0 = time.perf_counter()
+    progress, watch, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), \
+        LossWatch(step), None
+    while True:
+        if evaluates(step, cfg):
+            val_loss = evaluate(raw, batches, eval_batch_count(step, cfg, batches),
+                                cfg.batch_size, rt, cfg.eval_pass)
+            if state is None or step > state["step"]:
+                save(val_loss)  # before the log line: a logged eval always has its checkpoint
+            if dist.master:
+                # wall_s: time in this loop, so a run's curve can be read against the clock
+                record = {"step": step, "val_loss": val_loss, "tokens": step * tokens_per_step,
+                          "flops": step * tokens_per_step * fpt,
+                          "wall_s": elapsed_before + time.perf_counter() - t0}
+                if on_eval is not None:
+                    with torch.random.fork_rng():
+                        record.update(on_eval(raw, step))
+                    raw.train()
+                log.log(record)
+                print(f"step {step}: val loss {val_loss:.4f}", flush=True)
+            if cfg.target_loss and val_loss <= cfg.target_loss:  # (the same on every process)
+                if dist.master:
+                    print(f"step {step}: reached the target loss {cfg.target_loss:.4f}; stopping",
+                          flush=True)
+                break
+        if step >= cfg.max_iters:
+            break
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:  # peak / lr is exactly 1.0 for AdamW's groups, and
+            # checkpoints written before Muon have no peak
+            group["lr"] = lr * (group.get("peak", cfg.lr) / cfg.lr)
+        loss = train_step(model, opt, rt, micro_batches(batches, cfg, step, dist.rank),
+                          cfg.grad_clip)
+        watch.add(loss)
+        step += 1
+        logged = step % cfg.log_interval == 0
+        if logged or evaluates(step, cfg):
+            watch.check(step)
+        if logged and dist.master:
+            record, line = progress.report(step, loss.item(), lr)
+            log.log(record)
+            print(line, flush=True)
+
+    wall = elapsed_before + time.perf_counter() - t0
+    summary = {"val_loss": val_loss, "steps": step, "tokens": step * tokens_per_step,
+               "flops": step * tokens_per_step * fpt, "wall_s": wall,
+               "n_nonemb": raw.num_params(), "n_total": raw.num_params(non_embedding=False),
+               "dtype": str(rt.dtype).removeprefix("torch."), "dtype_why": rt.why}
+    log.close()
+    del model, raw, opt
+    distributed.shutdown(dist)
+    return summary
