@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import torch
 
 from ..data.prepare import Batches
-from .optim import fused_adamw, make_optimizer
+from .optim import make_optimizer
 from .options import TrainConfig
 from .runtime import Runtime
 from .timing import medians_in_turn, sync
