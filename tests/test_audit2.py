@@ -1,0 +1,47 @@
+"""Issue 28: the holes a second hostile-user audit found. Each test fails on the code before its
+fix: real files, real processes, one line for the user, nothing lost."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from model.cli import main
+from model.errors import UserError
+from model.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_line_error(capsys, *argv) -> str:
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+def prepared_counts(capsys, *argv) -> tuple[int, int]:
+    assert main(["prepare", *argv]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    train_tokens, val_tokens = (int(w.replace(",", "")) for w in line.split()
+                                if w.replace(",", "").isdigit())
+    return train_tokens, val_tokens
+
+
+def test_prepared_held_out_text_never_reaches_train(capsys, corpus, monkeypatch):
+    """Item 1: `prepare --dataset=.` from inside the corpus writes data/ into it; preparing again
+    (here after an edit) must not read data/<name>/val.txt back in as a training document."""
+    monkeypatch.chdir(corpus)
+    first = prepared_counts(capsys, "--dataset=.")
+    val = (next(Path("data").glob("*/val.txt"))).read_text()
+    with open("work0.txt", "a") as f:  # an edit: the folder is prepared again
+        f.write("More words.\n")
+    again = prepared_counts(capsys, "--dataset=.")
+    assert again == (first[0] + len("More words.\n"), first[1])
+    folder = next(p for p in Path("data").iterdir() if (p / "train.bin").exists())
+    train_tokens = np.fromfile(folder / "train.bin", dtype=np.uint16)
+    assert len(train_tokens) == again[0] and len(val) > 1000
+    # a folder of prepared data alone is no corpus: its val.txt is held-out text
+    err = one_line_error(capsys, "prepare", "--dataset=data")
+    assert "prepared" in err and "data" in err
