@@ -16,6 +16,7 @@ from .args import parse, positional, typed
 from .bench import BenchArgs
 from .bench import main as bench_main
 from .errors import UserError, check_values, exits_cleanly, one_of
+from .files import read_json
 from .fewshot.options import FewshotArgs
 from .instruct.options import InstructConfig, load_instruct
 from .options import RULES as TRAIN_RULES
@@ -106,14 +107,7 @@ def check_summaries(root: Path) -> None:
     """UserError naming the first damaged summary.json of a study folder (edited by hand, or
     torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
     for path in sorted(root.glob("*/summary.json")):
-        try:
-            if isinstance(json.loads(path.read_text()), dict):
-                continue
-            problem = "not a JSON object"
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            problem = f"not JSON: {getattr(e, 'msg', None) or e.reason}"
-        raise UserError(f"{path} is damaged ({problem}); delete it and tinygpt study redoes it "
-                        "from the run's checkpoint")
+        read_json(path, "delete it and tinygpt study redoes it from the run's checkpoint")
 
 
 def study_root(plan, a: StudyArgs, default: str) -> Path:
@@ -183,11 +177,24 @@ def cmd_report(a: ReportArgs) -> None:
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
     check_summaries(root)
-    if plan_file.exists() and json.loads(plan_file.read_text()).get("kind") == "emergence":
+    # --preset stands in for a plan.json that is missing or damaged, never for a readable one:
+    # another plan would title the report, and give its command, after a study not run
+    recorded = None
+    if plan_file.exists():
+        try:
+            recorded = read_json(plan_file, "name the study's plan instead: tinygpt report "
+                                            f"{root} --preset=<preset or plan.toml>")
+        except UserError:
+            if not a.preset:
+                raise
+    if recorded is not None and recorded.get("kind") == "emergence":
         from .emergence.report import write_report as write_emergence_report
         print(f"report: {write_emergence_report(root)}")
         return
     plan = load_plan(a.preset) if a.preset else None
+    if plan is not None and recorded is not None and recorded.get("name") != plan.name:
+        raise UserError(f"{root} is a study of the plan {recorded.get('name')!r}, not "
+                        f"{plan.name!r} (--preset={a.preset}); leave --preset out to report it")
     print(f"report: {write_report(root, plan)}")
 
 

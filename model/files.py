@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -71,6 +71,23 @@ def write_json(path: Path, data: dict) -> None:
     """data as indented JSON, written atomically (a study's plan, summaries and results)."""
     text = json.dumps(data, indent=1).encode()
     write_atomic(path, lambda f: f.write(text), path.name)
+
+
+def read_json(path: Path, fix: str, keys: tuple[str, ...] = (), kind: type = dict) -> Any:
+    """A JSON state file tinygpt wrote (a plan, a summary, results), or a UserError naming it
+    and saying how to recover when it is not JSON, not of the kind expected or lacks one of
+    keys: edited by hand, torn on a full disk. The file is left as it is."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except ValueError as e:  # (JSONDecodeError, and UnicodeDecodeError for a non-UTF-8 byte)
+        problem = f"not JSON: {getattr(e, 'msg', None) or getattr(e, 'reason', e)}"
+    else:
+        missing = [k for k in keys if k not in data] if isinstance(data, dict) else []
+        if isinstance(data, kind) and not missing:
+            return data
+        problem = (f"no {missing[0]!r}" if missing else
+                   f"not a JSON {'object' if kind is dict else kind.__name__}")
+    raise UserError(f"{path} is damaged ({problem}); {fix}")
 
 
 def machine() -> str:

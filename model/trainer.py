@@ -90,10 +90,22 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
         raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
     checkpoint.check_resumable(ckpt_path, state)
+    # another corpus of the same characters passes every check below and would train on
+    # silently, recording itself as the run's dataset
+    trained_on = (state.get("train_config") or {}).get("dataset")
+    if trained_on is not None and not same_source(trained_on, cfg.dataset):
+        raise UserError(f"{ckpt_path} was trained on {trained_on}, not {cfg.dataset}; resume it "
+                        f"with --dataset={trained_on}, or train {cfg.dataset} in another --out_dir")
     # the same shape is not the same model: an edited corpus can keep the vocabulary's size
     check_same_vocab(state.get("tokenizer") or {}, vocab, f"the data set {cfg.dataset}",
                      "restore the corpus the run was trained on, or train it in another --out_dir")
     return state
+
+
+def same_source(a: str, b: str) -> bool:
+    """Whether two --dataset values name one corpus (a path may be given two ways)."""
+    return a == b or (Path(a).exists() and Path(b).exists()
+                      and Path(a).resolve() == Path(b).resolve())
 
 
 def open_data(cfg: TrainConfig, dist: distributed.Dist) -> Batches:

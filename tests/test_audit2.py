@@ -45,3 +45,33 @@ def test_prepared_held_out_text_never_reaches_train(capsys, corpus, monkeypatch)
     # a folder of prepared data alone is no corpus: its val.txt is held-out text
     err = one_line_error(capsys, "prepare", "--dataset=data")
     assert "prepared" in err and "data" in err
+
+
+def test_resume_refuses_another_corpus_with_the_same_characters(corpus, tmp_path):
+    """Item 2: only a changed vocabulary was caught; another corpus of the same characters
+    trained on silently and overwrote the checkpoint's recorded dataset."""
+    import shutil
+
+    out, other = tmp_path / "r", tmp_path / "other"
+    train(tiny_config(corpus, out, max_iters=3))
+    shutil.copytree(corpus, other)
+    (other / "work0.txt").write_text((other / "work1.txt").read_text())
+    before = (out / "ckpt.pt").read_bytes()
+    with pytest.raises(UserError, match=rf"trained on {corpus}.*not {other}"):
+        train(tiny_config(other, out, max_iters=6, init_from="resume"))
+    assert (out / "ckpt.pt").read_bytes() == before
+    train(tiny_config(corpus, out, max_iters=6, init_from="resume"))  # its own corpus resumes
+
+
+def test_report_refuses_a_preset_other_than_the_studys_plan(capsys, tmp_path):
+    """Item 3: `report RUNS --preset=OTHER` titled the report and its command after OTHER."""
+    import dataclasses
+
+    from model.files import write_json
+    from model.scaling.plan import load_plan
+
+    root = tmp_path / "study"
+    root.mkdir()
+    write_json(root / "plan.json", dataclasses.asdict(load_plan("quick")))
+    err = one_line_error(capsys, "report", str(root), "--preset=laptop")
+    assert "'quick'" in err and "'laptop'" in err and not (root / "report.md").exists()
