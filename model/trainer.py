@@ -77,6 +77,12 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
         if ckpt_path.exists():
             raise UserError(f"{ckpt_path} already exists; continue it with --init_from=resume "
                             "or choose another --out_dir")
+        # a run with --save_checkpoints=false leaves only its metrics: a fresh run must not
+        # replace them
+        metrics = ckpt_path.parent / "metrics.jsonl"
+        if metrics.exists():
+            raise UserError(f"{metrics} holds the metrics of an earlier run (one without a "
+                            "checkpoint); choose another --out_dir, or move that file away")
         return None
     if not ckpt_path.exists():
         if cfg.init_from == "resume":

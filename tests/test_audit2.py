@@ -75,3 +75,14 @@ def test_report_refuses_a_preset_other_than_the_studys_plan(capsys, tmp_path):
     write_json(root / "plan.json", dataclasses.asdict(load_plan("quick")))
     err = one_line_error(capsys, "report", str(root), "--preset=laptop")
     assert "'quick'" in err and "'laptop'" in err and not (root / "report.md").exists()
+
+
+def test_a_second_run_without_checkpoints_keeps_the_firsts_metrics(corpus, tmp_path):
+    """Item 4: with --save_checkpoints=false nothing marked the out_dir as used, and a second
+    run into it replaced the first's metrics.jsonl."""
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, save_checkpoints=False))
+    before = (out / "metrics.jsonl").read_bytes()
+    with pytest.raises(UserError, match=r"metrics.jsonl.*another --out_dir"):
+        train(tiny_config(corpus, out, save_checkpoints=False, seed=8))
+    assert (out / "metrics.jsonl").read_bytes() == before
