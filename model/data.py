@@ -25,6 +25,7 @@ from .files import read_utf8
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
 TOKEN_MAX = np.iinfo(np.uint16).max  # token files hold uint16 ids (see Batches)
+PREPARED = ("train.bin", "val.bin", "val.txt", "meta.json")  # what write_preparation writes
 
 
 def dataset_dir(source: str, tokenizer: str, root: str | Path = "data") -> Path:
@@ -46,6 +47,7 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
         why = ("before preparation kept the held-out text (val.txt)" if same
                else f"from another or an older {source}")
         print(f"tinygpt: {out} was prepared {why}; preparing it again", file=sys.stderr)
+    replaceable(out)
     if tokenizer not in ("char", "gpt2"):
         raise UserError(f"unknown tokenizer {tokenizer!r}; use char or gpt2")
     train, val, held = split_documents(load_documents(source))
@@ -91,6 +93,17 @@ def write_preparation(folder: Path, tok: Tokenizer, train: str, val: str, meta: 
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
+def replaceable(out: Path) -> None:
+    """UserError unless out holds nothing but what a preparation writes: the folder is replaced
+    whole, and a run's out_dir or a user's files inside it would go with it."""
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in PREPARED) if out.is_dir() \
+        else []
+    if foreign:
+        raise UserError(f"{out} is not prepared data only (it holds {foreign[0]}"
+                        f"{', ...' if len(foreign) > 1 else ''}), and preparing replaces it whole; "
+                        "move that away, or give --data_root another folder")
+
+
 def remove_dead_tmp(out: Path) -> None:
     """Remove the temporary folders of preparations killed before they finished (each is named
     after its process); a live process's folder is left alone."""
@@ -130,6 +143,24 @@ def held_out_tokens(folder: Path) -> np.ndarray:
     return np.fromfile(Path(folder) / "val.bin", dtype=np.uint16).astype(np.int64)
 
 
+def token_file(folder: Path, split: str, meta: dict, block_size: int) -> np.memmap:
+    """A split's token file, mapped, once its size is the one its preparation wrote (a file cut
+    short would train on silently, an empty or odd-sized one fails inside numpy) and it holds
+    at least one block."""
+    path = folder / f"{split}.bin"
+    wanted = ((meta.get("counts") or {}).get(split) or {}).get("tokens")
+    size = path.stat().st_size if path.is_file() else None
+    if size is None or (wanted is not None and size != 2 * wanted) or size % 2:
+        found = "missing" if size is None else f"{size:,} bytes"
+        raise UserError(f"{path} is damaged ({found}; its preparation wrote "
+                        f"{'?' if wanted is None else f'{2 * wanted:,}'} bytes); delete {folder} "
+                        "and run tinygpt prepare (or train) again")
+    if size // 2 < block_size + 1:
+        raise UserError(f"the {split} split has {size // 2} tokens, fewer than one block "
+                        f"({block_size} + 1); use a longer corpus or a smaller block_size")
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
 class Batches:
     """Random training windows and fixed validation windows over token files."""
 
@@ -140,12 +171,7 @@ class Batches:
         self.meta = json.loads((folder / "meta.json").read_text())
         self.tokenizer = from_meta(self.meta["tokenizer"])
         self.block_size = block_size
-        self.splits = {s: np.memmap(folder / f"{s}.bin", dtype=np.uint16, mode="r")
-                       for s in ("train", "val")}
-        for split, data in self.splits.items():
-            if len(data) < block_size + 1:
-                raise UserError(f"the {split} split has {len(data)} tokens, fewer than one block "
-                                f"({block_size} + 1); use a longer corpus or a smaller block_size")
+        self.splits = {s: token_file(folder, s, self.meta, block_size) for s in ("train", "val")}
 
     def _windows(self, split: str, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         data, T = self.splits[split], self.block_size

@@ -112,3 +112,16 @@ def fraction(v: Any) -> bool:
 def one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
     """The rule of a field that takes one of a few names, for check_values."""
     return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
+
+
+def seeds(v: Any) -> bool:
+    """A non-empty list of seeds, each a whole number torch and numpy take (not a bool: a
+    plan's `seeds = [true]` would run as seed True)."""
+    return isinstance(v, list) and len(v) > 0 and all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 63 for x in v)
+
+
+def plain_name(v: Any) -> bool:
+    """A name that is one folder's name: a study's name becomes its out/ folder, and "../x"
+    would write outside out/."""
+    return isinstance(v, str) and re.fullmatch(r"[\w.+-]+", v) is not None and v not in (".", "..")

@@ -86,3 +86,46 @@ def test_a_second_run_without_checkpoints_keeps_the_firsts_metrics(corpus, tmp_p
     with pytest.raises(UserError, match=r"metrics.jsonl.*another --out_dir"):
         train(tiny_config(corpus, out, save_checkpoints=False, seed=8))
     assert (out / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("preset", ["quick", "emergence"])
+@pytest.mark.parametrize("edit,message", [
+    (("seeds = [1337]", "seeds = [true]"), "seeds must be a list of whole numbers"),
+    (("seeds = [1337]", "seeds = [-1]"), "seeds must be a list of whole numbers"),
+    (("seeds = [1337]", 'name = "../../escaped"\nseeds = [1337]'), "name must be a plain name"),
+])
+def test_plan_values_a_run_cannot_take_are_refused(tmp_path, preset, edit, message):
+    """Item 5: seeds = [true] ran as -sTrue, and name = "../../escaped" wrote outside out/."""
+    from model.emergence.plan import load_emergence_plan
+    from model.scaling.plan import load_plan, read_plan
+
+    text = (ROOT / "configs" / "study" / f"{preset}.toml").read_text()
+    assert edit[0] in text
+    plan = tmp_path / "plan.toml"
+    plan.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(UserError, match=message):
+        load_plan(str(plan)) if preset == "quick" else load_emergence_plan(*read_plan(str(plan)))
+
+
+def test_a_truncated_token_file_is_refused(capsys, corpus, tmp_path):
+    """Item 5: a train.bin cut short trained without complaint (on fewer windows)."""
+    from model.data import prepare
+
+    folder = prepare(str(corpus))
+    data = (folder / "train.bin").read_bytes()
+    (folder / "train.bin").write_bytes(data[:len(data) // 4 * 2])  # whole tokens
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'o'}",
+                         "--n_layer=1", "--n_head=2", "--n_embd=16", "--max_iters=1")
+    assert "train.bin" in err and "prepare" in err
+
+
+def test_prepare_never_deletes_a_folder_it_did_not_write(capsys, corpus, tmp_path):
+    """Item 5: an out_dir inside a data folder not yet prepared was deleted by prepare."""
+    from model.data import dataset_dir
+
+    inside = dataset_dir(str(corpus), "char") / "run"
+    inside.mkdir(parents=True)
+    (inside / "notes.txt").write_text("mine")
+    err = one_line_error(capsys, "prepare", f"--dataset={corpus}")
+    assert "not prepared data only (it holds run)" in err
+    assert (inside / "notes.txt").read_text() == "mine"

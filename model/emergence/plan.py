@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import shapes
 from ..args import cast, check_keys
-from ..errors import UserError, check_values, fraction, positive, whole
+from ..errors import UserError, check_values, fraction, plain_name, positive, seeds, whole
 from ..fewshot.tasks import KS, TASKS
 from ..options import TrainConfig
 
@@ -103,7 +103,7 @@ def _wholes(v) -> bool:
 
 VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
-       for k in ("kind", "name", "description", "dataset", "tokenizer", "arch")},
+       for k in ("kind", "description", "dataset", "tokenizer", "arch")},
     **{k: (whole, "a whole number, at least 1") for k in (
         "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
     "lr": (positive, "a positive number"),
@@ -117,8 +117,8 @@ VALUES = {
     "leave_out": (lambda v: isinstance(v, list) and all(
         isinstance(p, list) and len(p) == 2 and _wholes(p) for p in v),
         "a list of [depth, width] pairs"),
-    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
-              "a list of whole numbers"),
+    "seeds": (seeds, "a list of whole numbers from 0 to 2**63 - 1"),
+    "name": (plain_name, "a plain name (letters, digits, . _ + -), not a path"),
     "fewshot_at": (lambda v: isinstance(v, list) and all(map(fraction, v)),
                    "a list of fractions of the run"),
     "fewshot_tasks": (lambda v: isinstance(v, list) and set(v) <= set(TASKS),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..args import cast, check_keys
 from ..config import ARCHS, SIZES, named
-from ..errors import UserError, check_values, positive, whole
+from ..errors import UserError, check_values, plain_name, positive, seeds, whole
 from ..files import preset_file
 from ..gpt import flops_per_token, n_nonemb_formula
 from ..options import RULES as TRAIN_RULES
@@ -125,14 +125,14 @@ def load_plan(preset_or_path: str) -> StudyPlan:
 # What each plan key holds, so that a mistake is named here and not by a traceback later.
 PLAN_VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
-       for k in ("name", "description", "dataset")},
+       for k in ("description", "dataset")},
     "tokenizer": (lambda v: v in ("char", "gpt2"), "char or gpt2"),
     "arch": (lambda v: v in ARCHS, "one of " + ", ".join(ARCHS)),
     **{k: (whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
     "tokens": (lambda v: isinstance(v, list) and all(map(whole, v)), "a list of token counts"),
     "flops": (lambda v: isinstance(v, list) and all(map(positive, v)), "a list of FLOP budgets"),
-    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
-              "a list of whole numbers"),
+    "seeds": (seeds, "a list of whole numbers from 0 to 2**63 - 1"),
+    "name": (plain_name, "a plain name (letters, digits, . _ + -), not a path"),
     "lr": (lambda v: isinstance(v, dict) and all(map(positive, v.values())),
            "a table of sizes and positive learning rates"),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
