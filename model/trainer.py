@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -208,6 +209,11 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
         print(f"tinygpt: {raw.num_params():,} non-embedding params, "
               f"{device_name(rt.device_type)}, {rt.dtype}, {tokens_per_step:,} tokens/step, "
               f"{ddp}starting at step {step}/{cfg.max_iters}", flush=True)
+        if cfg.warmup_iters > cfg.max_iters:  # legal, but the rate then never reaches lr
+            print(f"tinygpt: warning: warmup_iters={cfg.warmup_iters} is longer than the run "
+                  f"(max_iters={cfg.max_iters}): the learning rate rises only to "
+                  f"{lr_at(cfg.max_iters - 1, cfg):.2g} of lr={cfg.lr:g}; lower --warmup_iters",
+                  file=sys.stderr, flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):

@@ -129,3 +129,13 @@ def test_prepare_never_deletes_a_folder_it_did_not_write(capsys, corpus, tmp_pat
     err = one_line_error(capsys, "prepare", f"--dataset={corpus}")
     assert "not prepared data only (it holds run)" in err
     assert (inside / "notes.txt").read_text() == "mine"
+
+
+def test_a_warmup_longer_than_the_run_is_said(capsys, corpus, tmp_path):
+    """Item 6: --warmup_iters=1000000 held the rate near 0 for the whole run without a word."""
+    train(tiny_config(corpus, tmp_path / "r", max_iters=4, warmup_iters=1000))
+    err = capsys.readouterr().err
+    assert "warning: warmup_iters=1000 is longer than the run (max_iters=4)" in err
+    assert "rises only to 1.2e-05 of lr=0.003" in err and len(err.strip().splitlines()) == 1
+    train(tiny_config(corpus, tmp_path / "ok", max_iters=4, warmup_iters=4))
+    assert "warning" not in capsys.readouterr().err
