@@ -139,3 +139,52 @@ def test_a_warmup_longer_than_the_run_is_said(capsys, corpus, tmp_path):
     assert "rises only to 1.2e-05 of lr=0.003" in err and len(err.strip().splitlines()) == 1
     train(tiny_config(corpus, tmp_path / "ok", max_iters=4, warmup_iters=4))
     assert "warning" not in capsys.readouterr().err
+
+
+TINY_PLAN = """
+description = "three tiny sizes"
+block_size = 16
+batch_size = 2
+tokens = 2_000
+evals = 4
+[train]
+dtype = "float32"
+eval_batches = 1
+{extra}
+[lr]
+"2x24" = 1e-2
+"2x32" = 1e-2
+"2x48" = 1e-2
+"""
+
+
+@pytest.mark.parametrize("top,train_keys,message", [
+    ("", "", None),
+    ("evals = 1", "", "no evaluation before its last step"),
+    ("", "eval_interval = 1000", "no evaluation before its last step"),
+    ("", "max_iters = 5", "[train] max_iters is set by the plan"),
+    ("", 'out_dir = "elsewhere"', "[train] out_dir is set by the plan"),  # item 14
+])
+def test_plans_the_study_cannot_finish_are_refused_before_training(capsys, corpus, tmp_path, top,
+                                                                    train_keys, message):
+    """Item 7: plans the checker accepted crashed after training every run, with no report
+    (evals = 1, a long [train] eval_interval, [train] max_iters); item 14: [train] out_dir
+    trained elsewhere, then failed writing summary.json."""
+    text = TINY_PLAN.format(extra=train_keys).replace("evals = 4", top or "evals = 4")
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(text)
+    argv = ["study", f"--preset={plan}", f"--dataset={corpus}", f"--out={tmp_path / 'o'}",
+            "--jobs=1"]
+    if message is None:  # the plan as it is finishes, report included
+        assert main(argv) == 0 and (tmp_path / "o" / "report.md").exists()
+        capsys.readouterr()
+        # a study folder from before the check: its runs evaluated only at their ends
+        for metrics in tmp_path.glob("o/*/metrics.jsonl"):
+            rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+            last = max(r["step"] for r in rows)
+            metrics.write_text("".join(json.dumps(r) + "\n" for r in rows if "val_loss" not in r
+                                       or r["step"] in (0, last)))
+        assert "no learning curve" in one_line_error(capsys, "report", str(tmp_path / "o"))
+        return
+    assert message in one_line_error(capsys, *argv)
+    assert not list(tmp_path.glob("o/*/ckpt.pt")) and not (tmp_path / "elsewhere").exists()

@@ -82,6 +82,25 @@ class StudyPlan:
         return TrainConfig(**values).validate()
 
 
+# The training keys a plan sets for each run (StudyPlan.train_config), not [train]'s to change
+PLAN_OWNED = ("out_dir", "dataset", "tokenizer", "size", "arch", "block_size", "batch_size",
+              "max_iters", "lr", "seed", "init_from", "run_name", "data_root")
+
+
+def check_evaluations(plan: StudyPlan) -> None:
+    """UserError, before any training, for a plan whose runs would evaluate only at their first
+    and last steps: the learning curves (and the compute frontier fitted to them) keep the
+    evaluations in between, and the report would fail after the whole study had trained."""
+    for spec in plan.runs():
+        cfg = plan.train_config(spec, Path(spec.name))
+        first = max(cfg.eval_interval, -(-cfg.eval_start // cfg.eval_interval) * cfg.eval_interval)
+        if first >= cfg.max_iters:
+            raise UserError(f"plan {plan.name!r}: run {spec.name} ({cfg.max_iters} steps, an "
+                            f"evaluation every {cfg.eval_interval} from step {cfg.eval_start}) has "
+                            "no evaluation before its last step, so no learning curve; raise "
+                            "evals (at least 2) or tokens, or lower [train] eval_interval")
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """A short hash of everything that shapes a run's result (not where it is written)."""
     d = {k: v for k, v in vars(cfg).items() if k not in ("out_dir", "run_name", "wandb",
@@ -109,6 +128,12 @@ def load_plan(preset_or_path: str) -> StudyPlan:
         raw["tokens"] = [raw["tokens"]]
     check_values(raw, PLAN_VALUES, f"{path}: ")
     check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
+    # [train] is applied over what the plan sets for each run: these would be silently
+    # replaced (the budget, the seed) or break the study (its folders, its data)
+    owned = [k for k in PLAN_OWNED if k in raw.get("train", {})]
+    if owned:
+        raise UserError(f"{path}: [train] {owned[0]} is set by the plan for each run (from "
+                        "tokens, seeds, [lr], the study's folder and data); remove it")
     bad = [s for s in raw.get("lr", {}) if s not in SIZES]
     if bad or not raw.get("lr"):
         raise UserError(f"{path}: [lr] must map known sizes to learning rates; "

@@ -269,6 +269,9 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
     runs = load_runs(root)
     if len({r["n_nonemb"] for r in runs}) < 3:
         raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
+    if not any(r["curve"] for r in runs):  # (a plan from before study checked its evaluations)
+        raise UserError(f"no run in {root} was evaluated before its last step, so there is no "
+                        "learning curve to fit; rerun the study with evals = 2 or more")
     folder = dataset_dir(plan.dataset, plan.tokenizer)
     meta = json.loads((folder / "meta.json").read_text())
     tr = np.fromfile(folder / "train.bin", dtype=np.uint16)

@@ -21,7 +21,7 @@ from ..gpt import flops_per_token, n_nonemb_formula
 from ..options import TrainConfig
 from ..runlog import fmt_time
 from ..trainer import train
-from .plan import RunSpec, StudyPlan, config_hash
+from .plan import RunSpec, StudyPlan, check_evaluations, config_hash
 from .pool import LOG, run_parallel
 
 
@@ -43,6 +43,7 @@ def run_study(plan: StudyPlan, root: Path, wandb: str = "disabled", threads: int
         raise UserError(f"a study fits L(N) over at least 3 sizes; plan {plan.name!r} has "
                         f"{len(plan.lr)} under [lr]")
     ready(plan)
+    check_evaluations(plan)
     make_dir(root, "out")
     write_json(root / "plan.json", dataclasses.asdict(plan))  # lets `tinygpt report` redo it
     return run_specs(plan, plan.runs(), root, wandb, threads, jobs)
