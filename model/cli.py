@@ -103,11 +103,16 @@ class StudyArgs:
                                   "jobs": (lambda v: v >= 0, "0 (choose) or more")})
 
 
+# what the reports read from every run's summary.json (a scaling or an emergence study's)
+SUMMARY_KEYS = ("name", "val_loss", "steps", "tokens", "flops", "wall_s", "n_nonemb")
+
+
 def check_summaries(root: Path) -> None:
     """UserError naming the first damaged summary.json of a study folder (edited by hand, or
     torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
     for path in sorted(root.glob("*/summary.json")):
-        read_json(path, "delete it and tinygpt study redoes it from the run's checkpoint")
+        read_json(path, "delete it and tinygpt study redoes it from the run's checkpoint",
+                  SUMMARY_KEYS)
 
 
 def study_root(plan, a: StudyArgs, default: str) -> Path:

@@ -21,7 +21,7 @@ import torch
 from . import shapes
 from .corpus import fingerprint, load_documents, split_documents
 from .errors import UserError, make_dir
-from .files import read_utf8
+from .files import read_json, read_utf8
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
 TOKEN_MAX = np.iinfo(np.uint16).max  # token files hold uint16 ids (see Batches)
@@ -119,9 +119,10 @@ def remove_dead_tmp(out: Path) -> None:
 def prepared_meta(out: Path) -> dict | None:
     """The metadata of a finished preparation in out; None if there is none."""
     try:
-        return json.loads((out / "meta.json").read_text())
+        meta = json.loads((out / "meta.json").read_text())
     except (OSError, ValueError):  # absent, or unreadable: prepare it (again)
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def prepared_from(out: Path, mark: str | None) -> bool:
@@ -168,7 +169,8 @@ class Batches:
         folder = Path(folder)
         if not (folder / "meta.json").exists():
             raise UserError(f"no prepared data in {folder}; run: tinygpt prepare")
-        self.meta = json.loads((folder / "meta.json").read_text())
+        self.meta = read_json(folder / "meta.json", f"delete {folder} and prepare it again",
+                              ("tokenizer",))
         self.tokenizer = from_meta(self.meta["tokenizer"])
         self.block_size = block_size
         self.splits = {s: token_file(folder, s, self.meta, block_size) for s in ("train", "val")}

@@ -73,7 +73,11 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, lambda f: f.write(text), path.name)
 
 
-def read_json(path: Path, fix: str, keys: tuple[str, ...] = (), kind: type = dict) -> Any:
+REDO = "delete it, and the command that wrote it writes it again"
+
+
+def read_json(path: Path, fix: str = REDO, keys: tuple[str, ...] = (),
+              kind: type = dict) -> Any:
     """A JSON state file tinygpt wrote (a plan, a summary, results), or a UserError naming it
     and saying how to recover when it is not JSON, not of the kind expected or lacks one of
     keys: edited by hand, torn on a full disk. The file is left as it is."""

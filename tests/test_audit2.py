@@ -188,3 +188,70 @@ def test_plans_the_study_cannot_finish_are_refused_before_training(capsys, corpu
         return
     assert message in one_line_error(capsys, *argv)
     assert not list(tmp_path.glob("o/*/ckpt.pt")) and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("line", [b"[1, 2]\n", b'{"step": 1, "val_loss": 2.0}\xff\n',
+                                  b'{"step": "ten", "val_loss": 2.0}\n', b'"text"\n'])
+def test_a_damaged_metrics_file_is_named_on_resume(corpus, tmp_path, line):
+    """Item 8: metrics.jsonl with a line of the wrong type or a non-UTF-8 byte failed on resume
+    with a traceback. A line torn by a kill (not JSON) is still dropped, as before."""
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=3))
+    damaged = line + (out / "metrics.jsonl").read_bytes() + b'{"step": 3, "val_lo'
+    (out / "metrics.jsonl").write_bytes(damaged)
+    with pytest.raises(UserError, match=r"metrics.jsonl is damaged \(line 1: .*\); "):
+        train(tiny_config(corpus, out, max_iters=6, init_from="resume"))
+    assert (out / "metrics.jsonl").read_bytes() == damaged
+
+
+def state_readers(root: Path) -> dict:
+    """Every JSON state file a command reads back, and a call that reads it."""
+    from types import SimpleNamespace
+
+    from model.emergence.report import load as emergence_load
+    from model.fewshot.run import Options, checkpoint_identity, previous_results
+    from model.instruct.comparisons import run_comparisons
+    from model.instruct.context import Context
+    from model.instruct.evaluate import run_evaluation
+    from model.instruct.pipeline import timed
+    from model.scaling.report import write_report
+    from model.scaling.runner import clock_time
+
+    ctx = SimpleNamespace(root=root, stage=lambda name: root / name)
+    return {
+        "plan.json": lambda: write_report(root),
+        "timing.json": lambda: clock_time(root),
+        "emergence/plan.json": lambda: emergence_load(root / "emergence"),
+        "timings.json": lambda: timed(ctx, "sft", lambda: None),
+        "comparisons.json": lambda: run_comparisons(ctx),
+        "results.json": lambda: run_evaluation(ctx),
+        "sft-2x24/summary.json": lambda: Context.finished(ctx, "sft-2x24"),
+        "fewshot/results.json": lambda: previous_results(root / "fewshot" / "results.json",
+                                                         Options()),
+        "run/summary.json": lambda: checkpoint_identity(root / "run" / "ckpt.pt", None,
+                                                        {"step": 1}),
+        "data/meta.json": lambda: __import__("model.data").data.Batches(root / "data", 8),
+    }
+
+
+@pytest.mark.parametrize("name", list(state_readers(Path("."))))
+@pytest.mark.parametrize("damage", [b'{"elapsed_s": 1', b"\xff\xfe\x00garbled", b"[1, 2]"])
+def test_every_damaged_state_file_is_named_and_kept(tmp_path, name, damage):
+    """Item 8: damaged state files (a plan, summaries, timings, results: truncated, garbled,
+    of the wrong type) failed with tracebacks; only a study's summary.json was guarded."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(damage)
+    with pytest.raises(UserError, match=rf"^{path} is damaged \(.*\); "):
+        state_readers(tmp_path)[name]()
+    assert path.read_bytes() == damage
+
+
+def test_a_summary_without_the_keys_the_report_reads_is_named(capsys, tmp_path):
+    """Item 8: a summary.json that is JSON but lacks keys failed in the report with a KeyError."""
+    run = tmp_path / "study" / "2x24-0.3M-lr0.013-s1337"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text('{"name": "2x24-0.3M-lr0.013-s1337", "val_loss": 1.2}')
+    (tmp_path / "study" / "plan.json").write_text('{"name": "quick", "lr": {}}')
+    err = one_line_error(capsys, "report", str(tmp_path / "study"))
+    assert "summary.json is damaged (no 'steps')" in err

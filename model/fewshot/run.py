@@ -21,7 +21,7 @@ from ..checkpoint import file_of, load_model, tokenizer_of
 from ..data import held_out_text, held_out_tokens, prepare, prepared_meta
 from ..device import pick_device, set_threads
 from ..errors import UserError, make_dir
-from ..files import write_json
+from ..files import REDO, read_json, write_json
 from ..options import TrainConfig
 from ..tokenizer import check_same_vocab
 from .icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
@@ -66,7 +66,7 @@ def checkpoint_identity(path: Path, model, state: dict) -> dict:
     """Who a checkpoint is: its run, step, N and val loss (the run's final full-split value
     from summary.json when this is the final step, else the value logged at this step)."""
     summary_file = path.parent / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = read_json(summary_file) if summary_file.exists() else {}
     final = summary.get("steps") == state["step"]
     return {"checkpoint": str(path), "mtime": path.stat().st_mtime,
             "run": summary.get("name", path.parent.name), "step": state["step"],
@@ -142,10 +142,14 @@ def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]
     """Entries of an earlier run with the same options, by (checkpoint, modification time)."""
     if not path.exists():
         return {}
-    old = json.loads(path.read_text())
-    if old.get("options") != json.loads(json.dumps(dataclasses.asdict(opts))):
+    old = read_json(path, keys=("options", "models"))
+    if old["options"] != json.loads(json.dumps(dataclasses.asdict(opts))):
         return {}
-    return {(e["checkpoint"], e["mtime"]): e for e in old["models"]}
+    try:
+        return {(e["checkpoint"], e["mtime"]): e for e in old["models"]}
+    except (TypeError, KeyError):
+        raise UserError(f"{path} is damaged (a model's entry without its checkpoint and "
+                        f"time); {REDO}") from None
 
 
 def last_of_each_run(paths: list[Path]) -> set[Path]:

@@ -3,14 +3,13 @@
 and the same prompts answered by each model. Read back from the pipeline's folder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from ..figures import save  # also selects the file-only Agg backend
-from ..files import machine, write_atomic
+from ..files import machine, read_json, write_atomic
 from ..fewshot.scoring import bootstrap_ci, mean_ci, wilson
 from ..runlog import fmt_time, read_metrics
 from .context import Context
@@ -161,8 +160,8 @@ def samples(results: dict) -> list[str]:
 
 
 def write_report(ctx: Context, command: str = "") -> Path:
-    results = json.loads((ctx.root / "results.json").read_text())
-    timings = json.loads((ctx.root / "timings.json").read_text())
+    results = read_json(ctx.root / "results.json")
+    timings = read_json(ctx.root / "timings.json")
     plot_scores(results, ctx.root)
     plot_overoptimisation(ctx, ctx.root)
     cfg = ctx.cfg
