@@ -22,7 +22,7 @@ from .errors import UserError
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
-                 what: str = "checkpoint") -> None:
+                 what: str = "checkpoint", then: str = "resume with --init_from=resume") -> None:
     """Write path through write(file): into a temporary file in the same folder, flushed to
     disk, then renamed over path, so a kill or a full disk leaves the old file or the new one,
     never a torn or empty one."""
@@ -43,7 +43,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
         kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
         if cause.errno == errno.ENOSPC:
             raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
-                            "resume with --init_from=resume") from None
+                            f"{then}") from None
         raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
                         "folder writable, or choose another --out_dir") from None
 

@@ -1,6 +1,7 @@
 """Issue 28: the holes a second hostile-user audit found. Each test fails on the code before its
 fix: real files, real processes, one line for the user, nothing lost."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from conftest import tiny_config
 from model.cli import main
 from model.errors import UserError
 from model.trainer import train
+from test_reliability import small_disk  # noqa: F401 (a real full disk: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,3 +257,26 @@ def test_a_summary_without_the_keys_the_report_reads_is_named(capsys, tmp_path):
     (tmp_path / "study" / "plan.json").write_text('{"name": "quick", "lr": {}}')
     err = one_line_error(capsys, "report", str(tmp_path / "study"))
     assert "summary.json is damaged (no 'steps')" in err
+
+
+def test_disk_full_while_saving_a_figure_keeps_the_previous_one(small_disk):
+    """Item 9: a report saving figures on a full disk failed with a traceback and left a 0-byte
+    loss_vs_n.png."""
+    import matplotlib.pyplot as plt
+
+    from model.figures import save
+
+    fig = plt.figure()
+    fig.gca().plot(range(100))
+    save(fig, small_disk, "loss_vs_n")
+    before = (small_disk / "loss_vs_n.png").read_bytes()
+    st = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"x" * (st.f_bavail * st.f_frsize - 8192))
+    fig = plt.figure(figsize=(12, 12))
+    fig.gca().plot(range(10000), [i ** 0.5 for i in range(10000)])
+    with pytest.raises(UserError, match=r"disk full while saving .*loss_vs_n.png; the previous "
+                                        r"figure is intact\. Free some space and run the "
+                                        r"command again"):
+        save(fig, small_disk, "loss_vs_n")
+    assert (small_disk / "loss_vs_n.png").read_bytes() == before
+    assert not list(small_disk.glob("*.tmp"))
