@@ -280,3 +280,17 @@ def test_disk_full_while_saving_a_figure_keeps_the_previous_one(small_disk):
         save(fig, small_disk, "loss_vs_n")
     assert (small_disk / "loss_vs_n.png").read_bytes() == before
     assert not list(small_disk.glob("*.tmp"))
+
+
+def test_fewshot_into_the_run_folder_it_evaluates_is_refused(capsys, corpus, tmp_path):
+    """Item 10: `fewshot RUN --out=RUN` left out the only checkpoint (as the output folder),
+    then failed with an IndexError in plots.py."""
+    run = tmp_path / "r"
+    train(tiny_config(corpus, run, max_iters=2))
+    err = one_line_error(capsys, "fewshot", str(run), f"--out={run}")
+    assert f"--out={run} is the run folder" in err
+    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "metrics.jsonl"]
+    out = tmp_path / "few"
+    out.mkdir()
+    assert "no checkpoint to evaluate" in one_line_error(capsys, "fewshot", str(out),
+                                                         f"--out={out}")

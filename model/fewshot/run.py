@@ -135,7 +135,17 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
 def checkpoint_paths(args: list[str], out: Path) -> list[Path]:
     """Files as given; a run folder stands for its final ckpt.pt. The output folder is left
     out: `out/study-laptop/*/` matches it once the study's fewshot/ folder exists."""
-    return [file_of(a) for a in args if Path(a).resolve() != out.resolve()]
+    paths = []
+    for a in args:
+        if Path(a).resolve() != out.resolve():
+            paths.append(file_of(a))
+        elif file_of(a).is_file():  # a run folder, not the glob's output folder
+            raise UserError(f"--out={out} is the run folder given to evaluate; give the few-shot "
+                            "results a folder of their own")
+    if not paths:
+        raise UserError("no checkpoint to evaluate (the only folder given is --out); give run "
+                        "folders or checkpoint files")
+    return paths
 
 
 def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]:
