@@ -294,3 +294,20 @@ def test_fewshot_into_the_run_folder_it_evaluates_is_refused(capsys, corpus, tmp
     out.mkdir()
     assert "no checkpoint to evaluate" in one_line_error(capsys, "fewshot", str(out),
                                                          f"--out={out}")
+
+
+def test_sft_refuses_a_base_model_too_short_for_its_prompts(corpus, tmp_path):
+    """Item 11: a base study of block_size 32 failed after SFT had trained ("sequence of 103
+    tokens exceeds block_size 32"); the lengths are known before."""
+    from types import SimpleNamespace
+
+    from model.instruct.options import InstructConfig
+    from model.instruct.sft import run_sft
+
+    train(tiny_config(corpus, tmp_path / "base", max_iters=1))
+    ctx = SimpleNamespace(cfg=InstructConfig(), finished=lambda name: None,
+                          base=lambda size: tmp_path / "base" / "ckpt.pt",
+                          stage=lambda name: tmp_path / "instruct" / name)
+    with pytest.raises(UserError, match=r"block_size 32.*104 tokens.*block_size of at least 104"):
+        run_sft(ctx, "2x24")
+    assert not (tmp_path / "instruct").exists()
