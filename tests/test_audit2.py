@@ -311,3 +311,25 @@ def test_sft_refuses_a_base_model_too_short_for_its_prompts(corpus, tmp_path):
     with pytest.raises(UserError, match=r"block_size 32.*104 tokens.*block_size of at least 104"):
         run_sft(ctx, "2x24")
     assert not (tmp_path / "instruct").exists()
+
+
+@pytest.mark.parametrize("text", [b"a", b"ab\n"])
+def test_a_corpus_of_a_character_or_two_is_one_line(capsys, tmp_path, text):
+    """Item 12: a one-character corpus gave an empty train.bin, then "cannot mmap an empty file"."""
+    (tmp_path / "tiny.txt").write_bytes(text)
+    err = one_line_error(capsys, "train", f"--dataset={tmp_path / 'tiny.txt'}",
+                         f"--out_dir={tmp_path / 'o'}", "--n_layer=1", "--n_head=2",
+                         "--n_embd=16", "--block_size=8")
+    assert "fewer than one block" in err
+
+
+@pytest.mark.parametrize("split,cut", [("val", 0), ("val", 1), ("train", 3)])
+def test_an_empty_or_odd_sized_token_file_is_one_line(capsys, corpus, tmp_path, split, cut):
+    """Item 12: an empty or odd-sized .bin failed inside numpy's memmap."""
+    from model.data import prepare
+
+    path = prepare(str(corpus)) / f"{split}.bin"
+    path.write_bytes(path.read_bytes()[:cut])
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'o'}",
+                         "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8")
+    assert f"{split}.bin is damaged ({cut} bytes" in err
