@@ -333,3 +333,21 @@ def test_an_empty_or_odd_sized_token_file_is_one_line(capsys, corpus, tmp_path, 
     err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'o'}",
                          "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8")
     assert f"{split}.bin is damaged ({cut} bytes" in err
+
+
+def test_rank_without_torchrun_is_one_line(corpus, tmp_path):
+    """Item 13: RANK=0 in the environment without torchrun failed inside torch.distributed
+    ("WORLD_SIZE expected, but not set")."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RANK": "0"}
+    for var in ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        env.pop(var, None)
+    done = subprocess.run([sys.executable, "-m", "model.cli", "train", f"--dataset={corpus}",
+                           f"--out_dir={tmp_path / 'o'}", "--n_layer=1", "--n_head=2",
+                           "--n_embd=16", "--block_size=8", "--max_iters=1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "RANK is set" in err and "WORLD_SIZE" in err and "torchrun" in err
