@@ -351,3 +351,43 @@ def test_rank_without_torchrun_is_one_line(corpus, tmp_path):
     err = done.stderr.strip()
     assert done.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert "RANK is set" in err and "WORLD_SIZE" in err and "torchrun" in err
+
+
+def crafted(capsys, corpus, tmp_path, edit) -> Path:
+    import torch
+
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=1))
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    edit(state)
+    torch.save(state, out / "ckpt.pt")
+    capsys.readouterr()  # (training's own lines)
+    return out
+
+
+def test_a_checkpoint_asking_for_a_huge_model_is_refused_before_allocating(capsys, corpus,
+                                                                           tmp_path):
+    """Item 15: a config of n_embd 60000 over small weights, under a memory limit, was reported
+    as "does not fit ... (tried to allocate 43200000" (cut): the shapes are checked first now."""
+    import resource
+    import subprocess
+    import sys
+
+    out = crafted(capsys, corpus, tmp_path, lambda s: s["model_config"].update(n_embd=60000))
+    done = subprocess.run(
+        [sys.executable, "-m", "model.cli", "sample", f"--out_dir={out}", "--max_new_tokens=2"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)))
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "weight" in err and "of another shape" in err and "allocate" not in err
+
+
+def test_a_crafted_checkpoint_names_the_weight_that_does_not_fit(capsys, corpus, tmp_path):
+    """Item 16: "does not fit ... (Error(s) in loading state_dict for GPT:)" named no weight."""
+    import torch
+
+    out = crafted(capsys, corpus, tmp_path, lambda s: s["model"].update(
+        {k: torch.zeros(3, 3) for k in list(s["model"]) if k.endswith("mlp.fc.weight")}))
+    err = one_line_error(capsys, "sample", f"--out_dir={out}", "--max_new_tokens=2")
+    assert "mlp.fc.weight missing or of another shape" in err
