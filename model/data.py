@@ -41,6 +41,8 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     remove_dead_tmp(out)
     if prepared_from(out, mark):
         return out
+    if mark is None and not source.startswith("hf:") and source != "shakespeare":
+        load_documents(source)  # a corpus deleted since: say that, not "another or older"
     if (out / "meta.json").exists():
         before = prepared_meta(out)
         same = before is not None and before.get("fingerprint") == mark

@@ -31,6 +31,9 @@ def check_values(values: dict[str, Any], rules: dict[str, tuple[Callable[[Any], 
 
 def make_dir(path: Path, option: str) -> Path:
     """mkdir -p, with a one-line error naming the option when the path cannot be a folder."""
+    if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+        raise UserError(f"{path} is a link to {os.readlink(path)}, which does not exist; make "
+                        f"that folder, or give --{option} another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -46,9 +49,10 @@ def one_line(e: BaseException) -> str | None:
     if isinstance(e, UserError):
         return str(e)
     if isinstance(e, OSError) and e.filename is not None:
-        cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
-        return (f"{e.filename}: {cause}; free some space, or check the path and its "
-                "permissions")
+        if e.errno == errno.ENOSPC:
+            return f"{e.filename}: disk full; free some space"
+        # (a folder, a dangling link or a loop where a file was wanted: no space to free)
+        return f"{e.filename}: {e.strerror}; check the path and its permissions"
     if isinstance(e, (MemoryError, RuntimeError)):
         size = memory_shortfall(e)
         if size is not None:

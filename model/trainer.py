@@ -97,6 +97,9 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
         raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
     checkpoint.check_resumable(ckpt_path, state)
+    if state["step"] > cfg.max_iters:  # it would "start at step 300/100" and train nothing
+        raise UserError(f"{ckpt_path} is at step {state['step']}, past max_iters={cfg.max_iters}; "
+                        f"give --max_iters above {state['step']} to train it further")
     # another corpus of the same characters passes every check below and would train on
     # silently, recording itself as the run's dataset
     trained_on = (state.get("train_config") or {}).get("dataset")

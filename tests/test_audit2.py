@@ -391,3 +391,62 @@ def test_a_crafted_checkpoint_names_the_weight_that_does_not_fit(capsys, corpus,
         {k: torch.zeros(3, 3) for k in list(s["model"]) if k.endswith("mlp.fc.weight")}))
     err = one_line_error(capsys, "sample", f"--out_dir={out}", "--max_new_tokens=2")
     assert "mlp.fc.weight missing or of another shape" in err
+
+
+def test_an_os_error_that_is_no_full_disk_does_not_say_free_some_space():
+    """Item 17: "Is a directory; free some space" for a directory, a dangling link or a loop."""
+    import errno
+
+    from model.errors import one_line
+
+    line = one_line(IsADirectoryError(errno.EISDIR, "Is a directory", "x/ckpt.pt"))
+    assert line == "x/ckpt.pt: Is a directory; check the path and its permissions"
+    full = one_line(OSError(errno.ENOSPC, "No space left on device", "x/ckpt.pt"))
+    assert full.startswith("x/ckpt.pt: disk full; free some space")
+
+
+def test_a_dangling_link_as_out_dir_is_named_as_one(capsys, corpus, tmp_path):
+    """Item 17: a dangling symlink as out_dir said "(File exists)"."""
+    (tmp_path / "o").symlink_to(tmp_path / "gone")
+    err = one_line_error(capsys, "train", f"--dataset={corpus}", f"--out_dir={tmp_path / 'o'}",
+                         "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=8")
+    assert f"{tmp_path / 'o'} is a link to {tmp_path / 'gone'}, which does not exist" in err
+
+
+def test_a_deleted_corpus_is_not_called_another_or_older(capsys, corpus, tmp_path):
+    """Item 17: a deleted corpus was reported as "prepared from another or an older ..."."""
+    import shutil
+
+    from model.data import prepare
+
+    prepare(str(corpus))
+    shutil.rmtree(corpus)
+    err = one_line_error(capsys, "prepare", f"--dataset={corpus}")
+    assert f"corpus {corpus} does not exist" in err
+
+
+def test_train_type_errors_in_a_plan_name_the_file_and_table(tmp_path):
+    """Item 17: `[train]` type errors named neither the file nor the table."""
+    from model.scaling.plan import load_plan
+
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(TINY_PLAN.format(extra='warmup_iters = "ten"'))
+    with pytest.raises(UserError, match=rf"\[train\] of {plan}: warmup_iters must be int"):
+        load_plan(str(plan))
+
+
+def test_resume_past_max_iters_is_refused(corpus, tmp_path):
+    """Item 17: "starting at step 300/100" on resume with a smaller max_iters."""
+    train(tiny_config(corpus, tmp_path / "r", max_iters=6))
+    with pytest.raises(UserError, match=r"at step 6, past max_iters=3"):
+        train(tiny_config(corpus, tmp_path / "r", max_iters=3, init_from="resume"))
+
+
+def test_out_dir_help_promises_only_what_train_writes():
+    """Item 17: the --out_dir help promised a summary.json train never writes."""
+    from model.usage import usage
+    from model.options import TrainConfig
+
+    line = next(li for li in usage("tinygpt train", "", TrainConfig).splitlines()
+                if "out_dir" in li)
+    assert "summary.json" not in line and "metrics.jsonl" in line

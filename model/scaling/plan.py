@@ -128,6 +128,11 @@ def load_plan(preset_or_path: str) -> StudyPlan:
         raw["tokens"] = [raw["tokens"]]
     check_values(raw, PLAN_VALUES, f"{path}: ")
     check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
+    try:  # each value's type and range, named by file and table (not when a run is built)
+        train = {k: cast(TrainConfig, k, v) for k, v in raw.get("train", {}).items()}
+        check_values(train, TRAIN_RULES)
+    except UserError as e:
+        raise UserError(f"[train] of {path}: {e}") from None
     # [train] is applied over what the plan sets for each run: these would be silently
     # replaced (the budget, the seed) or break the study (its folders, its data)
     owned = [k for k in PLAN_OWNED if k in raw.get("train", {})]
