@@ -49,8 +49,8 @@ def corpus_files(path: Path) -> list[Path]:
     on the held-out text."""
     if not path.is_dir():
         return [path]
-    return sorted(p for p in path.rglob("*.txt")
-                  if not any(prepared_by_us(path / d) for d in p.relative_to(path).parents))
+    return sorted(p for p in path.rglob("*.txt") if not p.is_dir()  # (a folder "x.txt")
+                  and not any(prepared_by_us(path / d) for d in p.relative_to(path).parents))
 
 
 def local_documents(path: Path) -> list[Document]:
@@ -58,6 +58,10 @@ def local_documents(path: Path) -> list[Document]:
         raise UserError(f"corpus {path} does not exist; give a text file, a folder of .txt files, "
                         "or 'shakespeare' for the embedded corpus")
     files = corpus_files(path)
+    odd = next((f for f in files if not f.is_file()), None)
+    if odd is not None:  # reading a FIFO or a device would wait on it, maybe for ever
+        raise UserError(f"{odd} is not a regular file (a pipe or a device); give a "
+                        "text file, or a folder of .txt files")
     if not files and path.is_dir() and any(path.rglob("*.txt")):
         raise UserError(f"folder {path} holds only data tinygpt prepared (its val.txt is held-out "
                         "text); give the corpus itself, a text file or a folder of .txt files")

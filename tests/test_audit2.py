@@ -450,3 +450,25 @@ def test_out_dir_help_promises_only_what_train_writes():
     line = next(li for li in usage("tinygpt train", "", TrainConfig).splitlines()
                 if "out_dir" in li)
     assert "summary.json" not in line and "metrics.jsonl" in line
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_fifo_as_corpus_is_refused_not_waited_on(tmp_path, inside):
+    """Item 18: --dataset=<FIFO> blocked forever (a FIFO among a folder's .txt files too)."""
+    import subprocess
+    import sys
+
+    if inside:
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "a.txt").write_text("some text\n" * 100)
+        os.mkfifo(tmp_path / "c" / "pipe.txt")
+        dataset, fifo = tmp_path / "c", tmp_path / "c" / "pipe.txt"
+    else:
+        os.mkfifo(tmp_path / "pipe")
+        dataset = fifo = tmp_path / "pipe"
+    done = subprocess.run([sys.executable, "-m", "model.cli", "prepare", f"--dataset={dataset}"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert f"{fifo} is not a regular file" in err
