@@ -73,9 +73,11 @@ def cmd_sample(a: SampleArgs) -> None:
     from dataclasses import replace
 
     from .checkpoint import file_of
+    from .device import set_threads
     from .files import read_utf8
     from .sampler import run, unescape
 
+    set_threads(a.threads)  # (checked before the checkpoint is read)
     prompt = a.prompt
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])

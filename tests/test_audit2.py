@@ -472,3 +472,21 @@ def test_a_fifo_as_corpus_is_refused_not_waited_on(tmp_path, inside):
     err = done.stderr.strip()
     assert done.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert f"{fifo} is not a regular file" in err
+
+
+def test_sample_takes_threads(capsys, corpus, tmp_path):
+    """Item 19: sample had no --threads (beside another job, 400 tokens took 10.0 s against 2.6 s
+    at one thread)."""
+    import torch
+
+    train(tiny_config(corpus, tmp_path / "r", max_iters=1))
+    before = torch.get_num_threads()
+    try:
+        assert main(["sample", f"--out_dir={tmp_path / 'r'}", "--max_new_tokens=3",
+                     "--threads=1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    assert "threads=100000 is not possible here" in one_line_error(
+        capsys, "sample", f"--out_dir={tmp_path / 'r'}", "--threads=100000")
