@@ -121,9 +121,11 @@ VALUES = {
     "name": (plain_name, "a plain name (letters, digits, . _ + -), not a path"),
     "fewshot_at": (lambda v: isinstance(v, list) and all(map(fraction, v)),
                    "a list of fractions of the run"),
-    "fewshot_tasks": (lambda v: isinstance(v, list) and set(v) <= set(TASKS),
+    "fewshot_tasks": (lambda v: isinstance(v, list)  # (not hashable: a dict lookup would fail)
+                      and all(isinstance(x, str) and x in TASKS for x in v),
                       "a list of task names: " + ", ".join(TASKS)),
-    "fewshot_k": (lambda v: isinstance(v, list) and set(v) <= set(KS) and v,
+    "fewshot_k": (lambda v: isinstance(v, list) and all(type(x) is int and x in KS for x in v)
+                  and v,
                   "a list drawn from " + ", ".join(map(str, KS))),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
 }

@@ -157,7 +157,7 @@ PLAN_VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
        for k in ("description", "dataset")},
     "tokenizer": (lambda v: v in ("char", "gpt2"), "char or gpt2"),
-    "arch": (lambda v: v in ARCHS, "one of " + ", ".join(ARCHS)),
+    "arch": (lambda v: isinstance(v, str) and v in ARCHS, "one of " + ", ".join(ARCHS)),
     **{k: (whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
     "tokens": (lambda v: isinstance(v, list) and all(map(whole, v)), "a list of token counts"),
     "flops": (lambda v: isinstance(v, list) and all(map(positive, v)), "a list of FLOP budgets"),
