@@ -77,8 +77,8 @@ def test_train_options_are_refused_in_one_line_or_valid(cli):
 
 
 EMERGENCE = ("name", "seeds", "fewshot_tasks", "depths", "widths", "steps", "eval_every",
-             "block_size", "arch", "lr", "head_dim", "repeat_spans", "synthetic", "fewshot_at", "fewshot_k",
-             "smeared_depths", "natural_controls")
+             "block_size", "arch", "lr", "head_dim", "repeat_spans", "synthetic", "fewshot_at",
+             "fewshot_k", "smeared_depths", "natural_controls")
 
 
 @settings(max_examples=150, deadline=None, database=None,
