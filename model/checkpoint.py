@@ -9,6 +9,7 @@ renamed over the old one: a crash or a full disk never leaves a torn file.
 """
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def load(path: str | Path, device: str = "cpu") -> dict:
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one first, or check the path")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # (a foreign file's pickle protocol: the error below
+            warnings.simplefilter("ignore")  # says what matters, in one line)
+            state = torch.load(path, map_location=device, weights_only=True)
     except Exception:  # a damaged file fails in many ways inside torch's unpickler, and its
         # messages (cut mid-word, or about weights_only in PyTorch 2.6) mislead: say what it is
         what = ("a torch archive that is damaged, or holds more than tensors and plain containers"

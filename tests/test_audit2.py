@@ -490,3 +490,23 @@ def test_sample_takes_threads(capsys, corpus, tmp_path):
     capsys.readouterr()
     assert "threads=100000 is not possible here" in one_line_error(
         capsys, "sample", f"--out_dir={tmp_path / 'r'}", "--threads=100000")
+
+
+def test_a_foreign_pickle_protocol_prints_no_warning_above_the_error(corpus, tmp_path):
+    """Item 16: torch's pickle-protocol warning was printed above the one clear error."""
+    import subprocess
+    import sys
+
+    import torch
+
+    out = tmp_path / "r"
+    train(tiny_config(corpus, out, max_iters=1))
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    torch.save(state, out / "ckpt.pt", pickle_protocol=4)
+    # (a process of its own: pytest would catch the warning before it reached stderr)
+    done = subprocess.run([sys.executable, "-m", "model.cli", "sample", f"--out_dir={out}"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=300)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "is not a tinygpt checkpoint" in err
