@@ -73,6 +73,7 @@ def check_resumable(path: str | Path, state: dict) -> None:
 
 
 def listed(problems: list[str]) -> str:
+    """The first three problems, and how many more: one line, however broken the file."""
     more = f" and {len(problems) - 3} more problems" if len(problems) > 3 else ""
     return ", ".join(problems[:3]) + more
 
