@@ -31,6 +31,9 @@ def check_values(values: dict[str, Any], rules: dict[str, tuple[Callable[[Any], 
 
 def make_dir(path: Path, option: str) -> Path:
     """mkdir -p, with a one-line error naming the option when the path cannot be a folder."""
+    if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+        raise UserError(f"{path} is a link to {os.readlink(path)}, which does not exist; make "
+                        f"that folder, or give --{option} another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -46,9 +49,10 @@ def one_line(e: BaseException) -> str | None:
     if isinstance(e, UserError):
         return str(e)
     if isinstance(e, OSError) and e.filename is not None:
-        cause = "disk full" if e.errno == errno.ENOSPC else e.strerror
-        return (f"{e.filename}: {cause}; free some space, or check the path and its "
-                "permissions")
+        if e.errno == errno.ENOSPC:
+            return f"{e.filename}: disk full; free some space"
+        # (a folder, a dangling link or a loop where a file was wanted: no space to free)
+        return f"{e.filename}: {e.strerror}; check the path and its permissions"
     if isinstance(e, (MemoryError, RuntimeError)):
         size = memory_shortfall(e)
         if size is not None:
@@ -112,3 +116,16 @@ def fraction(v: Any) -> bool:
 def one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
     """The rule of a field that takes one of a few names, for check_values."""
     return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
+
+
+def seeds(v: Any) -> bool:
+    """A non-empty list of seeds, each a whole number torch and numpy take (not a bool: a
+    plan's `seeds = [true]` would run as seed True)."""
+    return isinstance(v, list) and len(v) > 0 and all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 63 for x in v)
+
+
+def plain_name(v: Any) -> bool:
+    """A name that is one folder's name: a study's name becomes its out/ folder, and "../x"
+    would write outside out/."""
+    return isinstance(v, str) and re.fullmatch(r"[\w.+-]+", v) is not None and v not in (".", "..")

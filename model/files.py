@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -22,7 +22,7 @@ from .errors import UserError
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
-                 what: str = "checkpoint") -> None:
+                 what: str = "checkpoint", then: str = "resume with --init_from=resume") -> None:
     """Write path through write(file): into a temporary file in the same folder, flushed to
     disk, then renamed over path, so a kill or a full disk leaves the old file or the new one,
     never a torn or empty one."""
@@ -43,7 +43,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None],
         kept = f"the previous {what} is intact" if path.exists() else "nothing was saved"
         if cause.errno == errno.ENOSPC:
             raise UserError(f"disk full while saving {path}; {kept}. Free some space and "
-                            "resume with --init_from=resume") from None
+                            f"{then}") from None
         raise UserError(f"cannot write {path} ({cause.strerror or cause}); {kept}. Make the "
                         "folder writable, or choose another --out_dir") from None
 
@@ -71,6 +71,27 @@ def write_json(path: Path, data: dict) -> None:
     """data as indented JSON, written atomically (a study's plan, summaries and results)."""
     text = json.dumps(data, indent=1).encode()
     write_atomic(path, lambda f: f.write(text), path.name)
+
+
+REDO = "delete it, and the command that wrote it writes it again"
+
+
+def read_json(path: Path, fix: str = REDO, keys: tuple[str, ...] = (),
+              kind: type = dict) -> Any:
+    """A JSON state file tinygpt wrote (a plan, a summary, results), or a UserError naming it
+    and saying how to recover when it is not JSON, not of the kind expected or lacks one of
+    keys: edited by hand, torn on a full disk. The file is left as it is."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except ValueError as e:  # (JSONDecodeError, and UnicodeDecodeError for a non-UTF-8 byte)
+        problem = f"not JSON: {getattr(e, 'msg', None) or getattr(e, 'reason', e)}"
+    else:
+        missing = [k for k in keys if k not in data] if isinstance(data, dict) else []
+        if isinstance(data, kind) and not missing:
+            return data
+        problem = (f"no {missing[0]!r}" if missing else
+                   f"not a JSON {'object' if kind is dict else kind.__name__}")
+    raise UserError(f"{path} is damaged ({problem}); {fix}")
 
 
 def machine() -> str:

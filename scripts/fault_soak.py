@@ -29,7 +29,9 @@ WORDS = ("the king queen lord lady love death night day sword crown heart blood 
          "my thy thou art shall will not what why how come go speak hear see").split()
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
         "--warmup_iters=2", "--eval_batches=2", "--dtype=float32", "--threads=1", "--seed=3"]
-TIMING = ("tok_per_s", "mfu")  # the only fields of metrics.jsonl that may differ between runs
+# the only fields of metrics.jsonl that may differ between runs (wall_s: evaluations carry the
+# time into the run since commit 8153891)
+TIMING = ("tok_per_s", "mfu", "wall_s")
 STUDY_PLAN = """description = "fault soak"
 dataset = "{corpus}"
 block_size = 32
@@ -239,14 +241,18 @@ def bad_inputs(s: Soak, corpus: Path) -> list[tuple[str, str, str]]:
         ("sample --ckpt=RUN_FOLDER (accepted)", ["sample", f"--ckpt={run}", "--max_new_tokens=5"],
          {"ok": True}),
     ]
+    cases += audit_cases(s, corpus, run, train)  # issue 28
     results = []
     for label, argv, opts in cases:
         limit = opts.get("memory")
+        kept = {f: f.read_bytes() for f in opts.get("kept", ())}
         proc = s.start(*argv, env=opts.get("env", {}), preexec_fn=(
             (lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))) if limit else None))
         _, err = proc.communicate()
-        results.append((label, "accepted" if opts.get("ok") else "one-line error",
-                        outcome(proc.returncode, err)))
+        got = outcome(proc.returncode, err)
+        if any(f.read_bytes() != b for f, b in kept.items()):  # a damaged file is left as it is
+            got += ", but the damaged file was changed"
+        results.append((label, "accepted" if opts.get("ok") else "one-line error", got))
     # a second train on an out_dir a first one is training in
     first = s.start(*train[:-2], "--max_iters=400", f"--out_dir={w / 'busy'}")
     while first.poll() is None and not (w / "busy" / "train.lock").exists():
@@ -258,6 +264,64 @@ def bad_inputs(s: Soak, corpus: Path) -> list[tuple[str, str, str]]:
     results.append(("a second train in a busy out_dir", "one-line error",
                     outcome(second.returncode, err)))
     return results
+
+
+DAMAGE = {"truncated": b'{"name": "x", "val_lo', "garbled": b"\xff\xfe\x00{[",
+          "of the wrong type": b"[1, 2]"}
+
+
+def audit_cases(s: Soak, corpus: Path, run: Path, train: list[str]) -> list:
+    """Issue 28's cases: every JSON state file a study or a resume reads, damaged three ways
+    (one line, the file kept as it is), and the audit's other bad inputs."""
+    w, cases = s.work, []
+    plan = w / "soak-plan.toml"
+    for i, (name, damage) in enumerate(DAMAGE.items()):
+        for state, command in (("plan.json", "report"), ("summary.json", "report"),
+                               ("timing.json", "study")):
+            study = w / f"damaged-{state}-{i}"
+            shutil.copytree(w / "study-ref", study)
+            path = next(study.glob(f"*/{state}")) if state == "summary.json" else study / state
+            path.write_bytes(damage)
+            argv = (["report", str(study)] if command == "report"
+                    else ["study", f"--preset={plan}", f"--out={study}"])
+            cases.append((f"{command} with {state} {name}", argv, {"kept": [path]}))
+    lines = {"a [1, 2] line": b"[1, 2]\n", "a non-UTF-8 byte": b'{"step": 1}\xff\n',
+             'a "step": "ten" line': b'{"step": "ten", "val_loss": 1.0}\n'}
+    for i, (name, line) in enumerate(lines.items()):
+        folder = w / f"metrics-{i}"
+        shutil.copytree(run, folder)
+        (folder / "metrics.jsonl").write_bytes(line + (run / "metrics.jsonl").read_bytes())
+        cases.append((f"train resumed on metrics.jsonl with {name}",
+                      [*train[:-2], "--max_iters=4", f"--out_dir={folder}", "--init_from=resume"],
+                      {"kept": [folder / "metrics.jsonl"]}))
+    other = w / "same-chars"  # another corpus of the same characters
+    shutil.copytree(corpus, other)
+    (other / "work0.txt").write_text((other / "work1.txt").read_text())
+    bad_plans = {"seeds = [true]": ("tokens", "seeds = [true]\ntokens"),
+                 'name = "../../escaped"': ("tokens", 'name = "../../escaped"\ntokens'),
+                 "evals = 1": ("evals = 3", "evals = 1"),
+                 "[train] max_iters": ("[train]", "[train]\nmax_iters = 5")}
+    for label, (old, new) in bad_plans.items():
+        path = w / f"plan-{len(cases)}.toml"
+        path.write_text(plan.read_text().replace(old, new, 1))
+        cases.append((f"study with a plan of {label}", ["study", f"--preset={path}",
+                                                        f"--out={w / 'never'}"], {}))
+    os.mkfifo(w / "fifo")
+    (w / "dangling").symlink_to(w / "nowhere")
+    return cases + [
+        ("prepare --dataset=data (prepared data only)", ["prepare", "--dataset=data"], {}),
+        ("train resume onto another corpus of the same characters",
+         [*train[:-2], "--max_iters=4", f"--dataset={other}", f"--out_dir={run}",
+          "--init_from=resume"], {}),
+        ("report --preset=quick on another plan's study",
+         ["report", str(w / "study-ref"), "--preset=quick"], {}),
+        ("prepare --dataset=<a FIFO>", ["prepare", f"--dataset={w / 'fifo'}"], {}),
+        ("train with RANK=0 and no torchrun", train, {"env": {"RANK": "0"}}),
+        ("fewshot RUN --out=RUN", ["fewshot", str(run), f"--out={run}"], {}),
+        ("train --out_dir=<a dangling link>", [*train[:-1], f"--out_dir={w / 'dangling'}"], {}),
+        ("train --warmup_iters=1000000 (accepted, with a warning)",
+         [*train[:-1], f"--out_dir={w / 'warm'}", "--warmup_iters=1000000"], {"ok": True}),
+    ]
 
 
 def outcome(code: int, err: str) -> str:

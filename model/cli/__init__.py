@@ -21,6 +21,7 @@ from ..train.options import RULES as TRAIN_RULES
 from ..train.options import TrainConfig
 from .bench import BenchArgs
 from .bench import main as bench_main
+from ..files import read_json
 from .usage import usage
 
 
@@ -74,7 +75,9 @@ def cmd_sample(a: SampleArgs) -> None:
     from ..files import read_utf8
     from ..infer.sampler import run, unescape
     from ..train.checkpoint import file_of
+    from ..train.device import set_threads
 
+    set_threads(a.threads)  # (checked before the checkpoint is read)
     prompt = a.prompt
     if prompt.startswith("FILE:"):
         path = Path(prompt[5:])
@@ -102,18 +105,16 @@ class StudyArgs:
                                   "jobs": (lambda v: v >= 0, "0 (choose) or more")})
 
 
+# what the reports read from every run's summary.json (a scaling or an emergence study's)
+SUMMARY_KEYS = ("name", "val_loss", "steps", "tokens", "flops", "wall_s", "n_nonemb")
+
+
 def check_summaries(root: Path) -> None:
     """UserError naming the first damaged summary.json of a study folder (edited by hand, or
     torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
     for path in sorted(root.glob("*/summary.json")):
-        try:
-            if isinstance(json.loads(path.read_text()), dict):
-                continue
-            problem = "not a JSON object"
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            problem = f"not JSON: {getattr(e, 'msg', None) or e.reason}"
-        raise UserError(f"{path} is damaged ({problem}); delete it and tinygpt study redoes it "
-                        "from the run's checkpoint")
+        read_json(path, "delete it and tinygpt study redoes it from the run's checkpoint",
+                  SUMMARY_KEYS)
 
 
 def study_root(plan, a: StudyArgs, default: str) -> Path:
@@ -183,11 +184,24 @@ def cmd_report(a: ReportArgs) -> None:
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
     check_summaries(root)
-    if plan_file.exists() and json.loads(plan_file.read_text()).get("kind") == "emergence":
+    # --preset stands in for a plan.json that is missing or damaged, never for a readable one:
+    # another plan would title the report, and give its command, after a study not run
+    recorded = None
+    if plan_file.exists():
+        try:
+            recorded = read_json(plan_file, "name the study's plan instead: tinygpt report "
+                                            f"{root} --preset=<preset or plan.toml>")
+        except UserError:
+            if not a.preset:
+                raise
+    if recorded is not None and recorded.get("kind") == "emergence":
         from ..studies.emergence.report import write_report as write_emergence_report
         print(f"report: {write_emergence_report(root)}")
         return
     plan = load_plan(a.preset) if a.preset else None
+    if plan is not None and recorded is not None and recorded.get("name") != plan.name:
+        raise UserError(f"{root} is a study of the plan {recorded.get('name')!r}, not "
+                        f"{plan.name!r} (--preset={a.preset}); leave --preset out to report it")
     print(f"report: {write_report(root, plan)}")
 
 

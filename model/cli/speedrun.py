@@ -64,7 +64,8 @@ def timed_run(name: str, recipe: str, out: Path, threads: int, cache: Path,
     to exit, and its last evaluation (step, whole-split val loss, seconds into its training
     loop)."""
     out_dir = out / name
-    (out_dir / "ckpt.pt").unlink(missing_ok=True)  # a rerun replaces this bench's own last run
+    for own in ("ckpt.pt", "metrics.jsonl"):  # a rerun replaces this bench's own last run
+        (out_dir / own).unlink(missing_ok=True)
     command = ["train", recipe, *overrides(name, out, threads, target)]
     print(f"{name} run: tinygpt {' '.join(command)}", flush=True)
     t0 = time.perf_counter()

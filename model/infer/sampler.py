@@ -47,6 +47,7 @@ class SampleArgs(SampleOptions):
     ckpt: str = ""              # a checkpoint file or run folder (overrides --out_dir)
     num_samples: int = 1        # samples drawn, one after the other
     device: str = "auto"        # "auto" | "cpu" | "cuda" (or cuda:N) | "mps"
+    threads: int = 0            # CPU threads; 0 keeps torch's default (1 beside another job)
 
     def validate(self) -> "SampleArgs":
         super().validate()

@@ -9,6 +9,7 @@ renamed over the old one: a crash or a full disk never leaves a torn file.
 """
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def load(path: str | Path, device: str = "cpu") -> dict:
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one first, or check the path")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # (a foreign file's pickle protocol: the error below
+            warnings.simplefilter("ignore")  # says what matters, in one line)
+            state = torch.load(path, map_location=device, weights_only=True)
     except Exception:  # a damaged file fails in many ways inside torch's unpickler, and its
         # messages (cut mid-word, or about weights_only in PyTorch 2.6) mislead: say what it is
         what = ("a torch archive that is damaged, or holds more than tensors and plain containers"
@@ -61,29 +64,45 @@ def check_resumable(path: str | Path, state: dict) -> None:
     problems = [f"no {k}" for k in ("optimizer", "step", "rng", "dtype", "model_config")
                 if k not in state]
     if not problems:
-        with torch.device("meta"):  # shapes only, no memory
-            wanted = GPT(GPTConfig(**state["model_config"])).state_dict()
-        weights = state["model"] if isinstance(state["model"], dict) else {}
-        problems = [f"weight {k} missing or of another shape" for k, v in wanted.items()
-                    if getattr(weights.get(k), "shape", None) != v.shape]
-        problems += [f"an unknown weight {k}" for k in weights if k not in wanted]
+        problems = weight_problems(state)
         opt = state["optimizer"]
         if not (isinstance(opt, dict) and {"state", "param_groups"} <= opt.keys()):
             problems.append("no optimizer state")
     if problems:
-        more = f" and {len(problems) - 3} more problems" if len(problems) > 3 else ""
-        raise UserError(f"{path} cannot be resumed ({', '.join(problems[:3])}{more}); {RECOVER}")
+        raise UserError(f"{path} cannot be resumed ({listed(problems)}); {RECOVER}")
+
+
+def listed(problems: list[str]) -> str:
+    """The first three problems, and how many more: one line, however broken the file."""
+    more = f" and {len(problems) - 3} more problems" if len(problems) > 3 else ""
+    return ", ".join(problems[:3]) + more
+
+
+def weight_problems(state: dict) -> list[str]:
+    """What keeps a checkpoint's weights from being its model_config's model: each weight
+    missing, unknown or of another shape. Found on the meta device (shapes only, no memory), so
+    a config that asks for a huge model over small weights is named, not allocated."""
+    try:
+        with torch.device("meta"):
+            wanted = GPT(GPTConfig(**state["model_config"])).state_dict()
+    except (TypeError, ValueError, AssertionError, RuntimeError) as e:
+        return [f"a model_config this version cannot build: {str(e).splitlines()[0][:80]}"]
+    weights = state["model"] if isinstance(state["model"], dict) else {}
+    problems = [f"weight {k} missing or of another shape" for k, v in wanted.items()
+                if getattr(weights.get(k), "shape", None) != v.shape]
+    return problems + [f"an unknown weight {k}" for k in weights if k not in wanted]
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
     """The model of a checkpoint (in eval mode) and the checkpoint dict."""
     state = load(path, device)
-    try:
-        model = GPT(GPTConfig(**state["model_config"]))
-        model.load_state_dict(state["model"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+    problems = (weight_problems(state) if isinstance(state.get("model_config"), dict)
+                else ["no model_config"])
+    if problems:
         raise UserError(f"checkpoint {path} does not fit this version's model "
-                        f"({str(e).splitlines()[0][:120]}); retrain or use a matching version") from None
+                        f"({listed(problems)}); retrain or use a matching version")
+    model = GPT(GPTConfig(**state["model_config"]))  # (running out of memory here is said as such)
+    model.load_state_dict(state["model"])
     return model.to(device).eval(), state
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -28,6 +30,11 @@ def init(device: str) -> Dist:
     machine with a single GPU."""
     if "RANK" not in os.environ:
         return Dist()
+    # torchrun sets all of these; RANK alone (left over in a shell) fails deep inside torch
+    missing = [v for v in ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise UserError(f"RANK is set but {', '.join(missing)} not: start a run on several "
+                        "processes with torchrun, or unset RANK")
     backend = "nccl" if device == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     info = Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)),

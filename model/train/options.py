@@ -21,7 +21,7 @@ from ..nn.config import ARCHS, SIZES, GPTConfig
 @dataclass
 class TrainConfig:
     # where the data comes from and the run goes
-    out_dir: str = "out/default"   # the run's folder: ckpt.pt, metrics.jsonl, summary.json
+    out_dir: str = "out/default"   # the run's folder: ckpt.pt and metrics.jsonl
     dataset: str = "shakespeare"   # "shakespeare", a text file or folder, or "hf:<name>"
     tokenizer: str = "char"        # "char" | "gpt2"
     data_root: str = "data"        # where prepared token files are kept

@@ -111,13 +111,25 @@ def _has_netrc_login() -> bool:
 
 
 def read_metrics(out_dir: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl. A line torn by kill -9 mid-write is dropped (that
+    record is lost); a line that is JSON but no record, or not UTF-8, was damaged some other
+    way, and is a UserError naming it (the file is left as it is)."""
     path = Path(out_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(path.read_bytes().splitlines(), 1):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line torn by kill -9 mid-write: that record is lost
-            pass
+            row = json.loads(line.decode())
+        except UnicodeDecodeError as e:  # (tinygpt writes ASCII: json.dumps escapes the rest)
+            problem = f"byte {line[e.start]:#04x} is not UTF-8"
+        except json.JSONDecodeError:
+            continue
+        else:
+            if isinstance(row, dict) and type(row.get("step")) is int:
+                rows.append(row)
+                continue
+            problem = f"{line[:40].decode()!r} is not a record with a whole step"
+        raise UserError(f"{path} is damaged (line {i}: {problem}); delete that line, or start "
+                        "the run again in another --out_dir")
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -78,6 +79,12 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
         if ckpt_path.exists():
             raise UserError(f"{ckpt_path} already exists; continue it with --init_from=resume "
                             "or choose another --out_dir")
+        # a run with --save_checkpoints=false leaves only its metrics: a fresh run must not
+        # replace them
+        metrics = ckpt_path.parent / "metrics.jsonl"
+        if metrics.exists():
+            raise UserError(f"{metrics} holds the metrics of an earlier run (one without a "
+                            "checkpoint); choose another --out_dir, or move that file away")
         return None
     if not ckpt_path.exists():
         if cfg.init_from == "resume":
@@ -91,10 +98,25 @@ def resume_state(cfg: TrainConfig, ckpt_path: Path, model_cfg: dict, device: str
         raise UserError(f"{ckpt_path} holds a different model ({diff}); "
                         "use another --out_dir or --init_from=scratch in a fresh folder")
     checkpoint.check_resumable(ckpt_path, state)
+    if state["step"] > cfg.max_iters:  # it would "start at step 300/100" and train nothing
+        raise UserError(f"{ckpt_path} is at step {state['step']}, past max_iters={cfg.max_iters}; "
+                        f"give --max_iters above {state['step']} to train it further")
+    # another corpus of the same characters passes every check below and would train on
+    # silently, recording itself as the run's dataset
+    trained_on = (state.get("train_config") or {}).get("dataset")
+    if trained_on is not None and not same_source(trained_on, cfg.dataset):
+        raise UserError(f"{ckpt_path} was trained on {trained_on}, not {cfg.dataset}; resume it "
+                        f"with --dataset={trained_on}, or train {cfg.dataset} in another --out_dir")
     # the same shape is not the same model: an edited corpus can keep the vocabulary's size
     check_same_vocab(state.get("tokenizer") or {}, vocab, f"the data set {cfg.dataset}",
                      "restore the corpus the run was trained on, or train it in another --out_dir")
     return state
+
+
+def same_source(a: str, b: str) -> bool:
+    """Whether two --dataset values name one corpus (a path may be given two ways)."""
+    return a == b or (Path(a).exists() and Path(b).exists()
+                      and Path(a).resolve() == Path(b).resolve())
 
 
 def open_data(cfg: TrainConfig, dist: distributed.Dist) -> Batches:
@@ -195,6 +217,11 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
         if cfg.optimizer == "muon":  # its orthogonalisation's precision is the device's choice
             notes.append(f"Muon orthogonalising in {fastest_matmul_dtype(rt.device_type)}")
         print(f"tinygpt: {', '.join(notes)}, starting at step {step}/{cfg.max_iters}", flush=True)
+        if cfg.warmup_iters > cfg.max_iters:  # legal, but the rate then never reaches lr
+            print(f"tinygpt: warning: warmup_iters={cfg.warmup_iters} is longer than the run "
+                  f"(max_iters={cfg.max_iters}): the learning rate rises only to "
+                  f"{lr_at(cfg.max_iters - 1, cfg):.2g} of lr={cfg.lr:g}; lower --warmup_iters",
+                  file=sys.stderr, flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):

@@ -9,10 +9,18 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed, none assumed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ...files import write_atomic  # noqa: E402
+
 
 def save(fig, folder: Path, stem: str) -> list[Path]:
+    """The figure as folder/stem.png and .svg, each written atomically: a full disk leaves the
+    previous figure (or none), never a torn or empty one, and says so in one line."""
     paths = [folder / f"{stem}.{ext}" for ext in ("png", "svg")]
-    for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for path in paths:
+            write_atomic(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=130,
+                                                     bbox_inches="tight"),
+                         "figure", "run the command again")
+    finally:
+        plt.close(fig)
     return paths

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...args import cast, check_keys
-from ...errors import UserError, check_values, positive, whole
+from ...errors import UserError, check_values, plain_name, positive, seeds, whole
 from ...files import preset_file
 from ...nn.config import ARCHS, SIZES, named
 from ...nn.gpt import flops_per_token, n_nonemb_formula
@@ -82,6 +82,25 @@ class StudyPlan:
         return TrainConfig(**values).validate()
 
 
+# The training keys a plan sets for each run (StudyPlan.train_config), not [train]'s to change
+PLAN_OWNED = ("out_dir", "dataset", "tokenizer", "size", "arch", "block_size", "batch_size",
+              "max_iters", "lr", "seed", "init_from", "run_name", "data_root")
+
+
+def check_evaluations(plan: StudyPlan) -> None:
+    """UserError, before any training, for a plan whose runs would evaluate only at their first
+    and last steps: the learning curves (and the compute frontier fitted to them) keep the
+    evaluations in between, and the report would fail after the whole study had trained."""
+    for spec in plan.runs():
+        cfg = plan.train_config(spec, Path(spec.name))
+        first = max(cfg.eval_interval, -(-cfg.eval_start // cfg.eval_interval) * cfg.eval_interval)
+        if first >= cfg.max_iters:
+            raise UserError(f"plan {plan.name!r}: run {spec.name} ({cfg.max_iters} steps, an "
+                            f"evaluation every {cfg.eval_interval} from step {cfg.eval_start}) has "
+                            "no evaluation before its last step, so no learning curve; raise "
+                            "evals (at least 2) or tokens, or lower [train] eval_interval")
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """A short hash of everything that shapes a run's result (not where it is written)."""
     d = {k: v for k, v in vars(cfg).items() if k not in ("out_dir", "run_name", "wandb",
@@ -109,6 +128,17 @@ def load_plan(preset_or_path: str) -> StudyPlan:
         raw["tokens"] = [raw["tokens"]]
     check_values(raw, PLAN_VALUES, f"{path}: ")
     check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
+    try:  # each value's type and range, named by file and table (not when a run is built)
+        train = {k: cast(TrainConfig, k, v) for k, v in raw.get("train", {}).items()}
+        check_values(train, TRAIN_RULES)
+    except UserError as e:
+        raise UserError(f"[train] of {path}: {e}") from None
+    # [train] is applied over what the plan sets for each run: these would be silently
+    # replaced (the budget, the seed) or break the study (its folders, its data)
+    owned = [k for k in PLAN_OWNED if k in raw.get("train", {})]
+    if owned:
+        raise UserError(f"{path}: [train] {owned[0]} is set by the plan for each run (from "
+                        "tokens, seeds, [lr], the study's folder and data); remove it")
     bad = [s for s in raw.get("lr", {}) if s not in SIZES]
     if bad or not raw.get("lr"):
         raise UserError(f"{path}: [lr] must map known sizes to learning rates; "
@@ -125,14 +155,14 @@ def load_plan(preset_or_path: str) -> StudyPlan:
 # What each plan key holds, so that a mistake is named here and not by a traceback later.
 PLAN_VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
-       for k in ("name", "description", "dataset")},
+       for k in ("description", "dataset")},
     "tokenizer": (lambda v: v in ("char", "gpt2"), "char or gpt2"),
-    "arch": (lambda v: v in ARCHS, "one of " + ", ".join(ARCHS)),
+    "arch": (lambda v: isinstance(v, str) and v in ARCHS, "one of " + ", ".join(ARCHS)),
     **{k: (whole, "a whole number, at least 1") for k in ("block_size", "batch_size", "evals")},
     "tokens": (lambda v: isinstance(v, list) and all(map(whole, v)), "a list of token counts"),
     "flops": (lambda v: isinstance(v, list) and all(map(positive, v)), "a list of FLOP budgets"),
-    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
-              "a list of whole numbers"),
+    "seeds": (seeds, "a list of whole numbers from 0 to 2**63 - 1"),
+    "name": (plain_name, "a plain name (letters, digits, . _ + -), not a path"),
     "lr": (lambda v: isinstance(v, dict) and all(map(positive, v.values())),
            "a table of sizes and positive learning rates"),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),

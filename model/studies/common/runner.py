@@ -8,26 +8,31 @@ checkpoint and summary are written atomically).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
 
 from ...data.prepare import Batches, prepare
 from ...errors import UserError, make_dir
-from ...files import machine, write_json
+from ...files import machine, read_json, write_json
 from ...nn.gpt import flops_per_token, n_nonemb_formula
 from ...train.device import pick_device
 from ...train.options import TrainConfig
 from ...train.runlog import fmt_time
 from ...train.trainer import train
-from .plan import RunSpec, StudyPlan, config_hash
+from .plan import RunSpec, StudyPlan, check_evaluations, config_hash
 from .pool import LOG, run_parallel
 
 
 def run_flops(plan: StudyPlan, spec: RunSpec) -> float:
     model = plan.model(spec.size)
     return spec.tokens * flops_per_token(model, n_nonemb_formula(model))
+
+
+def clock_time(root: Path) -> float | None:
+    """The study's elapsed time over its sessions, as timing.json keeps it; None before any."""
+    timing = root / "timing.json"
+    return read_json(timing, keys=("elapsed_s",))["elapsed_s"] if timing.exists() else None
 
 
 def ready(plan: StudyPlan) -> None:
@@ -43,6 +48,7 @@ def run_study(plan: StudyPlan, root: Path, wandb: str = "disabled", threads: int
         raise UserError(f"a study fits L(N) over at least 3 sizes; plan {plan.name!r} has "
                         f"{len(plan.lr)} under [lr]")
     ready(plan)
+    check_evaluations(plan)
     make_dir(root, "out")
     write_json(root / "plan.json", dataclasses.asdict(plan))  # lets `tinygpt report` redo it
     return run_specs(plan, plan.runs(), root, wandb, threads, jobs)
@@ -71,14 +77,13 @@ class Ledger:
         self.total = sum(run_flops(plan, s) for s in specs)
         self.done, self.rate = 0.0, 0.0
         self.t0 = time.perf_counter()
-        timing = root / "timing.json"
-        self.before = json.loads(timing.read_text())["elapsed_s"] if timing.exists() else 0.0
+        self.before = clock_time(root) or 0.0
 
     def tag(self, spec: RunSpec) -> str:
         return f"[{self.index[spec.name]}/{self.n}] {spec.name}"
 
     def skipped(self, spec: RunSpec, cfg: TrainConfig) -> dict:
-        summary = json.loads((self.root / spec.name / "summary.json").read_text())
+        summary = read_json(self.root / spec.name / "summary.json")
         old, new = summary.get("config_hash"), config_hash(cfg)
         note = "" if old in (None, new) else (
             f" (its recipe, config {old}, is not what the plan now gives, {new}: delete "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...args import cast, check_keys
 from ...data import shapes
-from ...errors import UserError, check_values, fraction, positive, whole
+from ...errors import UserError, check_values, fraction, plain_name, positive, seeds, whole
 from ...train.options import TrainConfig
 from ..common.tasks import KS, TASKS
 
@@ -103,7 +103,7 @@ def _wholes(v) -> bool:
 
 VALUES = {
     **{k: (lambda v: isinstance(v, str), "a string")
-       for k in ("kind", "name", "description", "dataset", "tokenizer", "arch")},
+       for k in ("kind", "description", "dataset", "tokenizer", "arch")},
     **{k: (whole, "a whole number, at least 1") for k in (
         "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
     "lr": (positive, "a positive number"),
@@ -117,13 +117,15 @@ VALUES = {
     "leave_out": (lambda v: isinstance(v, list) and all(
         isinstance(p, list) and len(p) == 2 and _wholes(p) for p in v),
         "a list of [depth, width] pairs"),
-    "seeds": (lambda v: isinstance(v, list) and v and all(isinstance(x, int) for x in v),
-              "a list of whole numbers"),
+    "seeds": (seeds, "a list of whole numbers from 0 to 2**63 - 1"),
+    "name": (plain_name, "a plain name (letters, digits, . _ + -), not a path"),
     "fewshot_at": (lambda v: isinstance(v, list) and all(map(fraction, v)),
                    "a list of fractions of the run"),
-    "fewshot_tasks": (lambda v: isinstance(v, list) and set(v) <= set(TASKS),
+    "fewshot_tasks": (lambda v: isinstance(v, list)  # (not hashable: a dict lookup would fail)
+                      and all(isinstance(x, str) and x in TASKS for x in v),
                       "a list of task names: " + ", ".join(TASKS)),
-    "fewshot_k": (lambda v: isinstance(v, list) and set(v) <= set(KS) and v,
+    "fewshot_k": (lambda v: isinstance(v, list) and all(type(x) is int and x in KS for x in v)
+                  and v,
                   "a list drawn from " + ", ".join(map(str, KS))),
     "train": (lambda v: isinstance(v, dict), "a table of training keys"),
 }

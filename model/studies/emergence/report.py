@@ -6,7 +6,6 @@ summary.json), so `tinygpt report out/emergence-<preset>` redraws it at any time
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,7 +14,7 @@ import numpy as np
 
 from ...data import shapes
 from ...errors import UserError
-from ...files import write_atomic
+from ...files import read_json, write_atomic
 from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
 from .transition import FORMED, transition
@@ -34,10 +33,11 @@ def load(root: Path) -> tuple[dict, list[dict]]:
     plan_file = root / "plan.json"
     if not plan_file.exists():
         raise UserError(f"{root} holds no emergence study (plan.json missing)")
-    plan = json.loads(plan_file.read_text())
+    plan = read_json(plan_file, "run tinygpt study with its preset and --out again: it "
+                                "writes plan.json anew and keeps the finished runs")
     runs = []
     for folder in sorted(p.parent for p in root.glob("*/summary.json")):
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = read_json(folder / "summary.json")
         rows = read_metrics(folder)
         summary["evals"] = sorted((r for r in rows if "copy_loss" in r), key=lambda r: r["step"])
         summary["train"] = [r for r in rows if "train_loss" in r]

@@ -7,13 +7,12 @@ command again after a kill: finished runs are skipped, the broken one resumes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 from ...data.prepare import Batches, held_out_text, prepare
 from ...errors import UserError, make_dir
-from ...files import machine, write_json
+from ...files import machine, read_json, write_json
 from ...train.runlog import fmt_time, read_metrics
 from ...train.trainer import train
 from ..common.scoring import Options
@@ -27,7 +26,8 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
     """Train the runs of the plan not yet finished; returns every run's summary."""
     make_dir(root, "out")
     saved = root / "plan.json"
-    if saved.exists() and json.loads(saved.read_text()).get("fingerprint") != plan.fingerprint():
+    if saved.exists() and read_json(saved, "delete it (the finished runs are kept) and run "
+                                    "again").get("fingerprint") != plan.fingerprint():
         raise UserError(f"{root} holds an emergence study of another plan; use another --out "
                         "or remove that folder")
     write_json(saved, {**dataclasses.asdict(plan), "fingerprint": plan.fingerprint()})
@@ -43,7 +43,7 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
         out = root / run.name
         if (out / "summary.json").exists():
             print(f"[{i}/{len(runs)}] {run.name}: finished earlier, skipped", flush=True)
-            summaries.append(json.loads((out / "summary.json").read_text()))
+            summaries.append(read_json(out / "summary.json"))
             continue
         print(f"[{i}/{len(runs)}] {run.name}", flush=True)
         cfg = plan.train_config(run, out, wandb=wandb, threads=threads)

@@ -18,7 +18,7 @@ from pathlib import Path
 from ...data.prepare import held_out_text, held_out_tokens, prepare, prepared_meta
 from ...data.tokenizer import check_same_vocab
 from ...errors import UserError, make_dir
-from ...files import write_json
+from ...files import REDO, read_json, write_json
 from ...train.checkpoint import file_of, load_model, tokenizer_of
 from ...train.device import pick_device, set_threads
 from ...train.options import TrainConfig
@@ -52,7 +52,7 @@ def checkpoint_identity(path: Path, model, state: dict) -> dict:
     """Who a checkpoint is: its run, step, N and val loss (the run's final full-split value
     from summary.json when this is the final step, else the value logged at this step)."""
     summary_file = path.parent / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = read_json(summary_file) if summary_file.exists() else {}
     final = summary.get("steps") == state["step"]
     return {"checkpoint": str(path), "mtime": path.stat().st_mtime,
             "run": summary.get("name", path.parent.name), "step": state["step"],
@@ -88,17 +88,31 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
 def checkpoint_paths(args: list[str], out: Path) -> list[Path]:
     """Files as given; a run folder stands for its final ckpt.pt. The output folder is left
     out: `out/study-laptop/*/` matches it once the study's fewshot/ folder exists."""
-    return [file_of(a) for a in args if Path(a).resolve() != out.resolve()]
+    paths = []
+    for a in args:
+        if Path(a).resolve() != out.resolve():
+            paths.append(file_of(a))
+        elif file_of(a).is_file():  # a run folder, not the glob's output folder
+            raise UserError(f"--out={out} is the run folder given to evaluate; give the few-shot "
+                            "results a folder of their own")
+    if not paths:
+        raise UserError("no checkpoint to evaluate (the only folder given is --out); give run "
+                        "folders or checkpoint files")
+    return paths
 
 
 def previous_results(path: Path, opts: Options) -> dict[tuple[str, float], dict]:
     """Entries of an earlier run with the same options, by (checkpoint, modification time)."""
     if not path.exists():
         return {}
-    old = json.loads(path.read_text())
-    if old.get("options") != json.loads(json.dumps(dataclasses.asdict(opts))):
+    old = read_json(path, keys=("options", "models"))
+    if old["options"] != json.loads(json.dumps(dataclasses.asdict(opts))):
         return {}
-    return {(e["checkpoint"], e["mtime"]): e for e in old["models"]}
+    try:
+        return {(e["checkpoint"], e["mtime"]): e for e in old["models"]}
+    except (TypeError, KeyError):
+        raise UserError(f"{path} is damaged (a model's entry without its checkpoint and "
+                        f"time); {REDO}") from None
 
 
 def last_of_each_run(paths: list[Path]) -> set[Path]:

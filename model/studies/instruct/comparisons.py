@@ -4,9 +4,8 @@ test the reward models on held-out prompts. InstructGPT's raters ranked outputs 
 models; here one policy samples them all, at temperature 1."""
 from __future__ import annotations
 
-import json
 
-from ...files import write_json
+from ...files import read_json, write_json
 from .context import Context
 from .rollout import decode, encode_prompts, sample
 from .task import Instruction, grade, rating
@@ -41,7 +40,7 @@ def run_comparisons(ctx: Context) -> dict:
     ctx.rm_test_items."""
     path = ctx.root / "comparisons.json"
     if path.exists():
-        return json.loads(path.read_text())
+        return read_json(path, keys=("train", "test"))
     policy, _ = ctx.sft_model(ctx.cfg.policy_size)
     data = {"train": ranked(ctx, policy, ctx.rm_items, ctx.cfg.seed),
             "test": ranked(ctx, policy, ctx.rm_test_items, ctx.cfg.seed + 7919)}

@@ -7,7 +7,6 @@ those that test the reward model, from the held-out plays.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from ...data.prepare import Batches, dataset_dir, held_out_text, prepare
 from ...data.tokenizer import Tokenizer
 from ...errors import UserError
+from ...files import read_json
 from .options import InstructConfig
 from .task import Instruction, instructions, vocabulary_of
 
@@ -114,7 +114,7 @@ class Context:
 
     def finished(self, name: str) -> dict | None:
         path = self.stage(name) / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def sft_model(self, size: str):
         """The fine-tuned model of a size (for training) and its checkpoint, or a UserError

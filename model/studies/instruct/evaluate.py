@@ -3,11 +3,10 @@
 model, measured for KL from SFT and for loss on the held-out plays."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
-from ...files import write_json
+from ...files import read_json, write_json
 from .context import Context
 from .models import frozen, load_policy, load_scalar
 from .ppo import ppo_name
@@ -32,7 +31,7 @@ def models(ctx: Context) -> dict[str, str]:
 def run_evaluation(ctx: Context) -> dict:
     path = ctx.root / "results.json"
     if path.exists():
-        return json.loads(path.read_text())
+        return read_json(path)
     cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
     sft = frozen(ctx.sft_model(cfg.policy_size)[0])
     rm, _ = load_scalar(ctx.stage(f"rm-{largest}") / "ckpt.pt")

@@ -5,12 +5,11 @@ no KL penalty against each reward model), DPO, the final
 comparison and its report."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from ...errors import make_dir
-from ...files import write_json
+from ...files import read_json, write_json
 from .comparisons import run_comparisons
 from .context import Context
 from .dpo import run_dpo
@@ -24,7 +23,7 @@ def timed(ctx: Context, stage: str, work) -> None:
     """Run one stage and note its wall time in this session in timings.json (a stage already
     finished keeps the time it took when it ran)."""
     path = ctx.root / "timings.json"
-    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings = read_json(path) if path.exists() else {}
     t0 = time.perf_counter()
     work()
     if stage not in timings:

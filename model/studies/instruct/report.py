@@ -3,13 +3,12 @@
 and the same prompts answered by each model. Read back from the pipeline's folder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ...files import machine, write_atomic
+from ...files import machine, read_json, write_atomic
 from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
 from ..common.scoring import bootstrap_ci, mean_ci, wilson
@@ -161,8 +160,8 @@ def samples(results: dict) -> list[str]:
 
 
 def write_report(ctx: Context, command: str = "") -> Path:
-    results = json.loads((ctx.root / "results.json").read_text())
-    timings = json.loads((ctx.root / "timings.json").read_text())
+    results = read_json(ctx.root / "results.json")
+    timings = read_json(ctx.root / "timings.json")
     plot_scores(results, ctx.root)
     plot_overoptimisation(ctx, ctx.root)
     cfg = ctx.cfg

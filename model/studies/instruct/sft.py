@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...errors import UserError
 from ...files import write_json
 from . import loop
 from .context import Context
 from .losses import masked_mean
 from .models import load_policy
 from .rollout import Rollout, completion_logprobs, with_completions
-from .task import Instruction
+from .task import PROMPT_CHARS, Instruction
 
 
 def demonstrations(ctx: Context, items: list[Instruction]) -> Rollout:
@@ -32,6 +33,13 @@ def run_sft(ctx: Context, size: str) -> dict:
     cfg = ctx.cfg
     base = ctx.base(size)
     model, state = load_policy(base)
+    # sampling a prompt's completion needs both in one context: known now, not after training
+    need = PROMPT_CHARS + cfg.max_new_tokens
+    if model.cfg.block_size < need:
+        raise UserError(f"the base model {base} has block_size {model.cfg.block_size}, but a "
+                        f"prompt and its completion take up to {need} tokens ({PROMPT_CHARS} + "
+                        f"max_new_tokens {cfg.max_new_tokens}); use a base study with a "
+                        f"block_size of at least {need}, or lower --max_new_tokens")
     opt = loop.optimizer(model.parameters(), cfg.sft_lr)
     stage = loop.Stage(ctx.stage(name), {"model": model}, opt, cfg.sft_steps, cfg.eval_every,
                        cfg.sft_lr, loop.meta_of(state))

@@ -10,8 +10,10 @@ import numpy as np
 
 from ...data.prepare import dataset_dir
 from ...errors import UserError
+from ...files import read_json
 from ...train.runlog import fmt_time, read_metrics
 from ..common.plan import StudyPlan
+from ..common.runner import clock_time
 from . import fit as F
 from . import plots
 from .ngram import baselines
@@ -33,14 +35,14 @@ def study_time(root: Path, runs: list[dict]) -> str:
     whose wall times then overlap; else the sum of the runs' wall times."""
     total = fmt_time(sum(r["wall_s"] for r in runs))
     jobs = max(r.get("jobs", 1) for r in runs)
-    if jobs == 1 or not (root / "timing.json").exists():
+    elapsed = clock_time(root) if jobs > 1 else None
+    if elapsed is None:
         return total
-    elapsed = json.loads((root / "timing.json").read_text())["elapsed_s"]
     return f"{fmt_time(elapsed)} by the clock, up to {jobs} runs at a time ({total} summed)"
 
 
 def load_runs(root: Path) -> list[dict]:
-    runs = [json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))]
+    runs = [read_json(p) for p in sorted(root.glob("*/summary.json"))]
     for run in runs:
         rows = read_metrics(root / run["name"])
         # The last evaluation covers the whole split, the others eval_batches: it sits 0.008-0.015
@@ -267,15 +269,17 @@ def fewshot_section(root: Path) -> list[str]:
 def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -> Path:
     """Fit, plot and write root/report.md; returns its path."""
     if plan is None:
+        fix = f"name the study's plan instead: tinygpt report {root} --preset=<preset or plan.toml>"
         try:
-            plan = StudyPlan(**json.loads((root / "plan.json").read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise UserError(f"{root / 'plan.json'} is damaged ({str(e)[:80]}); name the study's "
-                            f"plan instead: tinygpt report {root} --preset=<preset or plan.toml>"
-                            ) from None
+            plan = StudyPlan(**read_json(root / "plan.json", fix))
+        except TypeError as e:  # JSON, but not a plan's fields
+            raise UserError(f"{root / 'plan.json'} is damaged ({str(e)[:80]}); {fix}") from None
     runs = load_runs(root)
     if len({r["n_nonemb"] for r in runs}) < 3:
         raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
+    if not any(r["curve"] for r in runs):  # (a plan from before study checked its evaluations)
+        raise UserError(f"no run in {root} was evaluated before its last step, so there is no "
+                        "learning curve to fit; rerun the study with evals = 2 or more")
     folder = dataset_dir(plan.dataset, plan.tokenizer)
     meta = json.loads((folder / "meta.json").read_text())
     tr = np.fromfile(folder / "train.bin", dtype=np.uint16)
