@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED=1
 {
   echo "commit $(git rev-parse --short HEAD), class $CLASS, $(date -u +%FT%TZ)"
   lscpu | grep -E "^Model name|^CPU\(s\)"
-  echo "flags: $(grep -oE 'avx512_bf16|amx_bf16|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+  echo "flags: $(grep -oE 'avx512_bf16|amx_bf16|avx512f|avx2' /proc/cpuinfo | sort -u | xargs)"
 } | tee "$RESULTS/machine.txt"
 timed() {  # timed NAME COMMAND...: run in a fresh clone, log to RESULTS/NAME.log, print the time
   local name=$1 t0=$SECONDS; shift
@@ -35,7 +35,8 @@ timed() {  # timed NAME COMMAND...: run in a fresh clone, log to RESULTS/NAME.lo
   export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
   (cd "$CLONE" && "$@") >"$RESULTS/$name.log" 2>&1
   local rc=$? s=$((SECONDS - t0))
-  printf '%s: exit %d, %d min %02d s\n' "$name" $rc $((s / 60)) $((s % 60)) | tee -a "$RESULTS/times.txt"
+  printf '%s: exit %d, %d min %02d s\n' "$name" $rc $((s / 60)) $((s % 60)) \
+    | tee -a "$RESULTS/times.txt"
   tail -n 4 "$RESULTS/$name.log"
 }
 timed test make test
