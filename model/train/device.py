@@ -6,6 +6,7 @@ both precisions on a CPU with bf16 units, in step.py.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -30,6 +31,7 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
+@functools.cache  # asked on every Muon step; the answer cannot change within a process
 def cpu_has_bf16() -> bool:
     """True where the CPU has native bf16 matmul (AVX-512 BF16 or AMX)."""
     try:

@@ -49,12 +49,15 @@ class Muon(torch.optim.Muon):
         for group in self.param_groups:
             params, grads, bufs = [], [], []
             self._init_group(group, params, grads, bufs)
+            if not params:
+                continue
             lr, decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            dtype = fastest_matmul_dtype(params[0].device.type)  # (one device per model)
             for p, grad, buf in zip(params, grads, bufs):
                 buf.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buf, momentum) if group["nesterov"] else buf
                 update = orthogonalised(update, group["ns_coefficients"], group["ns_steps"],
-                                        group["eps"], fastest_matmul_dtype(p.device.type))
+                                        group["eps"], dtype)
                 p.mul_(1 - lr * decay)
                 # Keller Jordan's scale (torch's "original"): tall matrices take larger steps
                 p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.shape[0] / p.shape[1])))
