@@ -97,7 +97,7 @@ class StudyArgs:
                              # out/<plan> for emergence)
     wandb: str = "disabled"  # "disabled" | "offline" | "online"
     threads: int = 0         # CPU threads; 0 keeps torch's default (or, with --jobs, shares cores)
-    jobs: int = 0            # scaling runs trained at once, each its own process; 0: one per core
+    jobs: int = 0            # runs trained at once, each its own process; 0: one per core
                              # (one thread each) on a CPU, one on a GPU
 
     def validate(self) -> None:
@@ -156,7 +156,7 @@ def emergence_study(a: StudyArgs) -> None:
 
     plan = load_emergence_plan(*read_plan(a.preset))
     root = study_root(plan, a, "out/{name}")
-    run_emergence(plan, root, a.wandb, a.threads)
+    run_emergence(plan, root, a.wandb, a.threads, a.jobs)
     print(f"report: {write_report(root, command=study_command(a))}")
 
 

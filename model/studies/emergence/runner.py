@@ -13,8 +13,12 @@ from pathlib import Path
 from ...data.prepare import Batches, held_out_text, prepare
 from ...errors import UserError, make_dir
 from ...files import machine, read_json, write_json
+from ...train.device import pick_device
+from ...train.options import TrainConfig
 from ...train.runlog import fmt_time, read_metrics
 from ...train.trainer import train
+from ..common.pool import LOG, run_parallel
+from ..common.runner import share_cores
 from ..common.scoring import Options
 from .plan import EmergencePlan
 from .probes import Probes
@@ -22,8 +26,9 @@ from .transition import transition
 
 
 def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
-                  threads: int = 0) -> list[dict]:
-    """Train the runs of the plan not yet finished; returns every run's summary."""
+                  threads: int = 0, jobs: int = 1) -> list[dict]:
+    """Train the runs of the plan not yet finished, `jobs` at a time (0: as many as suit
+    this machine, share_cores); returns every run's summary."""
     make_dir(root, "out")
     saved = root / "plan.json"
     if saved.exists() and read_json(saved, "delete it (the finished runs are kept) and run "
@@ -36,29 +41,47 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
     opts = Options(items=plan.fewshot_items, tasks=tuple(plan.fewshot_tasks),
                    ks=tuple(plan.fewshot_k))
     probes = Probes(held_out_text(folder), tokenizer, plan.fewshot_steps(), opts)
-    runs, summaries, t0 = plan.runs(), [], time.perf_counter()
+    runs, t0 = plan.runs(), time.perf_counter()
+    todo = [r for r in runs if not (root / r.name / "summary.json").exists()]
+    jobs, threads = share_cores(jobs, threads, pick_device(plan.train.get("device", "auto")),
+                                len(todo))
     print(f"emergence study {plan.name}: {len(runs)} runs of {plan.steps} steps on "
-          f"{plan.shape}", flush=True)
-    for i, run in enumerate(runs, 1):
-        out = root / run.name
-        if (out / "summary.json").exists():
-            print(f"[{i}/{len(runs)}] {run.name}: finished earlier, skipped", flush=True)
-            summaries.append(read_json(out / "summary.json"))
-            continue
-        print(f"[{i}/{len(runs)}] {run.name}", flush=True)
-        cfg = plan.train_config(run, out, wandb=wandb, threads=threads)
-        result = train(cfg, probes)
+          f"{plan.shape}" + (f", {jobs} at a time, each logging to its folder's {LOG}"
+                             if jobs > 1 else ""), flush=True)
+    number = {r.name: i for i, r in enumerate(runs, 1)}
+    for run in runs:
+        if run not in todo:
+            print(f"[{number[run.name]}/{len(runs)}] {run.name}: finished earlier, skipped",
+                  flush=True)
+    configs = {r.name: plan.train_config(r, root / r.name, wandb=wandb, threads=threads)
+               for r in todo}
+    of = {r.name: r for r in todo}
+
+    def started(cfg: TrainConfig) -> None:
+        print(f"[{number[cfg.run_name]}/{len(runs)}] {cfg.run_name}", flush=True)
+
+    def finished(cfg: TrainConfig, result: dict) -> None:
+        run, out = of[cfg.run_name], Path(cfg.out_dir)
         summary = {**result, **dataclasses.asdict(run), "name": run.name,
                    "transition": run_transition(out, cfg.warmup_iters), "machine": machine()}
         write_json(out / "summary.json", summary)
         t = summary["transition"]
-        print(f"[{i}/{len(runs)}] {run.name}: copy loss {t['plateau']:.2f} -> {t['floor']:.2f}, "
-              f"transition {'at step %d' % t['step'] if t['step'] is not None else 'none'} "
+        print(f"[{number[run.name]}/{len(runs)}] {run.name}: copy loss {t['plateau']:.2f} -> "
+              f"{t['floor']:.2f}, transition "
+              f"{'at step %d' % t['step'] if t['step'] is not None else 'none'} "
               f"({fmt_time(result['wall_s'])})", flush=True)
-        summaries.append(summary)
+
+    # the widest and deepest first: the last to finish is then a small run, not a big one alone
+    order = sorted(todo, key=lambda r: -r.n_layer * r.n_embd ** 2)
+    if jobs == 1:
+        for run in order:
+            started(configs[run.name])
+            finished(configs[run.name], train(configs[run.name], probes))
+    else:
+        run_parallel([configs[r.name] for r in order], jobs, started, finished, probes)
     print(f"{plan.name}: {len(runs)} runs done ({fmt_time(time.perf_counter() - t0)} in this "
           "session)", flush=True)
-    return summaries
+    return [read_json(root / r.name / "summary.json") for r in runs]
 
 
 def evaluations(out: Path) -> list[dict]:
