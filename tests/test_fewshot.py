@@ -104,7 +104,18 @@ def test_metrics_on_hand_made_logits():
     assert s["exact_ci"] == pytest.approx(wilson(1, 2))
     assert s["loglik_per_char"] == pytest.approx((math.log(.35) + math.log(.14)) / 4)
     assert s["char_accuracy"] == 0.75
-    assert s["predicted_exact"] == pytest.approx((.35 + .14) / 2)  # Schaeffer's prediction
+    assert s["predicted_exact"] == pytest.approx((.35 + .14) / 2)  # sampling writes the target
+    assert s["exact_from_chars"] == pytest.approx(.75 ** 2)  # Schaeffer's p^L, L = 2 tokens
+
+
+def test_exact_from_chars_is_the_mean_over_items_of_p_to_their_length():
+    scores = {"exact": np.array([False, False]), "correct": np.array([1, 3]),
+              "n_tokens": np.array([2, 4]), "logprob": np.array([-1.0, -1.0])}
+    s = summarize(scores, n_chars=np.array([2, 4]))
+    p = (1 / 2 + 3 / 4) / 2
+    assert s["char_accuracy"] == p
+    assert s["exact_from_chars"] == pytest.approx((p ** 2 + p ** 4) / 2)  # 0.2716
+    assert s["exact_from_chars"] > p ** 3 + 0.02  # not p^(mean L) = 0.2441
 
 
 # --- tasks ---------------------------------------------------------------------------------
@@ -268,6 +279,7 @@ def test_perfect_copier_scores_exact_match_one_on_copy_only():
         assert s["char_accuracy"] == 1.0
         assert s["loglik_per_char"] == pytest.approx(0.0, abs=1e-6)
         assert s["predicted_exact"] == pytest.approx(1.0, abs=1e-6)
+        assert s["exact_from_chars"] == 1.0
     prompts = build_prompts(TASKS["reversal"], 2, 50, 0, TEXT)  # no palindromes in WORDS
     s = summarize(score_prompts(Copier(), TOKENIZER, prompts), np.array([8] * 50))
     assert s["exact_match"] == 0.0 and s["loglik_per_char"] < -10
@@ -487,8 +499,8 @@ def test_fewshot_command_end_to_end(tmp_path):
     write_checkpoint(run / "ckpt.pt", tiny_gpt("modern", block_size=64), 5, corpus)
     out = tmp_path / "fewshot"
     assert main(["fewshot", str(run / "ckpt_000000.pt"), str(run / "ckpt_000005.pt"), str(run),
-                 "--items", "6", "--windows", "8", "--tasks", "copy,pair_recall", "--out", str(out),
-                 "--device", "cpu"]) == 0
+                 "--items", "6", "--windows", "8", "--tasks", "copy,pair_recall,speaker_heading",
+                 "--out", str(out), "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
     first, last = results["models"]
     assert (first["step"], last["step"]) == (0, 5)  # ckpt.pt repeats ckpt_000005.pt: one entry
@@ -500,9 +512,14 @@ def test_fewshot_command_end_to_end(tmp_path):
     assert sorted(int(k) for k in [*copy["k"], *copy["skipped_k"]]) == [0, 1, 2, 4, 8, 16]
     assert set(copy["shuffled"]) == {k for k in copy["k"] if int(k) >= 2}
     assert copy["k"]["1"]["n"] == 6 and len(copy["k"]["1"]["items"]["exact"]) == 6
-    assert set(last["tasks"]) == {"copy", "pair_recall"}
+    assert set(last["tasks"]) == {"copy", "pair_recall", "speaker_heading"}
+    recall, heading = last["tasks"]["pair_recall"], last["tasks"]["speaker_heading"]
+    assert recall["k"]["0"]["chance"] is None and recall["k"]["1"]["chance"] == 1.0
+    assert set(heading["shuffled"]) == {k for k in heading["k"] if int(k) >= 2} != set()
+    assert 0 <= heading["k"]["1"]["exact_from_chars"] <= 1 and heading["k"]["1"]["chance"] > 0
     report = (out / "fewshot.md").read_text()
     assert "### copy" in report and "Induction heads formed in" in report
+    assert "### speaker_heading (transform: a rule named by the examples, the answer never" in report
     assert "### Over training" in report
     for stem in ("fewshot_vs_k_exact_match", "fewshot_vs_n_loglik_per_char", "icl_tracks",
                  "loss_by_position", "instruments_vs_n"):
