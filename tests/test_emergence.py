@@ -98,6 +98,9 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     evals = [r for r in rows if "copy_loss" in r]
     assert [r["step"] for r in evals] == [0, 20, 40]
     assert "fewshot" in evals[-1] and "pair_recall" in evals[-1]["fewshot"]
+    recall = evals[-1]["fewshot"]["pair_recall"]["k"]
+    assert recall["0"]["chance"] is None and 0.25 <= recall["4"]["chance"] <= 0.5  # about 1/k
+    assert 0 <= recall["4"]["exact_from_chars"] <= 1  # beside exact_match in the compact table
     assert abs(evals[0]["copy_loss"] - math.log(84)) < 0.3  # an untrained model is at chance
     summary = json.loads((out / "2x16-s1337" / "summary.json").read_text())
     assert summary["transition"]["formed"] is False

@@ -3,6 +3,7 @@ a perfect copier, the in-context instruments on tiny random GPTs, and the CLI en
 import json
 import math
 import random
+import re
 import string
 from dataclasses import asdict
 from pathlib import Path
@@ -21,24 +22,38 @@ from model.studies.common.icl import (attention_probs, copy_probe, halves_loss, 
                                       prefix_targets, probe_pool, text_repeat_loss)
 from model.studies.common.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
                                           score_prompts, summarize, wilson)
-from model.studies.common.tasks import END, SEP, TASKS, build_prompts
+from model.studies.common.tasks import (END, KINDS, SEP, TASKS, Prompt, build_prompts, chance,
+                                       derange, headings, with_s)
 from model.studies.fewshot import analysis
 from model.studies.fewshot.run import last_of_each_run
 from model.train.checkpoint import save
 
-WORDS = ("grace king sword crown heart blood sweet fair good shall will speak hear come "
-         "night lady lord queen death love thou art honour mother brother father cousin "
-         "master pardon answer gentle noble virtue fortune letter daughter").split()
-NAMES = ("HELENA", "COUNTESS", "KING", "LAFEU", "PAROLLES", "CLOWN", "DIANA", "WIDOW")
+# No palindromes (reversal must differ from copy); the short words also come with an s added
+# (suffix_s), and every word starts some line, capitalised (capitalise).
+SHORT = ("grace king sword crown heart blood sweet fair good hear come night lady lord queen "
+         "death love thou art hand tear rose duke moon star song bell ring gift oath vow hope "
+         "fear joy").split()
+WORDS = SHORT + [w + "s" for w in SHORT] + (
+    "shall will speak honour mother brother father cousin master pardon answer gentle noble "
+    "virtue fortune letter daughter").split()
+# Speakers, named in title case in the speeches (speaker_heading). NORTHUMBERLAND is too long
+# for a heading item, FIRST LORD is two words: neither may become one.
+NAMES = ("HELENA", "COUNTESS", "KING", "LAFEU", "PAROLLES", "CLOWN", "DIANA", "WIDOW",
+         "BERTRAM", "ANGELO", "LUCIO", "ISABELLA", "ESCALUS", "CLAUDIO", "PROTEUS", "JULIA",
+         "SILVIA", "THURIO", "LAUNCE", "SPEED", "TALBOT", "YORK", "BARNARDINE", "PROVOST",
+         "NORTHUMBERLAND", "FIRST LORD")
 CHARS = sorted(set("\n" + string.ascii_letters + string.digits + " !,.:;?/'"))
 
 
 def play(n_speeches: int, seed: int = 0) -> str:
-    """A small play in the corpus's layout: "NAME.", then the speech, then a blank line."""
+    """A small play in the corpus's layout: "NAME.", then the speech, then a blank line; half
+    of the speeches end by addressing someone by name."""
     rng = random.Random(seed)
     speeches = []
     for _ in range(n_speeches):
         line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize()
+        if rng.random() < 0.5:
+            line += ", " + rng.choice(NAMES).title()
         speeches.append(f"{rng.choice(NAMES)}.\n{line}{rng.choice('.,;!?')}\n")
     return "\n".join(speeches)
 
@@ -89,7 +104,18 @@ def test_metrics_on_hand_made_logits():
     assert s["exact_ci"] == pytest.approx(wilson(1, 2))
     assert s["loglik_per_char"] == pytest.approx((math.log(.35) + math.log(.14)) / 4)
     assert s["char_accuracy"] == 0.75
-    assert s["predicted_exact"] == pytest.approx((.35 + .14) / 2)  # Schaeffer's prediction
+    assert s["predicted_exact"] == pytest.approx((.35 + .14) / 2)  # sampling writes the target
+    assert s["exact_from_chars"] == pytest.approx(.75 ** 2)  # Schaeffer's p^L, L = 2 tokens
+
+
+def test_exact_from_chars_is_the_mean_over_items_of_p_to_their_length():
+    scores = {"exact": np.array([False, False]), "correct": np.array([1, 3]),
+              "n_tokens": np.array([2, 4]), "logprob": np.array([-1.0, -1.0])}
+    s = summarize(scores, n_chars=np.array([2, 4]))
+    p = (1 / 2 + 3 / 4) / 2
+    assert s["char_accuracy"] == p
+    assert s["exact_from_chars"] == pytest.approx((p ** 2 + p ** 4) / 2)  # 0.2716
+    assert s["exact_from_chars"] > p ** 3 + 0.02  # not p^(mean L) = 0.2441
 
 
 # --- tasks ---------------------------------------------------------------------------------
@@ -116,6 +142,84 @@ def test_generators_are_seeded_and_show_k_demonstrations(name):
                 assert dict(shots)[query] + END == p.target
             else:  # no leak: the query's own item is never among its demonstrations
                 assert query not in inputs
+            assert list(p.shots) == shots
+
+
+UNSEEN = [name for name, t in TASKS.items() if t.unseen]
+
+
+def test_kinds_keep_the_recall_and_control_names():
+    assert {n for n, t in TASKS.items() if t.recall} == {"pair_recall", "speaker_recall"}
+    assert {n for n, t in TASKS.items() if t.control} == {"reversal", "addition"}
+    assert TASKS["copy"].kind == "copy" and all(t.kind in KINDS for t in TASKS.values())
+    assert set(UNSEEN) == {"capitalise", "speaker_heading", "suffix_s"}
+    assert all(TASKS[n].kind == "transform" for n in UNSEEN)
+
+
+@pytest.mark.parametrize("name", UNSEEN)
+def test_unseen_answers_occur_nowhere_in_their_prompts(name):
+    # "King" would be inside "Kings", "arts" inside "hearts": the pools leave such items out
+    for seed in range(40):
+        for k in (0, 1, 4, 8, 16):
+            for shuffled in (False, True) if k >= 2 else (False,):
+                for p in build_prompts(TASKS[name], k, 10, seed, TEXT, shuffled):
+                    assert p.target[:-len(END)] not in p.context, (seed, k, p)
+
+
+def whole_word(word: str, text: str) -> bool:
+    return re.search(rf"(?<![\w']){word}(?![\w'])", text) is not None
+
+
+def test_new_transforms_draw_their_items_from_the_held_out_text():
+    rng = random.Random(0)
+    for _ in range(200):
+        x, y = TASKS["capitalise"].make_item(rng, TEXT)
+        assert y == x.capitalize() and 3 <= len(x) <= 5
+        assert whole_word(x, TEXT) and whole_word(y, TEXT)
+        x, y = TASKS["speaker_heading"].make_item(rng, TEXT)
+        assert y == x.upper() and y in NAMES and f"{y}.\n" in TEXT and whole_word(x, TEXT)
+        x, y = TASKS["suffix_s"].make_item(rng, TEXT)
+        assert y == x + "s" and whole_word(x, TEXT) and whole_word(y, TEXT)
+    names = {y for _, y in headings(TEXT)}
+    assert "NORTHUMBERLAND" not in names and "FIRST LORD" not in names  # too long, two words
+    # a text that never writes "swords" has no sword item
+    other = TEXT.replace("swords", "blades")
+    assert ("sword", "swords") in with_s(TEXT) and all(x != "sword" for x, _ in with_s(other))
+
+
+@pytest.mark.parametrize("name", UNSEEN)
+def test_new_transforms_fit_k4_in_128_characters(name):
+    for seed in range(20):
+        for p in build_prompts(TASKS[name], 4, 50, seed, TEXT):
+            assert len(p.context + p.target) <= 128
+
+
+def test_shuffled_demonstrations_show_no_right_answer_where_one_can_be_avoided():
+    shots = [("sword", "s"), ("sweet", "s"), ("king", "k"), ("lord", "l")]
+    for seed in range(50):
+        moved = derange(shots, random.Random(seed))
+        assert [x for x, _ in moved] == [x for x, _ in shots]
+        assert sorted(y for _, y in moved) == sorted(y for _, y in shots)
+        assert not set(moved) & set(shots)  # "sweet: s" is as right as "sword: s" was
+    for name in UNSEEN:
+        for right, wrong in zip(build_prompts(TASKS[name], 4, 30, 0, TEXT),
+                                build_prompts(TASKS[name], 4, 30, 0, TEXT, shuffled=True)):
+            assert not set(right.shots) & set(wrong.shots)
+
+
+def test_chance_levels():
+    recall = TASKS["pair_recall"]
+    assert chance(recall, 4) == 0.25 and chance(recall, 1) == 1.0 and chance(recall, 0) is None
+    assert chance(TASKS["capitalise"], 4) is None  # depends on the items: needs the prompts
+    # measured: a random demonstration's answer is right as often as the query's answer is shown
+    p = Prompt("", "KING\n", (("a", "KING"), ("b", "KING"), ("c", "LORD"), ("d", "DUKE")))
+    q = Prompt("", "DUKE\n", (("a", "KING"), ("b", "LORD"), ("c", "DUKE"), ("d", "WIDOW")))
+    assert chance(TASKS["speaker_recall"], 4, [p, q]) == pytest.approx((2 / 4 + 1 / 4) / 2)
+    # any other task: the commonest answer written every time
+    letters = [Prompt("", t + END) for t in "sskl"]
+    assert chance(TASKS["first_letter"], 4, letters) == 0.5
+    measured = chance(recall, 4, build_prompts(recall, 4, 200, 0, TEXT))
+    assert 0.25 <= measured < 0.3  # answers repeat only when two keys draw the same word
 
 
 def test_queries_are_shared_across_k_and_shuffling_only_moves_targets():
@@ -175,6 +279,7 @@ def test_perfect_copier_scores_exact_match_one_on_copy_only():
         assert s["char_accuracy"] == 1.0
         assert s["loglik_per_char"] == pytest.approx(0.0, abs=1e-6)
         assert s["predicted_exact"] == pytest.approx(1.0, abs=1e-6)
+        assert s["exact_from_chars"] == 1.0
     prompts = build_prompts(TASKS["reversal"], 2, 50, 0, TEXT)  # no palindromes in WORDS
     s = summarize(score_prompts(Copier(), TOKENIZER, prompts), np.array([8] * 50))
     assert s["exact_match"] == 0.0 and s["loglik_per_char"] < -10
@@ -394,8 +499,8 @@ def test_fewshot_command_end_to_end(tmp_path):
     write_checkpoint(run / "ckpt.pt", tiny_gpt("modern", block_size=64), 5, corpus)
     out = tmp_path / "fewshot"
     assert main(["fewshot", str(run / "ckpt_000000.pt"), str(run / "ckpt_000005.pt"), str(run),
-                 "--items", "6", "--windows", "8", "--tasks", "copy,pair_recall", "--out", str(out),
-                 "--device", "cpu"]) == 0
+                 "--items", "6", "--windows", "8", "--tasks", "copy,pair_recall,speaker_heading",
+                 "--out", str(out), "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
     first, last = results["models"]
     assert (first["step"], last["step"]) == (0, 5)  # ckpt.pt repeats ckpt_000005.pt: one entry
@@ -407,9 +512,14 @@ def test_fewshot_command_end_to_end(tmp_path):
     assert sorted(int(k) for k in [*copy["k"], *copy["skipped_k"]]) == [0, 1, 2, 4, 8, 16]
     assert set(copy["shuffled"]) == {k for k in copy["k"] if int(k) >= 2}
     assert copy["k"]["1"]["n"] == 6 and len(copy["k"]["1"]["items"]["exact"]) == 6
-    assert set(last["tasks"]) == {"copy", "pair_recall"}
+    assert set(last["tasks"]) == {"copy", "pair_recall", "speaker_heading"}
+    recall, heading = last["tasks"]["pair_recall"], last["tasks"]["speaker_heading"]
+    assert recall["k"]["0"]["chance"] is None and recall["k"]["1"]["chance"] == 1.0
+    assert set(heading["shuffled"]) == {k for k in heading["k"] if int(k) >= 2} != set()
+    assert 0 <= heading["k"]["1"]["exact_from_chars"] <= 1 and heading["k"]["1"]["chance"] > 0
     report = (out / "fewshot.md").read_text()
     assert "### copy" in report and "Induction heads formed in" in report
+    assert "### speaker_heading (transform: a rule named by the examples, the answer never" in report
     assert "### Over training" in report
     for stem in ("fewshot_vs_k_exact_match", "fewshot_vs_n_loglik_per_char", "icl_tracks",
                  "loss_by_position", "instruments_vs_n"):

@@ -2,10 +2,11 @@
 
 Schaeffer et al. 2023: exact match turns smooth progress into a sudden jump,
 so it is reported next to continuous metrics of the same pass (target
-log-likelihood per character, per-character accuracy) and next to the chance
-that sampling at temperature 1 writes the target (the product of its characters'
+log-likelihood per character, per-character accuracy), next to the exact match
+that per-character accuracy predicts (exact_from_chars) and the chance that
+sampling at temperature 1 writes the target (the product of its characters'
 probabilities, which is not greedy exact match), with the number of items
-(resolution 1/items) and 95% intervals.
+(resolution 1/items), 95% intervals and the chance level of the task at that k.
 
 evaluate_tasks() scores every task at every k in one batched pass: the instrument the
 few-shot and emergence studies both run.
@@ -18,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from .tasks import KS, TASKS, Prompt, build_prompts
+from .tasks import KS, TASKS, Prompt, build_prompts, chance
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Logits held per forward pass (128 MiB of float32): a char vocabulary never reaches it, GPT-2's
@@ -105,12 +106,18 @@ def summarize(scores: dict, n_chars: np.ndarray) -> dict:
     and log-likelihood so gains and trends can be bootstrapped later from the JSON alone."""
     exact = scores["exact"].astype(np.float64)
     loglik = scores["logprob"] / n_chars
+    char_accuracy = float(np.mean(scores["correct"] / scores["n_tokens"]))
     n = len(exact)
     return {
         "n": n, "resolution": 1 / n,
         "exact_match": float(exact.mean()), "exact_ci": wilson(int(exact.sum()), n),
         "loglik_per_char": float(loglik.mean()), "loglik_ci": mean_ci(loglik),
-        "char_accuracy": float(np.mean(scores["correct"] / scores["n_tokens"])),
+        "char_accuracy": char_accuracy,
+        # Schaeffer et al.'s point: the greedy exact match that char_accuracy p predicts if
+        # every target character is right independently, p^L_i for an item of L_i scored tokens
+        # (its end of line included), averaged over items rather than p^(mean L): lengths vary
+        # within a task (names of 3-10 letters) and p^L is convex in L
+        "exact_from_chars": float(np.mean(char_accuracy ** scores["n_tokens"])),
         # the chance that sampling at temperature 1 writes the target; greedy exact match follows
         # char_accuracy instead (the key keeps its name so older results.json still read)
         "predicted_exact": float(np.mean(np.exp(scores["logprob"]))),
@@ -200,6 +207,7 @@ def evaluate_tasks(model, tokenizer, text: str, opts: Options) -> dict:
     for name, k, shuffled, prompts in groups:
         part = {key: v[start:start + len(prompts)] for key, v in scores.items()}
         n_chars = np.array([len(p.target) for p in prompts])
-        out[name]["shuffled" if shuffled else "k"][str(k)] = summarize(part, n_chars)
+        summary = summarize(part, n_chars) | {"chance": chance(TASKS[name], k, prompts)}
+        out[name]["shuffled" if shuffled else "k"][str(k)] = summary
         start += len(prompts)
     return out

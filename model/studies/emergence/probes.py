@@ -49,9 +49,11 @@ class Probes:
 
 
 def compact(tasks: dict) -> dict:
-    """Exact match with its Wilson interval and the per-character accuracy, per task and k
-    (and for the shuffled-demonstration control), without the per-item lists."""
-    keep = ("n", "exact_match", "exact_ci", "char_accuracy", "loglik_per_char")
+    """Exact match with its Wilson interval, the per-character accuracy, the exact match that
+    accuracy predicts and the task's chance level, per task and k (and for the
+    shuffled-demonstration control), without the per-item lists."""
+    keep = ("n", "exact_match", "exact_ci", "char_accuracy", "exact_from_chars", "chance",
+            "loglik_per_char")
     return {name: {part: {k: {key: v[key] for key in keep} for k, v in t[part].items()}
                    for part in ("k", "shuffled")} | {"skipped_k": t["skipped_k"]}
             for name, t in tasks.items()}

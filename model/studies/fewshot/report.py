@@ -8,6 +8,9 @@ from ..common.tasks import END, SEP, TASKS
 from .analysis import GAIN_K, beyond_controls, finals, gain, gain_k, tracks, trend
 
 METRIC_NAMES = {"exact_match": "exact match", "loglik_per_char": "log-likelihood per char"}
+KIND_NAMES = {"copy": "copy: the answer is the query",
+              "recall": "recall: the answer is in the prompt",
+              "transform": "transform: a rule named by the examples", "control": "negative control"}
 
 
 def ci(pair, digits: int = 3) -> str:
@@ -32,7 +35,11 @@ def setup(results: dict) -> list[str]:
         "what greedy exact match predicts: a correct argmax at p = 0.6 over 6 characters gives "
         "greedy exact match 1 and 0.047 here); char accuracy, the mean share of target characters "
         "the argmax gets right, is the continuous metric that greedy exact match follows "
-        f"(Schaeffer et al. 2023). Gain: score at k={GAIN_K} (or the largest k <= {GAIN_K} that "
+        "(Schaeffer et al. 2023), and EM from char acc the exact match it predicts if characters "
+        "are right independently (mean over items of acc^length, the end of line counted). "
+        "Chance: a guesser without the skill; for recall, the answer of a random demonstration "
+        "(1/k when their answers differ); otherwise the commonest answer every time. "
+        f"Gain: score at k={GAIN_K} (or the largest k <= {GAIN_K} that "
         "fits) minus at k=0, on the same queries except for the recall tasks (their k-shot query "
         "is one of the demonstrations, so a different item than at k=0); 95% CI: Newcombe's "
         "interval for exact match (paired where the queries are), paired bootstrap or normal "
@@ -45,9 +52,10 @@ def setup(results: dict) -> list[str]:
 
 def task_table(models: list[dict], name: str) -> list[str]:
     k = gain_k(models, name)
-    head = (f"| model | N | val loss | EM k=0 | EM k={k} | EM gain | sampled EM k={k} | "
-            f"char acc k={k} | EM k={k} shuffled | loglik k=0 | loglik k={k} | loglik gain |")
-    lines = [head, "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
+    head = (f"| model | N | val loss | EM k=0 | EM k={k} | chance k={k} | EM gain | "
+            f"sampled EM k={k} | char acc k={k} | EM from char acc k={k} | EM k={k} shuffled | "
+            f"loglik k=0 | loglik k={k} | loglik gain |")
+    lines = [head, "|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     paired = not TASKS[name].recall
     for m in models:
         r = m["tasks"][name]
@@ -58,8 +66,9 @@ def task_table(models: list[dict], name: str) -> list[str]:
         lines.append(
             f"| {m['run']} | {m['n_nonemb']:,} | {number(m['val_loss'])} | "
             f"{lo['exact_match']:.3f} {ci(lo['exact_ci'])} | "
-            f"{hi['exact_match']:.3f} {ci(hi['exact_ci'])} | {ge['value']:+.3f} {ci(ge['ci'])} | "
-            f"{hi['predicted_exact']:.3f} | {hi['char_accuracy']:.3f} | {shuffled} | "
+            f"{hi['exact_match']:.3f} {ci(hi['exact_ci'])} | {number(hi.get('chance'))} | "
+            f"{ge['value']:+.3f} {ci(ge['ci'])} | {hi['predicted_exact']:.3f} | "
+            f"{hi['char_accuracy']:.3f} | {number(hi.get('exact_from_chars'))} | {shuffled} | "
             f"{lo['loglik_per_char']:.3f} | "
             f"{hi['loglik_per_char']:.3f} | {gl['value']:+.3f} {ci(gl['ci'])} |")
     return lines
@@ -77,8 +86,8 @@ def task_sections(models: list[dict], names: list[str]) -> tuple[list[str], dict
     lines, trends = [], {"exact_match": {}, "loglik_per_char": {}}
     for name in names:
         task = TASKS[name]
-        kind = " (negative control)" if task.control else ""
-        lines += [f"### {name}{kind}", "", task.about, ""]
+        unseen = ", the answer never in the prompt" if task.unseen else ""
+        lines += [f"### {name} ({KIND_NAMES[task.kind]}{unseen})", "", task.about, ""]
         if gain_k(models, name) is None:
             lines += ["No k between 1 and 8 fits every model's context.", ""]
             continue
