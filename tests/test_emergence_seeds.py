@@ -1,0 +1,72 @@
+"""The emergence study over seeds: survival curves, the exact test, the slope of exact match
+against N, and verdicts worded no stronger than their data, on inputs with known answers."""
+import math
+
+import numpy as np
+import pytest
+
+from model.studies.emergence import seeds
+from model.studies.emergence.transition import transition
+
+
+def run(depth: int, width: int, seed: int, at: float | None, last: int = 300,
+        smear: bool = False, natural: bool = False, em: float | None = None) -> dict:
+    """A finished run whose copy loss transitioned at step `at` (None: never), evaluated at
+    steps 0, 100, ..., last; with exact match `em` at pair_recall k=4 on its last evaluation."""
+    evals = [{"step": s, "copy_loss": 4.4, "prefix_matching": 0.03, "text_copy_gain": 0.0}
+             for s in range(0, last + 1, 100)]
+    if em is not None:
+        evals[-1]["fewshot"] = {"pair_recall": {"k": {"4": {"exact_match": em,
+                                                             "exact_ci": [em, em]}}}}
+    return {"n_layer": depth, "n_embd": width, "smear": smear, "natural": natural, "seed": seed,
+            "n_nonemb": 12 * depth * width ** 2, "evals": evals,
+            "transition": {"step": at, "floor": 4.4 if at is None else 0.3, "plateau": 4.4,
+                           "phase_change": False}}
+
+
+def test_survival_counts_a_seed_that_never_transitioned_as_not_transitioned_until_its_end():
+    runs = [run(2, 64, s, at) for s, at in ((1, 100.0), (2, 200.0), (3, None))]
+    got = seeds.transitioned_by(runs, [50, 100, 150, 250, 300, 350])
+    assert got[:5] == pytest.approx([0, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert math.isnan(got[5])  # past seed 3's last evaluation its fate is unknown
+    assert list(seeds.curve_steps(runs)) == [0, 100, 200, 300]
+    # a seed that transitioned keeps counting past its own last evaluation
+    assert seeds.transitioned_by([run(2, 64, 1, 100.0, last=200)], [400])[0] == 1
+
+
+def test_runs_group_by_model_across_seeds():
+    runs = [run(2, 64, 1, None), run(2, 64, 2, None), run(2, 64, 1, None, smear=True),
+            run(2, 64, 1, None, natural=True), run(1, 64, 1, None)]
+    assert [len(v) for v in seeds.by_model(runs).values()] == [2, 1, 1, 1]
+    assert len(seeds.plain(runs)) == 3
+
+
+def test_slope_of_exact_match_against_n_over_seeds():
+    n = [1e4, 1e5, 1e6]
+    # 0.2 per decade, the seeds spread symmetrically about the line: the slope is exact
+    points = [(x, 0.1 + 0.2 * i + d, (0.0, 1.0)) for i, x in enumerate(n) for d in (-0.02, 0, 0.02)]
+    fit = seeds.em_slope([(x, e, (e - 0.01, e + 0.01)) for x, e, _ in points])
+    assert fit["slope"] == pytest.approx(0.2) and fit["points"] == 9
+    assert 0 < fit["ci"][0] < 0.2 < fit["ci"][1] and fit["verdict"] == "grows"
+    noisy = [(x, e + (0.5 if i % 2 else -0.5) * (x == 1e6), ci) for i, (x, e, ci) in
+             enumerate(points)]
+    assert seeds.em_slope(noisy)["verdict"] == "undetermined"  # the interval spans 0
+    assert seeds.em_slope(points[:6]) is None  # two sizes: nothing left to judge the line by
+
+
+def test_a_share_clears_a_bar_only_when_its_interval_does():
+    assert seeds.clears(0, 0, 0.8) == "not measured"
+    assert seeds.clears(3, 3, 0.8) == "undetermined"  # Wilson 0.44-1.00 spans 0.8
+    assert seeds.clears(20, 20, 0.8) == "holds"
+    assert seeds.clears(1, 5, 0.8) == "does not hold"
+    assert seeds.share(2, 3) == "2/3 runs (95% Wilson 0.21-0.94)"
+
+
+def test_transition_reports_the_step_the_floor_is_reached_and_the_end_of_the_fall():
+    steps = np.arange(0, 3001, 100)
+    losses = np.where(steps < 1800, 4.4, np.maximum(0.3, 4.4 - (steps - 1700) * 0.02))
+    losses[-1] = 0.25  # the floor, long after the fall
+    t = transition(steps, losses, start=100)
+    assert t["floor_step"] == 3000 and t["floor"] == pytest.approx(0.25)
+    assert t["end_of_fall"] - t["start_of_fall"] == pytest.approx(t["fall_steps"])
+    assert t["end_of_fall"] < 2000 < t["floor_step"]
