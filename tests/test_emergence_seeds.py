@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from model.studies.emergence import seeds
+from model.studies.emergence import seeds, verdicts
 from model.studies.emergence.transition import transition
 
 
@@ -41,6 +41,20 @@ def test_runs_group_by_model_across_seeds():
     assert len(seeds.plain(runs)) == 3
 
 
+def test_fisher_exact_test_of_the_depth_threshold_has_its_hand_computed_p():
+    deep = [run(2, 16, 1, 100.0), run(2, 32, 1, 100.0)] + [run(d, 16, 1, None) for d in (2, 3, 3)]
+    shallow = [run(1, w, 1, None) for w in (16, 32, 64)]
+    test = seeds.depth_test(deep + shallow + [run(1, 16, 1, 100.0, smear=True)])
+    assert test["deep"] == (2, 5) and test["shallow"] == (0, 3)
+    # P(both transitions among the five deep runs) = C(5,2) / C(8,2) under the null
+    assert test["p"] == pytest.approx(10 / 28)
+    reversed_ = seeds.depth_test([run(2, 16, 1, None), run(1, 16, 1, 100.0)])
+    assert reversed_["p"] == pytest.approx(1.0)  # one-sided: fewer deep transitions is no evidence
+    assert seeds.depth_test(deep) is None
+    line = verdicts.depth_threshold(deep + shallow)
+    assert "**undetermined**" in line and "2/5" in line and "0/3" in line and "p = 0.36" in line
+
+
 def test_slope_of_exact_match_against_n_over_seeds():
     n = [1e4, 1e5, 1e6]
     # 0.2 per decade, the seeds spread symmetrically about the line: the slope is exact
@@ -60,6 +74,47 @@ def test_a_share_clears_a_bar_only_when_its_interval_does():
     assert seeds.clears(20, 20, 0.8) == "holds"
     assert seeds.clears(1, 5, 0.8) == "does not hold"
     assert seeds.share(2, 3) == "2/3 runs (95% Wilson 0.21-0.94)"
+
+
+def test_verdicts_with_no_runs_behind_them_say_not_measured():
+    two = [run(2, 64, 1, None)]
+    assert "**not measured**" in verdicts.stay_at_chance(two, 4.43)
+    assert "**not measured**" in verdicts.phase_changes([run(1, 64, 1, None)])
+    assert "**not measured**" in verdicts.transfer(two)
+    assert "**not measured**" in verdicts.depth_threshold(two)
+    assert "**not measured**" in verdicts.transition_rate([], 300)
+    assert "**not measured**" in verdicts.em_vs_n(two, {"fewshot_tasks": ["pair_recall"]})
+
+
+def test_verdicts_over_seeds_give_fractions_and_name_each_model_once():
+    formed = {(16, 1), (32, 2)}  # (width, seed) of the smeared runs that formed the circuit
+    runs = [run(1, w, s, 150.0 if (w, s) in formed else None, smear=True)
+            for w in (16, 32) for s in (1, 2)]
+    for r in runs:
+        r["evals"][-1]["prefix_matching"] = 0.9 if r["transition"]["step"] else 0.03
+    line = verdicts.smeared_keys(runs)[0]
+    assert "**holds** in 2/4 runs" in line
+    assert line.count("1x16 smeared") == 1 and line.count("1x32 smeared") == 1
+    rate = verdicts.transition_rate([run(2, 64, s, 100.0 if s < 3 else None) for s in (1, 2, 3)],
+                                    300)
+    assert "**undetermined**" in rate  # 2/3: Wilson 0.21-0.94 spans the 80% bar
+    assert "2/3 runs" in rate and "2x64 2/3" in rate
+
+
+def test_em_vs_n_verdict_over_seeds_reports_the_slope_and_says_undetermined():
+    runs = [run(2, w, s, None, em=e) for w, es in ((16, (0.0, 0.3)), (32, (0.1, 0.0)),
+                                                   (64, (0.0, 0.2))) for s, e in enumerate(es)]
+    line = verdicts.em_vs_n(runs, {"fewshot_tasks": ["pair_recall"]})
+    assert "pair_recall" in line and "6 runs" in line and "**undetermined**" in line
+
+
+def test_natural_control_prints_its_copy_loss_as_it_went():
+    r = run(2, 64, 1, None, natural=True)
+    for e, loss in zip(r["evals"], (4.47, 5.14, 9.46, 9.42)):
+        e["copy_loss"] = loss
+    r["val_loss"] = 1.55
+    line = verdicts.natural_control([r])[0]
+    assert "4.47 at step 0 → 9.42 at step 300 (min 4.47, max 9.46)" in line
 
 
 def test_transition_reports_the_step_the_floor_is_reached_and_the_end_of_the_fall():
