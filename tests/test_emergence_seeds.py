@@ -125,3 +125,16 @@ def test_transition_reports_the_step_the_floor_is_reached_and_the_end_of_the_fal
     assert t["floor_step"] == 3000 and t["floor"] == pytest.approx(0.25)
     assert t["end_of_fall"] - t["start_of_fall"] == pytest.approx(t["fall_steps"])
     assert t["end_of_fall"] < 2000 < t["floor_step"]
+
+
+def test_the_phase_change_line_labels_transition_fall_width_and_floor_step_apart():
+    r = run(2, 64, 1, 1831.7, last=3000)
+    r["transition"].update(start_of_fall=1716.3, end_of_fall=1988.1, fall_steps=271.8,
+                           plateau_steps=1616.3, floor=0.27, floor_step=2900.0,
+                           phase_change=True)
+    r["evals"][-1]["prefix_matching"] = 0.87
+    line = verdicts.phase_changes([r, run(2, 32, 1, None, last=3000)])
+    assert "**holds** in 1/2 runs" in line
+    assert ("2x64 (1/1 seeds): transition at step 1,832; 10→90% fall 272 steps wide "
+            "(2 evaluations inside it) after a plateau of 1,616 steps; floor 0.27 nats, first "
+            "reached at step 2,900") in line
