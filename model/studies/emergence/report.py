@@ -318,8 +318,9 @@ def seeds_table(runs: list[dict], plan: dict) -> list[str]:
         cells = []
         for t in tasks:
             band = seed_band(rs, em_score(t))
-            cells.append("—" if not band else f"{band[0]['mean']:.2f}" + (
-                f" ({span(band[0]['values'], '{:.2f}')})" if len(band[0]["values"]) > 1 else ""))
+            spread = span(band[0]["values"], "{:.2f}") if band else ""
+            cells.append("—" if not band else f"{band[0]['mean']:.2f}"
+                         + (f" ({spread})" if " to " in spread else ""))
         lines.append(f"| {name(rs[0])} | {rs[0]['n_nonemb']:,} | {len(at)}/{len(rs)} | "
                      f"{', '.join(f'{a:,.0f}' for a in sorted(at)) or '—'} | "
                      f"{span(floors, '{:.2f}')} | " + " | ".join(cells) + " |")
@@ -355,14 +356,18 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
              "and copy what followed it. The copy task ('sword: sword') is not: its answer "
              "stands before the separator on the same line, never after an earlier occurrence"
              + (f"; its exact match at k >= 4 is at most {max(copy_em):.2f}." if copy_em else ".")]
-    for r in natural:
-        last = r["evals"][-1]
-        lines.append(f"- Natural text: the control {label(r)}, trained on the plays alone for the "
-                     f"same steps, reaches val loss {r['val_loss']:.2f} but forms no circuit "
-                     f"(copy loss {r['evals'][0]['copy_loss']:.2f} → "
-                     f"{r['evals'][-1]['copy_loss']:.2f}, best prefix matching "
-                     f"{max(e['prefix_matching'] for e in r['evals']):.2f}, held-out repeat "
-                     f"{last['text_first']:.2f} → {last['text_second']:.2f} {unit}).")
+    for rs in by_model(natural).values():
+        last = [r["evals"][-1] for r in rs]
+        two = lambda values: span(values, "{:.2f}")  # one value, or the seeds' range
+        lines.append(f"- Natural text: the control {name(rs[0])}"
+                     + (f" ({len(rs)} seeds)" if len(rs) > 1 else "")
+                     + f", trained on the plays alone for the same steps, reaches val loss "
+                     f"{two([r['val_loss'] for r in rs])} but forms no circuit (copy loss "
+                     f"{two([r['evals'][0]['copy_loss'] for r in rs])} → "
+                     f"{two([e['copy_loss'] for e in last])}, best prefix matching "
+                     f"{two([max(e['prefix_matching'] for e in r['evals']) for r in rs])}, "
+                     f"held-out repeat {two([e['text_first'] for e in last])} → "
+                     f"{two([e['text_second'] for e in last])} {unit}).")
     lines.append("- The larger natural-text control is the laptop ladder "
                  "([docs/scaling/laptop](../scaling/laptop/report.md)): 8 sizes up to 1.8M "
                  "parameters, 4M characters each, exact match 0 on all 81,600 few-shot prompts "

@@ -232,19 +232,21 @@ def em_vs_n(runs: list[dict], plan: dict) -> str:
 
 
 def natural_control(runs: list[dict]) -> list[str]:
-    """The natural-text controls' copy loss as it went, first to last with its range: it may
-    climb above chance, which plateau → floor would hide."""
+    """Each natural-text control's copy loss as it went over its seeds, first to last with its
+    range: it may climb above chance, which plateau → floor would hide."""
     lines = []
-    for r in runs:
-        if not r.get("natural"):
-            continue
-        ev = r["evals"]
-        copy = [e["copy_loss"] for e in ev]
-        lines.append(f"- Natural-text control {name(r)} (same steps, natural text only): copy loss "
-                     f"{copy[0]:.2f} at step {ev[0]['step']} → {copy[-1]:.2f} at step "
-                     f"{ev[-1]['step']} (min {min(copy):.2f}, max {max(copy):.2f}), best prefix "
-                     f"matching {best_prefix(r):.2f}, held-out text 1st − 2nd copy "
-                     f"{ev[-1]['text_copy_gain']:+.2f} nats/char, val loss {r['val_loss']:.3f}.")
+    for rs in by_model([r for r in runs if r.get("natural")]).values():
+        ev = [r["evals"] for r in rs]
+        copy = [e["copy_loss"] for evals in ev for e in evals]
+        seeds = f" ({len(rs)} seeds)" if len(rs) > 1 else ""
+        lines.append(
+            f"- Natural-text control {name(rs[0])}{seeds} (same steps, natural text only): copy "
+            f"loss {span([e[0]['copy_loss'] for e in ev], '{:.2f}')} at step {ev[0][0]['step']} "
+            f"→ {span([e[-1]['copy_loss'] for e in ev], '{:.2f}')} at step {ev[0][-1]['step']} "
+            f"(min {min(copy):.2f}, max {max(copy):.2f}), best prefix matching "
+            f"{span([best_prefix(r) for r in rs], '{:.2f}')}, held-out text 1st − 2nd copy "
+            f"{span([e[-1]['text_copy_gain'] for e in ev], '{:+.2f}')} nats/char, val loss "
+            f"{span([r['val_loss'] for r in rs], '{:.3f}')}.")
     return lines
 
 
