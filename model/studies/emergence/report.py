@@ -154,10 +154,12 @@ def fewshot_vs_n(runs: list[dict], plan: dict, shape: str, folder: Path) -> list
                              squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for j, k in enumerate(plan["fewshot_k"]):
+            any_scored = False
             for depth_runs, fmt in family_lines(runs):
                 scored = [(r["n_nonemb"], s) for r in depth_runs if (s := em_at(r, task, k))]
                 if not scored:
                     continue
+                any_scored = True
                 em = np.array([s["exact_match"] for _, s in scored])
                 lo, hi = np.array([s["exact_ci"] for _, s in scored]).T
                 yerr = np.clip([em - lo, hi - em], 0, None)  # rounding can put a bound past em
@@ -166,7 +168,7 @@ def fewshot_vs_n(runs: list[dict], plan: dict, shape: str, folder: Path) -> list
                 band = seed_band(depth_runs, em_score(task, k))  # the line: the seeds' mean
                 ax.plot([b["n"] for b in band], [b["mean"] for b in band], fmt[:-1],
                         color=f"C{j}", label=f"k={k}" if fmt == "-o" else None)
-            if chance(task, k):
+            if chance(task, k) and any_scored:
                 ax.axhline(chance(task, k), color=f"C{j}", ls=(0, (1, 3)), lw=0.8,
                            label=f"chance 1/k, k={k}")
         shuffled_line(ax, runs, task, max(plan["fewshot_k"]))
@@ -393,6 +395,7 @@ def write_report(root: Path, command: str = "") -> Path:
                  "tasks against that evaluation's copy loss, every run. Dotted: chance (1/k, "
                  "recall tasks).", ""] if em_seeds(runs, plan, shape, folder) else []
     seeds = sorted({r["seed"] for r in runs})
+    per_model = [len(rs) for rs in by_model(runs).values()]
     wall = sum(r["wall_s"] for r in runs)
     lines = [f"# Emergence of in-context copying: {plan['name']}", "",
              f"**Data shape: {shape}.** {plan['description']}", "",
@@ -400,7 +403,7 @@ def write_report(root: Path, command: str = "") -> Path:
              f"{len(runs)} runs of {plan['steps']} steps, batch {plan['batch_size']} x "
              f"{plan['block_size']} tokens, lr {plan['lr']:g}, {plan['arch']} block; "
              f"{fmt_time(wall)} of training in all. Machine: {runs[0]['machine']}. Seeds: "
-             f"{', '.join(map(str, seeds))} ({len(seeds)} per model).", "",
+             f"{', '.join(map(str, seeds))} ({span(per_model)} per model).", "",
              "Validation is natural held-out text (whole plays never trained on); the copy "
              "probes are synthetic sequences from a random stream training never draws.", "",
              "## Verdicts", "", *verdicts(runs, plan), "",
