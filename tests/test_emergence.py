@@ -92,8 +92,10 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert main(["study", "--preset=emergence-quick", f"--out={out}"]) == 0
     report = (out / "report.md").read_text()
     assert "Data shape: 50% synthetic copy sequences" in report
-    for stem in ("phase_change", "transition_vs_width", "fewshot_vs_n"):
+    for stem in ("phase_change", "transition_vs_width", "fewshot_vs_n", "survival", "em_seeds"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
+        assert f"({stem}.png)\n\n*Data: 50% synthetic copy sequences" in report  # its caption
+    assert "## Over seeds" in report and "pair_recall k=4 (chance 0.25)" in report
     rows = [json.loads(l) for l in (out / "2x16-s1337" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "copy_loss" in r]
     assert [r["step"] for r in evals] == [0, 20, 40]

@@ -5,5 +5,6 @@ plan      a study plan: the ladder of runs of a configs/study preset (scaling, i
 runner    running a plan's runs, resumably; pool: several side by side
 tasks     seeded few-shot tasks; scoring: their scores, statistics and evaluate_tasks
 icl       Olsson et al.'s in-context instruments
+slope     a metric's slope against log N with its t interval
 figures   how a report's figures are saved
 """

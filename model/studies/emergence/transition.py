@@ -3,7 +3,8 @@
 Definitions (applied to the loss on the copied tokens of held-out synthetic probes):
 - plateau: the loss at the first evaluation at or after warmup (chance, ln V, for a model
   that has not yet learned to copy);
-- floor: the lowest loss reached;
+- floor: the lowest loss reached, and the first evaluation step that reaches it (a fall can
+  end long before the floor: the loss creeps down for the rest of the run);
 - transition step: the first step where the loss is below half the plateau;
 - the fall: from 10% to 90% of the way from plateau to floor (crossings interpolated
   linearly between evaluations); the plateau before it runs from that first evaluation to
@@ -37,6 +38,7 @@ def transition(steps, losses, start: int = 0) -> dict:
     keep = steps >= start
     steps, losses = steps[keep], losses[keep]
     plateau, floor = float(losses[0]), float(losses.min())
+    floor_step = float(steps[int(np.argmin(losses))])
     drop = plateau - floor
     at = crossing(steps, losses, plateau / 2)
     s10 = crossing(steps, losses, plateau - 0.1 * drop) if drop > 0 else None
@@ -46,6 +48,7 @@ def transition(steps, losses, start: int = 0) -> dict:
     fall = s90 - s10 if s10 is not None and s90 is not None else None
     plateau_steps = s10 - steps[0] if s10 is not None else None
     formed = floor < FORMED
-    return {"plateau": plateau, "floor": floor, "step": at, "start_of_fall": s10,
-            "fall_steps": fall, "plateau_steps": plateau_steps, "formed": bool(formed),
+    return {"plateau": plateau, "floor": floor, "floor_step": floor_step, "step": at,
+            "start_of_fall": s10, "end_of_fall": s90, "fall_steps": fall,
+            "plateau_steps": plateau_steps, "formed": bool(formed),
             "phase_change": bool(formed and fall is not None and fall < plateau_steps)}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from scipy import stats
 
 from ..common.scoring import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
+from ..common.slope import slope_ci
 from ..common.tasks import TASKS
 
 GAIN_K = 8
@@ -59,23 +59,6 @@ def gain(result: dict, k: int, metric: str, paired: bool = True, seed: int = 0) 
     else:
         ci = bootstrap_ci(hi - lo, seed=seed) if paired else mean_diff_ci(hi, lo)
     return {"value": float(hi.mean() - lo.mean()), "ci": ci}
-
-
-def slope_ci(x: np.ndarray, y: np.ndarray,
-             item_var: float = 0.0) -> tuple[float, tuple[float, float]]:
-    """Least-squares slope of y on x and its t 95% interval (n - 2 degrees of freedom).
-
-    The interval comes from the scatter of the points about the line, so it counts whatever
-    varies from model to model (seed, learning rate) besides each point's item noise; the
-    scatter's variance is taken as at least item_var, the points' own mean variance, so that
-    points that happen to lie on a line (eight gains of 0/200) do not make it zero-width."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    fit = stats.linregress(x, y)
-    resid = y - fit.intercept - fit.slope * x  # by hand: linregress's stderr is nan for flat y
-    sxx = float(np.sum((x - x.mean()) ** 2))
-    var = max(float(resid @ resid) / (len(x) - 2), item_var)
-    half = stats.t.ppf(0.975, len(x) - 2) * np.sqrt(var / sxx)
-    return float(fit.slope), (float(fit.slope - half), float(fit.slope + half))
 
 
 def trend(models: list[dict], task: str, metric: str) -> dict | None:
