@@ -72,6 +72,7 @@ def cmd_train(a: TrainArgs, overrides: dict[str, str]) -> None:
 def cmd_sample(a: SampleArgs) -> None:
     from dataclasses import replace
 
+    from ..export.hf import is_export
     from ..files import read_utf8
     from ..infer.sampler import run, unescape
     from ..train.checkpoint import file_of
@@ -86,7 +87,27 @@ def cmd_sample(a: SampleArgs) -> None:
             raise UserError(f"prompt file {path} {problem}; give --prompt=FILE:<path of a text file>")
         prompt = read_utf8(path)
     opts = replace(a, prompt=prompt, stop=unescape(a.stop))
-    run(file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
+    if a.ckpt and is_export(a.ckpt):
+        ckpt = Path(a.ckpt)  # a folder of tinygpt export: read as it is
+    else:
+        ckpt = file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt"
+    run(ckpt, opts, a.num_samples, a.device)
+
+
+@dataclass
+class ExportArgs:
+    run: str = positional()  # the run folder (its ckpt.pt) or a checkpoint file
+    to: str = ""             # the folder to write: new, or empty
+
+
+def cmd_export(a: ExportArgs) -> None:
+    from ..export.hf import export
+
+    if not a.to:
+        raise UserError("say where to write the model: tinygpt export RUN_DIR --to DIR")
+    folder = export(a.run, a.to)
+    print(f"exported {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}; load it "
+          "with transformers' AutoModelForCausalLM and AutoTokenizer.from_pretrained")
 
 
 @dataclass
@@ -274,6 +295,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, "train a model from a TOML recipe and command-line overrides",
                      TrainArgs, TrainConfig),
     "sample": Command(cmd_sample, "sample text from a checkpoint", SampleArgs),
+    "export": Command(cmd_export, "a run as a Hugging Face transformers folder (GPT-2 block)",
+                      ExportArgs),
     "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison; "
                                  "or the speedrun", BenchArgs),
     "study": Command(cmd_study, "the scaling study, or with an emergence preset the in-context "
