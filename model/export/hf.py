@@ -11,14 +11,13 @@ nothing); and the head is tied to the token table, so only the table is stored.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..files import write_atomic, write_json
+from ..files import read_json, write_atomic, write_json
 from ..nn.config import GPTConfig
 from ..nn.gpt import GPT
 from ..train import checkpoint
@@ -119,7 +118,7 @@ def read(folder: str | Path, device: str = "cpu"):
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    hf = json.loads((folder / "config.json").read_text())
+    hf = read_json(folder / "config.json", "export the run again")
     unlike = {k: hf.get(k) for k, v in (("model_type", "gpt2"), ("activation_function", "gelu"),
                                         ("layer_norm_epsilon", LN_EPS)) if hf.get(k) != v}
     if unlike:

@@ -10,11 +10,11 @@ export needs no Hugging Face package; tokenizer_config.json tells AutoTokenizer 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..data.tokenizer import EOT, CharTokenizer, GPT2Tokenizer, Tokenizer
 from ..errors import UserError
+from ..files import read_json
 
 ANY_CHAR = r"[\s\S]"  # one character, newlines included (a bare "." would skip them)
 
@@ -102,7 +102,7 @@ def tokenizer_files(tok: Tokenizer, block_size: int) -> tuple[dict[str, dict], d
 
 def read_tokenizer(folder: Path, vocab_size: int) -> Tokenizer:
     """The tinygpt tokenizer of an exported folder's tokenizer.json."""
-    model = json.loads((folder / "tokenizer.json").read_text()).get("model", {})
+    model = read_json(folder / "tokenizer.json", "export the run again").get("model", {})
     vocab = model.get("vocab", {})
     tok: Tokenizer | None = None
     if model.get("type") == "WordLevel" and sorted(vocab.values()) == list(range(len(vocab))):
