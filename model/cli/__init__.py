@@ -16,6 +16,7 @@ from ..args import parse, positional, typed
 from ..errors import UserError, check_values, exits_cleanly, one_of
 from ..infer.sampler import SampleArgs
 from ..studies.fewshot.options import FewshotArgs
+from ..studies.instruct.chat import ChatArgs
 from ..studies.instruct.options import InstructConfig, load_instruct
 from ..train.options import RULES as TRAIN_RULES
 from ..train.options import TrainConfig
@@ -290,6 +291,11 @@ def cmd_dpo(a: InstructArgs, overrides: dict[str, str]) -> None:
     print(run_dpo(instruct_context(a, overrides)))
 
 
+def cmd_chat(a: ChatArgs) -> None:
+    from ..studies.instruct.chat import main
+    main(a)
+
+
 COMMANDS: dict[str, Command] = {
     "prepare": Command(cmd_prepare, "tokenize a corpus into data/", PrepareArgs),
     "train": Command(cmd_train, "train a model from a TOML recipe and command-line overrides",
@@ -316,6 +322,8 @@ COMMANDS: dict[str, Command] = {
                    InstructConfig),
     "dpo": Command(cmd_dpo, "DPO from the ranked pairs, one stage of instruct", InstructArgs,
                    InstructConfig),
+    "chat": Command(cmd_chat, "talk in the terminal with an SFT, PPO or DPO model of instruct",
+                    ChatArgs),
 }
 
 
