@@ -15,7 +15,7 @@ from typing import Callable
 from ..args import parse, positional, typed
 from ..errors import UserError, check_values, exits_cleanly, one_of
 from ..infer.sampler import SampleArgs
-from ..studies.fewshot.options import FewshotArgs
+from ..studies.fewshot.options import FewshotArgs, LmEvalArgs
 from ..studies.instruct.chat import ChatArgs
 from ..studies.instruct.options import InstructConfig, load_instruct
 from ..train.options import RULES as TRAIN_RULES
@@ -232,6 +232,11 @@ def cmd_fewshot(a: FewshotArgs) -> None:
     main(a)
 
 
+def cmd_lmeval(a: LmEvalArgs) -> None:
+    from ..studies.fewshot.harness import main
+    main(a)
+
+
 @dataclass
 class InstructArgs:
     preset: str = "laptop"  # laptop | quick, or a preset .toml
@@ -312,6 +317,8 @@ COMMANDS: dict[str, Command] = {
     "report": Command(cmd_report, "fits, plots and report of a study folder, again", ReportArgs),
     "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",
                        FewshotArgs),
+    "lmeval": Command(cmd_lmeval, "the few-shot tasks run by lm-evaluation-harness on the run's "
+                                  "export, checked against tinygpt's scorer", LmEvalArgs),
     "instruct": Command(cmd_instruct, "the InstructGPT pipeline: SFT, reward models, PPO, DPO, "
                                       "report", InstructArgs, InstructConfig),
     "sft": Command(cmd_sft, "supervised fine-tuning, one stage of instruct", SizeArgs,
