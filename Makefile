@@ -1,7 +1,7 @@
 # The README's commands. Each sets up .venv on first use (python3 and pip are
 # all a fresh machine needs), then runs.
 #   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
-#   make test   the test suite (what CI runs)
+#   make test   the test suite (what CI runs), with the [hf] and [eval] extras its export tests load
 #   make emergence  the emergence study: in-context copying switching on (~32 min)
 #   make instruct   the third act: SFT, reward models, PPO and DPO on laptop-study base models
 #   make demo   prepare the corpus, train the default char model (~2 min), print samples
@@ -21,6 +21,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+# The [hf] and [eval] extras, for the tests that load exports in transformers and run
+# lm-eval. TORCH is named again so that resolving the extras can never move the pinned torch.
+$(BIN)/.installed-hf: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev,hf,eval]" "$(TORCH)"
+	touch $@
+
 study: $(BIN)/.installed
 	$(BIN)/tinygpt study --preset=laptop
 
@@ -35,7 +41,7 @@ demo: $(BIN)/.installed
 	$(BIN)/tinygpt train configs/shakespeare_char.toml --init_from=auto
 	$(BIN)/tinygpt sample --out_dir=out/shakespeare-char --num_samples=2 --max_new_tokens=300
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-hf
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -87,7 +87,8 @@ def spelled(verb: str, joined: bool) -> list[str]:
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_both_spellings_give_the_same_options(verb, captured):
-    needed = {"report": ["out/study"], "fewshot": ["out/run"]}.get(verb, [])
+    needed = {"report": ["out/study"], "fewshot": ["out/run"], "export": ["out/run"],
+              "chat": ["out/run"], "lmeval": ["out/run"]}.get(verb, [])
     assert main([verb, *needed, *spelled(verb, True)]) == 0
     assert main([verb, *spelled(verb, False), *needed]) == 0
     assert main([verb, *needed]) == 0

@@ -15,7 +15,8 @@ from typing import Callable
 from ..args import parse, positional, typed
 from ..errors import UserError, check_values, exits_cleanly, one_of
 from ..infer.sampler import SampleArgs
-from ..studies.fewshot.options import FewshotArgs
+from ..studies.fewshot.options import FewshotArgs, LmEvalArgs
+from ..studies.instruct.chat import ChatArgs
 from ..studies.instruct.options import InstructConfig, load_instruct
 from ..train.options import RULES as TRAIN_RULES
 from ..train.options import TrainConfig
@@ -72,6 +73,7 @@ def cmd_train(a: TrainArgs, overrides: dict[str, str]) -> None:
 def cmd_sample(a: SampleArgs) -> None:
     from dataclasses import replace
 
+    from ..export.hf import is_export
     from ..files import read_utf8
     from ..infer.sampler import run, unescape
     from ..train.checkpoint import file_of
@@ -86,7 +88,27 @@ def cmd_sample(a: SampleArgs) -> None:
             raise UserError(f"prompt file {path} {problem}; give --prompt=FILE:<path of a text file>")
         prompt = read_utf8(path)
     opts = replace(a, prompt=prompt, stop=unescape(a.stop))
-    run(file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt", opts, a.num_samples, a.device)
+    if a.ckpt and is_export(a.ckpt):
+        ckpt = Path(a.ckpt)  # a folder of tinygpt export: read as it is
+    else:
+        ckpt = file_of(a.ckpt) if a.ckpt else Path(a.out_dir) / "ckpt.pt"
+    run(ckpt, opts, a.num_samples, a.device)
+
+
+@dataclass
+class ExportArgs:
+    run: str = positional()  # the run folder (its ckpt.pt) or a checkpoint file
+    to: str = ""             # the folder to write: new, or empty
+
+
+def cmd_export(a: ExportArgs) -> None:
+    from ..export.hf import export
+
+    if not a.to:
+        raise UserError("say where to write the model: tinygpt export RUN_DIR --to DIR")
+    folder = export(a.run, a.to)
+    print(f"exported {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}; load it "
+          "with transformers' AutoModelForCausalLM and AutoTokenizer.from_pretrained")
 
 
 @dataclass
@@ -210,6 +232,11 @@ def cmd_fewshot(a: FewshotArgs) -> None:
     main(a)
 
 
+def cmd_lmeval(a: LmEvalArgs) -> None:
+    from ..studies.fewshot.harness import main
+    main(a)
+
+
 @dataclass
 class InstructArgs:
     preset: str = "laptop"  # laptop | quick, or a preset .toml
@@ -269,11 +296,18 @@ def cmd_dpo(a: InstructArgs, overrides: dict[str, str]) -> None:
     print(run_dpo(instruct_context(a, overrides)))
 
 
+def cmd_chat(a: ChatArgs) -> None:
+    from ..studies.instruct.chat import main
+    main(a)
+
+
 COMMANDS: dict[str, Command] = {
     "prepare": Command(cmd_prepare, "tokenize a corpus into data/", PrepareArgs),
     "train": Command(cmd_train, "train a model from a TOML recipe and command-line overrides",
                      TrainArgs, TrainConfig),
     "sample": Command(cmd_sample, "sample text from a checkpoint", SampleArgs),
+    "export": Command(cmd_export, "a run as a Hugging Face transformers folder (GPT-2 block)",
+                      ExportArgs),
     "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison; "
                                  "or the speedrun", BenchArgs),
     "study": Command(cmd_study, "the scaling study, or with an emergence preset the in-context "
@@ -283,6 +317,8 @@ COMMANDS: dict[str, Command] = {
     "report": Command(cmd_report, "fits, plots and report of a study folder, again", ReportArgs),
     "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",
                        FewshotArgs),
+    "lmeval": Command(cmd_lmeval, "the few-shot tasks run by lm-evaluation-harness on the run's "
+                                  "export, checked against tinygpt's scorer", LmEvalArgs),
     "instruct": Command(cmd_instruct, "the InstructGPT pipeline: SFT, reward models, PPO, DPO, "
                                       "report", InstructArgs, InstructConfig),
     "sft": Command(cmd_sft, "supervised fine-tuning, one stage of instruct", SizeArgs,
@@ -293,6 +329,8 @@ COMMANDS: dict[str, Command] = {
                    InstructConfig),
     "dpo": Command(cmd_dpo, "DPO from the ranked pairs, one stage of instruct", InstructArgs,
                    InstructConfig),
+    "chat": Command(cmd_chat, "talk in the terminal with an SFT, PPO or DPO model of instruct",
+                    ChatArgs),
 }
 
 

@@ -66,6 +66,7 @@ class GPT2Tokenizer:
                                 cache_dir() / "gpt2")
         ranks = load_tiktoken_bpe(str(files[0]), expected_hash=GPT2_RANKS_SHA256)
         # The name must not be "gpt2": tiktoken would take it for its own registered encoding.
+        self.ranks = ranks  # bytes -> id, also what `tinygpt export` builds GPT-2's files from
         self.enc = tiktoken.Encoding(name="tinygpt-gpt2", pat_str=GPT2_PATTERN,
                                      mergeable_ranks=ranks, special_tokens={EOT: 50256})
         self.vocab_size = self.enc.n_vocab

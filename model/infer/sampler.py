@@ -10,6 +10,7 @@ from typing import Iterator
 import torch
 
 from ..errors import UserError, check_values
+from ..export import hf
 from ..train import checkpoint
 from ..train.device import pick_device
 from .generate import stream
@@ -44,7 +45,8 @@ class SampleArgs(SampleOptions):
     """`tinygpt sample`: the sampling options, and which checkpoint, how often and where."""
     # the model
     out_dir: str = "out/shakespeare-char"  # the run folder whose ckpt.pt is sampled
-    ckpt: str = ""              # a checkpoint file or run folder (overrides --out_dir)
+    ckpt: str = ""              # a checkpoint file, a run folder or a folder written by
+                                # tinygpt export (overrides --out_dir)
     num_samples: int = 1        # samples drawn, one after the other
     device: str = "auto"        # "auto" | "cpu" | "cuda" (or cuda:N) | "mps"
     threads: int = 0            # CPU threads; 0 keeps torch's default (1 beside another job)
@@ -135,14 +137,22 @@ def sample_text(model, tok, opts: SampleOptions, seed: int) -> Iterator[str]:
         yield rest
 
 
+def load(ckpt: str | Path, device: str):
+    """The model (eval mode) and tokenizer of a checkpoint, or of a folder `tinygpt export`
+    wrote."""
+    if hf.is_export(ckpt):
+        return hf.read(ckpt, device)
+    model, state = checkpoint.load_model(ckpt, device)
+    return model, checkpoint.tokenizer_of(state, ckpt)
+
+
 def run(ckpt: str | Path, opts: SampleOptions, num_samples: int = 1, device: str = "auto",
         out=None) -> list[str]:
     """Print num_samples samples from a checkpoint; returns them too."""
     out = out or sys.stdout
     opts.validate()
     device = pick_device(device)
-    model, state = checkpoint.load_model(ckpt, device)
-    tok = checkpoint.tokenizer_of(state, ckpt)
+    model, tok = load(ckpt, device)
     prompt_ids(tok, opts.prompt, model.cfg.block_size, opts.crop)  # refuse a bad prompt up front
     samples = []
     for i in range(num_samples):

@@ -96,6 +96,11 @@ def weight_problems(state: dict) -> list[str]:
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
     """The model of a checkpoint (in eval mode) and the checkpoint dict."""
     state = load(path, device)
+    return model_of(state, path, device), state
+
+
+def model_of(state: dict, path: str | Path, device: str = "cpu") -> GPT:
+    """The model (in eval mode) of a checkpoint dict that load() read from path."""
     problems = (weight_problems(state) if isinstance(state.get("model_config"), dict)
                 else ["no model_config"])
     if problems:
@@ -103,7 +108,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
                         f"({listed(problems)}); retrain or use a matching version")
     model = GPT(GPTConfig(**state["model_config"]))  # (running out of memory here is said as such)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), state
+    return model.to(device).eval()
 
 
 def tokenizer_of(state: dict, path: str | Path) -> Tokenizer:

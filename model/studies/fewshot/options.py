@@ -50,3 +50,34 @@ RULES = {
     "batch_size": (lambda v: v >= 1, "at least 1"),
     "threads": (lambda v: v >= 0, "0 or more"),
 }
+
+
+def parse_ks(spec: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in spec.split(","))
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 0:
+        raise UserError(f"ks must be comma-separated numbers of demonstrations (0 or more), got "
+                        f"{spec!r}")
+    return ks
+
+
+@dataclasses.dataclass
+class LmEvalArgs:
+    run: str = positional()      # the run folder (its ckpt.pt) or a checkpoint, of the gpt2 arch
+    out: str = "out/lm-eval"     # a new folder: the export (model/), the task files (tasks/), the
+                                 # comparison (cross_check.json)
+    tasks: str = "all"           # comma-separated task names, or all
+    ks: str = "0,1,2,4,8,16"     # demonstrations per prompt (comma-separated)
+    items: int = 50              # prompts per task and k
+    seed: int = 0                # draws the items (as tinygpt fewshot --seed)
+    batch_size: int = 64         # prompts per forward pass, in both scorers
+    threads: int = 0             # CPU threads; 0 keeps torch's default
+    dataset: str = ""            # the corpus the run was trained on (default: the one it names)
+
+    def validate(self) -> "LmEvalArgs":
+        check_values(vars(self), {k: RULES[k] for k in ("items", "batch_size", "threads")})
+        parse_tasks(self.tasks)
+        parse_ks(self.ks)
+        return self

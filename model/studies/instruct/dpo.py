@@ -45,7 +45,7 @@ def run_dpo(ctx: Context) -> dict:
     opt = loop.optimizer(policy.parameters(), cfg.dpo_lr)
     train, test = pairs(ctx.rm_items, data["train"]), pairs(ctx.rm_test_items, data["test"])
     stage = loop.Stage(ctx.stage(name), {"model": policy}, opt, cfg.dpo_steps, cfg.eval_every,
-                       cfg.dpo_lr, loop.meta_of(state))
+                       cfg.dpo_lr, loop.policy_meta(state))
 
     def loss_on(chosen) -> tuple[torch.Tensor, torch.Tensor]:
         items, wins, losses = zip(*chosen)

@@ -22,6 +22,7 @@ from ...errors import UserError, make_dir
 from ...train import checkpoint
 from ...train.lock import OutDirLock
 from ...train.runlog import RunLog, fmt_time, read_metrics
+from .task import PROMPT_FORMAT
 
 
 @dataclass
@@ -57,6 +58,12 @@ def descend(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
 def meta_of(state: dict) -> dict:
     """What a stage's checkpoint keeps beside the weights so `tinygpt sample` can read it."""
     return {"model_config": state["model_config"], "tokenizer": state["tokenizer"]}
+
+
+def policy_meta(state: dict) -> dict:
+    """meta_of for a model trained to answer instructions (SFT, PPO, DPO; not a reward model):
+    also the prompt format it answers, by which `tinygpt chat` knows an instruct model."""
+    return {**meta_of(state), "prompt_format": PROMPT_FORMAT}
 
 
 def lr_at(step: int, steps: int, peak: float) -> float:

@@ -136,7 +136,7 @@ def run_ppo(ctx: Context, rm_size: str, variant: str = "") -> dict:
         ctx.needs(f"rm-{size}", f"tinygpt rm --size={size}")
     ppo = PPO(ctx, rm_size, variant)
     stage = loop.Stage(ctx.stage(name), {"model": ppo.policy, "value": ppo.value}, ppo.opt,
-                       cfg.ppo_iters, cfg.ppo_eval_every, ppo.lr, loop.meta_of(ppo.state),
+                       cfg.ppo_iters, cfg.ppo_eval_every, ppo.lr, loop.policy_meta(ppo.state),
                        log_every=1)
     records = loop.run(stage, ppo.iteration, ppo.evaluate, name)
     curve = [r for r in records if "sqrt_kl" in r]

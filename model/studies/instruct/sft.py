@@ -42,7 +42,7 @@ def run_sft(ctx: Context, size: str) -> dict:
                         f"block_size of at least {need}, or lower --max_new_tokens")
     opt = loop.optimizer(model.parameters(), cfg.sft_lr)
     stage = loop.Stage(ctx.stage(name), {"model": model}, opt, cfg.sft_steps, cfg.eval_every,
-                       cfg.sft_lr, loop.meta_of(state))
+                       cfg.sft_lr, loop.policy_meta(state))
     items = ctx.sft_items
     held_out = demonstrations(ctx, ctx.eval_items)
 

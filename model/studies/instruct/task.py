@@ -27,12 +27,16 @@ from dataclasses import dataclass
 
 from ...errors import UserError
 
+SPEAKER = r"[A-Z][A-Z' ]*[A-Z]"  # a speaker's name as the plays write it: "DUKE SENIOR"
 # A speaker line of the plays ("DUKE SENIOR.") followed by the speech's lines up to a blank one.
-SPEECH = re.compile(r"^([A-Z][A-Z' ]*[A-Z])\.\n((?:[^\n]+\n)+)", re.M)
+SPEECH = re.compile(rf"^({SPEAKER})\.\n((?:[^\n]+\n)+)", re.M)
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # The twelve words of 4+ letters used most often in the plays' lines of LINE_CHARS characters.
 KEYWORDS = frozenset("lord love king time heart death night hand life fair eyes sweet".split())
 PROMPT_CHARS = 40          # every prompt is left-padded with newlines to exactly this length
+# The name of this prompt layout and of an answer's end (its newline), kept in the checkpoint of
+# every model trained to answer it (SFT, PPO, DPO): what `tinygpt chat` asks of a model.
+PROMPT_FORMAT = "instruct-line-1"
 LINE_CHARS = (30, 60)      # a demonstration's length, and the length the labeller asks for
 WEIGHTS = {"keyword": 0.5, "length": 0.2, "words": 0.15, "variety": 0.15}
 

@@ -1,0 +1,1 @@
+"""Export: a trained run as a folder other programs load (Hugging Face transformers)."""
