@@ -9,7 +9,13 @@ that trains on them names them (name()):
   copied to a later place in the same window ("bursty" text, Chan et al. 2022);
 - synthetic copy sequences (synthetic): a fraction of the windows are replaced by
   uniformly random tokens with one segment copied later, the mechanism's cleanest
-  case: nothing but the copy can be predicted.
+  case: nothing but the copy can be predicted;
+- echoes (echoes): a fraction of the windows are replaced by random tokens, all distinct
+  where the vocabulary allows, whose first half reappears as the second half. With a
+  character vocabulary a segment copy is ambiguous (a random token recurs by chance about
+  once in 84 positions, so "what followed it last time" has several answers); an echo's
+  tokens each occurred exactly once before, so copying the token after the earlier
+  occurrence is always right and half the targets pay for it.
 
 Validation windows are never reshaped: the val loss stays natural held-out text.
 """
@@ -19,16 +25,17 @@ import numpy as np
 import torch
 
 
-def name(repeat_spans: float = 0.0, synthetic: float = 0.0) -> str:
+def name(repeat_spans: float = 0.0, synthetic: float = 0.0, echoes: float = 0.0) -> str:
     """The data shape in words, as every report and caption gives it."""
-    if synthetic >= 1:
-        return "synthetic copy sequences only"
+    parts = [f"{f:.0%} {what}" for f, what in ((synthetic, "synthetic copy sequences"),
+                                                (echoes, "echoed random sequences")) if f > 0]
+    natural = 1 - synthetic - echoes
+    if natural <= 1e-9:
+        return " + ".join(parts).removeprefix("100% ") + " only" * (len(parts) == 1)
     text = "natural text"
     if repeat_spans > 0:
         text += f" ({repeat_spans:.0%} of windows with a planted repeat)"
-    if synthetic > 0:
-        return f"{synthetic:.0%} synthetic copy sequences + {1 - synthetic:.0%} {text}"
-    return text
+    return " + ".join(parts + [f"{natural:.0%} {text}" if parts else text])
 
 
 def repeat_span(window: torch.Tensor, rng: np.random.Generator) -> None:
@@ -58,6 +65,14 @@ def copy_sequence(n: int, vocab: int, rng: np.random.Generator) -> tuple[torch.T
     return tokens, dst
 
 
+def echo_sequence(n: int, vocab: int, rng: np.random.Generator) -> torch.Tensor:
+    """n tokens: ceil(n/2) random ones, distinct when the vocabulary has that many, then the
+    same again, cut to n. Every token of the second half occurred exactly once before."""
+    half = (n + 1) // 2
+    first = torch.from_numpy(rng.choice(vocab, size=half, replace=half > vocab))
+    return torch.cat((first, first))[:n]
+
+
 def copied_targets(n_targets: int, dst: int) -> slice:
     """Which targets y = tokens[1:] of a copy_sequence are copies with their source in
     context: y[t] is tokens[t+1], so tokens dst+1 .. dst+L-1 are y[dst .. dst+L-2]."""
@@ -65,15 +80,21 @@ def copied_targets(n_targets: int, dst: int) -> slice:
 
 
 def reshape_windows(chunk: torch.Tensor, rng: np.random.Generator, vocab: int,
-                    repeat_spans: float = 0.0, synthetic: float = 0.0) -> None:
+                    repeat_spans: float = 0.0, synthetic: float = 0.0,
+                    echoes: float = 0.0) -> None:
     """Apply the data shape to a batch of natural windows (B, T+1), in place: each row gets
-    a planted repeat with probability repeat_spans, then becomes a synthetic copy sequence
-    with probability synthetic. Nothing is drawn for a fraction of 0, so runs without that
-    shape see exactly the batches they saw before it existed."""
+    a planted repeat with probability repeat_spans, then one draw u per row makes it a
+    synthetic copy sequence when u < synthetic, an echo when synthetic <= u < synthetic +
+    echoes. Nothing is drawn for a fraction of 0, so runs without that shape see exactly
+    the batches they saw before it existed."""
     B, n = chunk.shape
     if repeat_spans > 0:
         for row in np.flatnonzero(rng.random(B) < repeat_spans):
             repeat_span(chunk[row], rng)
-    if synthetic > 0:
-        for row in np.flatnonzero(rng.random(B) < synthetic):
-            chunk[row] = copy_sequence(n, vocab, rng)[0]
+    if synthetic > 0 or echoes > 0:
+        u = rng.random(B)
+        for row in range(B):
+            if u[row] < synthetic:
+                chunk[row] = copy_sequence(n, vocab, rng)[0]
+            elif u[row] < synthetic + echoes:
+                chunk[row] = echo_sequence(n, vocab, rng)
