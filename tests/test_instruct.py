@@ -37,6 +37,25 @@ def test_kl_penalty_per_token_and_score_at_the_last_kept_token():
     close(r, [[-0.05, 0.1 + 2.0, 0.0]])
 
 
+def test_kl_estimate_is_never_negative_and_unbiased_for_two_known_categoricals():
+    # tokens drawn from π at every position; the exact KL(π ‖ π_ref) of a kept position is known
+    pi, ref = torch.tensor([0.5, 0.2, 0.2, 0.1]), torch.tensor([0.25, 0.25, 0.25, 0.25])
+    exact = (pi * (pi / ref).log()).sum()
+    B, T = 4000, 3
+    tokens = torch.multinomial(pi, B * T, replacement=True,
+                               generator=torch.Generator().manual_seed(0)).view(B, T)
+    mask = torch.ones(B, T)
+    mask[: B // 2, 2] = 0  # half the completions end after two tokens: their third is not counted
+    kl = losses.kl_estimate(pi.log()[tokens], ref.log()[tokens], mask)
+    assert (kl >= 0).all()
+    naive = ((pi.log()[tokens] - ref.log()[tokens]) * mask).sum(1)
+    assert (naive < 0).any()  # what the plain log-ratio printed: a KL below 0
+    expected = exact * mask.sum(1).mean()
+    se = kl.std() / math.sqrt(B)
+    assert abs(kl.mean() - expected) < 4 * se, (kl.mean(), expected, se)
+    close(losses.kl_estimate(pi.log()[tokens], pi.log()[tokens], mask), torch.zeros(B))
+
+
 def test_gae_by_hand():
     rewards, values = torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.2, 9.0]])
     adv, ret = losses.gae(rewards, values, torch.tensor([[1.0, 1.0, 0.0]]), gamma=1.0, lam=0.5)
