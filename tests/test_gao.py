@@ -55,6 +55,8 @@ def test_verdicts_follow_the_intervals():
     assert pushed_out([far, near]) == "does not hold"
     unsure = GaoFit("rl", 0.3, 0.01, START, (0, 0), (-0.1, 0.1), UNBOUNDED, 12)
     assert pushed_out([near, unsure, far]) == "undetermined"
+    assert pushed_out([near, unsure, near]) == "undetermined"
+    assert pushed_out([far, unsure, near]) == "does not hold"  # the largest's peak below the smallest's
 
 
 def test_too_few_points_is_an_error():

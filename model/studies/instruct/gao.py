@@ -16,6 +16,7 @@ tells β from 0 at the same level, so an undetermined β leaves the peak unbound
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,14 +103,15 @@ def overoptimised(fit: GaoFit) -> str:
 
 def pushed_out(fits: list[GaoFit]) -> str:
     """"Larger reward models push the peak out", fits ordered from the smallest reward model:
-    holds when each peak's interval lies wholly above the previous one's; does not hold when one
-    lies wholly below; undetermined otherwise (an unbounded peak included). Disjoint 95%
-    intervals are a conservative test of a difference: undetermined is the cautious reading."""
-    steps = list(zip(fits, fits[1:]))
-    if not steps:
+    holds when each peak's interval lies wholly above every smaller model's; does not hold when
+    one lies wholly below a smaller model's; undetermined otherwise (an unbounded peak included).
+    Disjoint 95% intervals are a conservative test of a difference: undetermined is the cautious
+    reading."""
+    pairs = list(itertools.combinations(fits, 2))  # (smaller, larger)
+    if not pairs:
         return "undetermined"
-    if any(b.peak_ci[1] < a.peak_ci[0] for a, b in steps):
+    if any(big.peak_ci[1] < small.peak_ci[0] for small, big in pairs):
         return "does not hold"
-    if all(b.peak_ci[0] > a.peak_ci[1] for a, b in steps):
+    if all(big.peak_ci[0] > small.peak_ci[1] for small, big in pairs):
         return "holds"
     return "undetermined"
