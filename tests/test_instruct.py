@@ -147,9 +147,17 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
                                        "PPO sweep (RM 2x24)", "PPO sweep (RM 2x32)"]
     for m in results["models"].values():
         assert len(m["score"]) == 24 and all(0 <= s <= 1 for s in m["score"])
+    assert results["kl_estimator"] == "k3"
+    assert all(kl >= 0 for m in results["models"].values() for kl in m["kl"])
+    sweep = [json.loads(l) for l in (out / "ppo-rm2x24-sweep" / "metrics.jsonl").open()]
+    assert all(r["kl"] >= 0 for r in sweep if "kl" in r)
     report = (out / "report.md").read_text()
     assert "## Reward over-optimisation against reward-model size" in report
+    assert "## The alignment tax, stage by stage" in report and "Gao et al.'s RL form" in report
     assert (out / "overoptimisation.png").exists() and (out / "scores.png").exists()
+    (out / "report.md").unlink()
+    run(["report", str(out)])  # redrawn from the folder, with the settings it recorded
+    assert (out / "report.md").read_text() == report
     capsys.readouterr()
     run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}"])
     assert "training it now" not in capsys.readouterr().out
