@@ -37,6 +37,25 @@ def test_kl_penalty_per_token_and_score_at_the_last_kept_token():
     close(r, [[-0.05, 0.1 + 2.0, 0.0]])
 
 
+def test_kl_estimate_is_never_negative_and_unbiased_for_two_known_categoricals():
+    # tokens drawn from π at every position; the exact KL(π ‖ π_ref) of a kept position is known
+    pi, ref = torch.tensor([0.5, 0.2, 0.2, 0.1]), torch.tensor([0.25, 0.25, 0.25, 0.25])
+    exact = (pi * (pi / ref).log()).sum()
+    B, T = 4000, 3
+    tokens = torch.multinomial(pi, B * T, replacement=True,
+                               generator=torch.Generator().manual_seed(0)).view(B, T)
+    mask = torch.ones(B, T)
+    mask[: B // 2, 2] = 0  # half the completions end after two tokens: their third is not counted
+    kl = losses.kl_estimate(pi.log()[tokens], ref.log()[tokens], mask)
+    assert (kl >= 0).all()
+    naive = ((pi.log()[tokens] - ref.log()[tokens]) * mask).sum(1)
+    assert (naive < 0).any()  # what the plain log-ratio printed: a KL below 0
+    expected = exact * mask.sum(1).mean()
+    se = kl.std() / math.sqrt(B)
+    assert abs(kl.mean() - expected) < 4 * se, (kl.mean(), expected, se)
+    close(losses.kl_estimate(pi.log()[tokens], pi.log()[tokens], mask), torch.zeros(B))
+
+
 def test_gae_by_hand():
     rewards, values = torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.2, 9.0]])
     adv, ret = losses.gae(rewards, values, torch.tensor([[1.0, 1.0, 0.0]]), gamma=1.0, lam=0.5)
@@ -128,9 +147,17 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
                                        "PPO sweep (RM 2x24)", "PPO sweep (RM 2x32)"]
     for m in results["models"].values():
         assert len(m["score"]) == 24 and all(0 <= s <= 1 for s in m["score"])
+    assert results["kl_estimator"] == "k3"
+    assert all(kl >= 0 for m in results["models"].values() for kl in m["kl"])
+    sweep = [json.loads(l) for l in (out / "ppo-rm2x24-sweep" / "metrics.jsonl").open()]
+    assert all(r["kl"] >= 0 for r in sweep if "kl" in r)
     report = (out / "report.md").read_text()
     assert "## Reward over-optimisation against reward-model size" in report
+    assert "## The alignment tax, stage by stage" in report and "Gao et al.'s RL form" in report
     assert (out / "overoptimisation.png").exists() and (out / "scores.png").exists()
+    (out / "report.md").unlink()
+    run(["report", str(out)])  # redrawn from the folder, with the settings it recorded
+    assert (out / "report.md").read_text() == report
     capsys.readouterr()
     run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}"])
     assert "training it now" not in capsys.readouterr().out

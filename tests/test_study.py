@@ -280,8 +280,24 @@ def test_seed_noise_pools_the_seeds_of_each_size():
     runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
                                                       (2, 1.5), (2, 1.5 * np.exp(0.02)))]
     # two seeds per size: SD 0.02/sqrt(2) of one seed, of the mean of two half that variance
-    assert seed_noise(runs, np.array([1, 2])) == pytest.approx(0.01)
+    noise = seed_noise(runs, np.array([1, 2]))
+    assert (noise.sd, noise.se, noise.dof, noise.sizes) == (
+        pytest.approx(0.02 / np.sqrt(2)), pytest.approx(0.01), 2, 2)
     assert seed_noise(runs[::2], np.array([1, 2])) is None
+
+
+def test_seed_noise_is_named_sd_or_se_and_says_when_seeds_per_size_differ():
+    from model.studies.scaling.report import noise_words, seed_noise
+
+    runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
+                                                      (2, 1.5))]
+    noise = seed_noise(runs, np.array([1, 2]))  # the laptop preset's case: 1.5 seeds a size
+    assert noise.se == pytest.approx(noise.sd / np.sqrt(1.5))
+    words = noise_words(noise)
+    assert f"SD between seeds {noise.sd:.4f}" in words and f"= {noise.se:.4f}" in words
+    assert "an average" in words and "(1 degree of freedom)" in words
+    both = seed_noise(runs + [{"n_nonemb": 2, "val_loss": 1.5}], np.array([1, 2]))
+    assert "an average" not in noise_words(both)
 
 
 def test_report_says_when_the_floor_is_not_bounded_away_from_zero():

@@ -193,8 +193,8 @@ def cmd_sweep(a: StudyArgs) -> None:
 
 @dataclass
 class ReportArgs:
-    root: str = positional()  # the study folder, e.g. out/study-laptop
-    preset: str = ""          # its plan (default: read from the folder)
+    root: str = positional()  # the study or instruct folder, e.g. out/study-laptop
+    preset: str = ""          # its plan or instruct preset (default: read from the folder)
 
 
 def cmd_report(a: ReportArgs) -> None:
@@ -203,6 +203,11 @@ def cmd_report(a: ReportArgs) -> None:
 
     root = Path(a.root)
     plan_file = root / "plan.json"
+    if not plan_file.exists() and (root / "results.json").exists():  # an instruct folder
+        from ..studies.instruct.context import recorded_context
+        from ..studies.instruct.report import write_report as write_instruct_report
+        print(f"report: {write_instruct_report(recorded_context(root, a.preset))}")
+        return
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
     check_summaries(root)
@@ -314,7 +319,8 @@ COMMANDS: dict[str, Command] = {
                                 "copying study", StudyArgs),
     "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",
                      StudyArgs),
-    "report": Command(cmd_report, "fits, plots and report of a study folder, again", ReportArgs),
+    "report": Command(cmd_report, "fits, plots and report of a study or instruct folder, again",
+                      ReportArgs),
     "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",
                        FewshotArgs),
     "lmeval": Command(cmd_lmeval, "the few-shot tasks run by lm-evaluation-harness on the run's "

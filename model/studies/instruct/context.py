@@ -7,7 +7,7 @@ those that test the reward model, from the held-out plays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -16,8 +16,8 @@ import numpy as np
 from ...data.prepare import Batches, dataset_dir, held_out_text, prepare
 from ...data.tokenizer import Tokenizer
 from ...errors import UserError
-from ...files import read_json
-from .options import InstructConfig
+from ...files import read_json, write_json
+from .options import InstructConfig, load_instruct
 from .task import Instruction, instructions, vocabulary_of
 
 PPO_POOL = 1000      # training prompts PPO draws its rollouts from
@@ -110,7 +110,11 @@ class Context:
         return folder / "ckpt.pt"
 
     def stage(self, name: str) -> Path:
-        return self.root / name
+        """A stage's folder: root/name, or root/runs/name in a committed copy (docs/instruct
+        keeps each stage's metrics and summary there, without its checkpoints)."""
+        committed = self.root / "runs" / name
+        return committed if committed.is_dir() and not (self.root / name).exists() else \
+            self.root / name
 
     def finished(self, name: str) -> dict | None:
         path = self.stage(name) / "summary.json"
@@ -130,3 +134,29 @@ class Context:
             raise UserError(f"{self.stage(name)} is not finished; run {command} first "
                             f"(or tinygpt instruct --preset={self.name})")
         return summary
+
+
+SETTINGS = "instruct.json"  # the settings a pipeline folder was made with, for its report
+
+
+def save_settings(ctx: Context) -> None:
+    write_json(ctx.root / SETTINGS, {"preset": ctx.name, **asdict(ctx.cfg)})
+
+
+def recorded_context(root: Path, preset: str = "") -> Context:
+    """The context of a pipeline folder, for redrawing its report: the settings it recorded, or
+    the named preset's where it recorded none (folders from before the record)."""
+    if preset:
+        cfg, name = load_instruct(preset, {})
+        return Context(cfg, root, name)
+    path = root / SETTINGS
+    if not path.exists():
+        raise UserError(f"{root} records no settings ({SETTINGS}); name its preset: "
+                        f"tinygpt report {root} --preset=<laptop, quick or a .toml>")
+    settings = read_json(path, f"name its preset: tinygpt report {root} --preset=<preset>")
+    name = settings.pop("preset")
+    try:
+        return Context(InstructConfig(**settings).validate(), root, name)
+    except TypeError as e:  # JSON, but not the settings' fields
+        raise UserError(f"{path} is damaged ({str(e)[:80]}); name its preset: "
+                        f"tinygpt report {root} --preset=<preset>") from None

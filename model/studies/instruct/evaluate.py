@@ -48,6 +48,7 @@ def run_evaluation(ctx: Context) -> dict:
               f"{np.mean(got['keyword']):.2f}, KL {np.mean(got['kl']):.2f}", flush=True)
     data = {"prompts": [{"prompt": it.prompt.lstrip("\n"), "keyword": it.keyword,
                          "demonstration": it.line} for it in ctx.eval_items],
-            "parts": list(PARTS), "reward_model": largest, "models": results}
+            "parts": list(PARTS), "reward_model": largest, "kl_estimator": "k3",
+            "models": results}
     write_json(path, data)
     return data

@@ -35,11 +35,24 @@ def agreement(margins: torch.Tensor) -> torch.Tensor:
 def kl_penalised_rewards(score: torch.Tensor, logp: torch.Tensor, logp_sft: torch.Tensor,
                          mask: torch.Tensor, beta: float) -> torch.Tensor:
     """Per-token rewards (B, T): -β·(log π(y_t) - log π_SFT(y_t)) at every completion token, the
-    per-token KL penalty of InstructGPT eq. 2, plus the reward model's score (B,) at the last one."""
+    per-token KL penalty of InstructGPT eq. 2, plus the reward model's score (B,) at the last one.
+    The penalty is the plain log-ratio (k1), as the method defines it: the return it sums to is
+    β·log π(y)/π_SFT(y) of the whole completion, whose mean is the KL the objective charges;
+    kl_estimate's k3 is for reporting the KL, not for shaping the reward."""
     rewards = -beta * (logp - logp_sft) * mask
     last = mask.sum(1).long().clamp(min=1) - 1  # (B,): the index of each completion's end
     rewards[torch.arange(len(score)), last] += score
     return rewards
+
+
+def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(π ‖ π_ref) of each completion (B,) from tokens sampled from π: the sum over its tokens
+    of Schulman's k3 = (ρ - 1) - log ρ, ρ = π_ref(y_t)/π(y_t). Each term is ≥ 0 (log ρ ≤ ρ - 1)
+    and its mean over y_t ~ π is the KL at that position, so the sum is unbiased for the
+    sequence's KL and can never print negative, as the plain log-ratio (k1) mean can near π = π_ref.
+    Only reported (and √ of it plotted): the reward keeps k1, InstructGPT's penalty."""
+    log_ratio = (logp_ref - logp) * mask
+    return (torch.expm1(log_ratio) - log_ratio).sum(1)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,

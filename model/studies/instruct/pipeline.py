@@ -11,7 +11,7 @@ from pathlib import Path
 from ...errors import make_dir
 from ...files import read_json, write_json
 from .comparisons import run_comparisons
-from .context import Context
+from .context import Context, save_settings
 from .dpo import run_dpo
 from .evaluate import run_evaluation
 from .ppo import ppo_name, run_ppo
@@ -35,6 +35,7 @@ def run_pipeline(ctx: Context) -> Path:
     from .report import write_report
     cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
     make_dir(ctx.root, "out")
+    save_settings(ctx)  # so that `tinygpt report` can redraw the folder's report
     sizes = list(dict.fromkeys([cfg.policy_size, *cfg.sizes()]))
     for size in sizes:
         timed(ctx, f"base-{size}", lambda: ctx.base(size))

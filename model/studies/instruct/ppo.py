@@ -23,8 +23,8 @@ import torch
 from ...files import write_json
 from . import loop
 from .context import Context
-from .losses import (clipped_policy_loss, clipped_value_loss, gae, kl_penalised_rewards,
-                     masked_mean, whiten)
+from .losses import (clipped_policy_loss, clipped_value_loss, gae, kl_estimate,
+                     kl_penalised_rewards, masked_mean, whiten)
 from .models import ScalarModel, frozen, load_scalar
 from .rollout import Rollout, completion_logprobs, decode, encode_prompts, sample
 from .scoring import answers, held_out_loss, means
@@ -80,7 +80,7 @@ class PPO:
         batch = {"logp": logp, "values": values, "returns": returns,
                  "advantages": whiten(advantages, r.mask)}
         stats = {"reward": score.mean().item(), "true_score": float(np.mean(true)),
-                 "kl": ((logp - logp_sft) * r.mask).sum(1).mean().item()}
+                 "kl": kl_estimate(logp, logp_sft, r.mask).mean().item()}
         self.policy.train()
         return r, {**batch, "stats": stats}
 
@@ -122,7 +122,7 @@ class PPO:
         items = self.ctx.eval_items[:self.cfg.ppo_eval_prompts]
         result = means(answers(self.ctx, self.policy, items, EVAL_SEED, self.sft, self.rm,
                                self.norm))
-        result["sqrt_kl"] = float(np.sqrt(max(result["kl"], 0.0)))
+        result["sqrt_kl"] = float(np.sqrt(result["kl"]))  # k3: never below 0
         return result
 
 

@@ -13,6 +13,7 @@ from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
 from ..common.scoring import bootstrap_ci, mean_ci, wilson
 from .context import Context
+from .gao import GaoFit, fit_gao, overoptimised, pushed_out
 from .ppo import ppo_name
 from .task import LINE_CHARS, WEIGHTS
 
@@ -53,18 +54,68 @@ def score_at(curve: list[dict], sqrt_kl: float) -> float | None:
     return None
 
 
-def verdict(ctx: Context) -> str:
-    """Whether larger reward models push the true score's peak further out (Gao et al.)."""
-    found = curves(ctx)
-    peaks = [peak(curve)[0]["sqrt_kl"] for curve in found.values()]
-    accuracy = [ctx.finished(f"rm-{size}")["test_accuracy"] for size in found]
-    further = all(a < b for a, b in zip(peaks, peaks[1:]))
-    return (f"Larger reward models push the peak further out: **{'yes' if further else 'no'}** "
-            f"here (peaks at √KL {', '.join(f'{p:.2f}' for p in peaks)} for "
-            f"{', '.join(found)}; held-out pairwise accuracy "
-            f"{', '.join(f'{a:.3f}' for a in accuracy)}). Gao et al.'s reward models grow more "
-            "accurate with size; one seed of these does not have to, and a peak read from "
-            "evaluations 10 iterations apart on 64 prompts is coarse.")
+# Where the fits read √KL and the gold score: the evaluations on held-out prompts (the same
+# prompts and sampling seed each time) and every iteration's rollouts (fresh training prompts).
+SOURCES = {"held-out evaluations": ("sqrt_kl", "score"), "rollouts": ("kl", "true_score")}
+
+
+def gao_points(ctx: Context, size: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(d = √KL, gold score) along the sweep against one reward model."""
+    kl_key, gold_key = SOURCES[source]
+    rows = [r for r in read_metrics(ctx.stage(ppo_name(size, "sweep"))) if gold_key in r]
+    # max(·, 0): metrics written before k3 hold the plain log-ratio's KL, which can be below 0
+    d = [r[kl_key] if kl_key == "sqrt_kl" else np.sqrt(max(r[kl_key], 0.0)) for r in rows]
+    return np.asarray(d, dtype=float), np.array([r[gold_key] for r in rows], dtype=float)
+
+
+def gao_fits(ctx: Context) -> dict[str, dict[str, GaoFit | None]]:
+    """Gao et al.'s RL form fitted to each source's points, per reward model (None: too few)."""
+    fits = {}
+    for source in SOURCES:
+        fits[source] = {}
+        for size in ctx.cfg.sizes():
+            d, gold = gao_points(ctx, size, source)
+            try:
+                fits[source][size] = fit_gao(d, gold, "rl")
+            except ValueError:
+                fits[source][size] = None
+    return fits
+
+
+def interval(value: float, ci: tuple[float, float]) -> str:
+    return f"{value:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def peak_cell(fit: GaoFit) -> str:
+    if fit.beta <= 0:
+        return "none (β ≤ 0: no maximum)"
+    if not np.isfinite(fit.peak_ci).all():
+        return f"{fit.peak:.2f}, unbounded (β not told from 0)"
+    return f"{fit.peak:.2f} [{fit.peak_ci[0]:.2f}, {fit.peak_ci[1]:.2f}]"
+
+
+def gao_lines(ctx: Context) -> list[str]:
+    """The fits' table and the verdicts read from their intervals."""
+    fits = gao_fits(ctx)
+    lines = ["| points | reward model | n | α [95% CI] | β [95% CI] | gold peaks, then falls "
+             "(β > 0) | peak √KL d* [95% CI] |", "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for source, by_size in fits.items():
+        for size, fit in by_size.items():
+            if fit is None:
+                lines.append(f"| {source} | {size} | too few points to fit | | | | |")
+                continue
+            lines.append(f"| {source} | {size} | {fit.n} | {interval(fit.alpha, fit.alpha_ci)} | "
+                         f"{interval(fit.beta, fit.beta_ci)} | {overoptimised(fit)} | "
+                         f"{peak_cell(fit)} |")
+        if all(by_size.values()):
+            verdicts.append(f"**{pushed_out(list(by_size.values()))}** from the {source}")
+    accuracy = [ctx.finished(f"rm-{size}")["test_accuracy"] for size in ctx.cfg.sizes()]
+    return lines + ["", "Larger reward models push the peak out (Gao et al.): "
+                    + ("; ".join(verdicts) or "undetermined (too few points)")
+                    + f". Reward models {', '.join(ctx.cfg.sizes())}, held-out pairwise accuracy "
+                    f"{', '.join(f'{a:.3f}' for a in accuracy)}: Gao et al.'s grow more accurate "
+                    "with size; one seed of these need not."]
 
 
 def plot_scores(results: dict, folder: Path) -> None:
@@ -83,12 +134,17 @@ def plot_scores(results: dict, folder: Path) -> None:
 
 def plot_overoptimisation(ctx: Context, folder: Path) -> None:
     fig, (gold, proxy) = plt.subplots(1, 2, figsize=(10, 4))
-    for size, curve in curves(ctx).items():
+    fits = gao_fits(ctx)["held-out evaluations"]
+    for i, (size, curve) in enumerate(curves(ctx).items()):
         x = [r["sqrt_kl"] for r in curve]
         n = ctx.finished(f"rm-{size}")["n_nonemb"]
-        gold.plot(x, [r["score"] for r in curve], "o-", ms=3, label=f"RM {size} ({n / 1e3:.0f}k)")
+        gold.plot(x, [r["score"] for r in curve], "o", ms=3, color=f"C{i}",
+                  label=f"RM {size} ({n / 1e3:.0f}k)")
+        if fits[size] is not None:
+            grid = np.linspace(0, max(x), 100)
+            gold.plot(grid, fits[size].predict(grid), "--", lw=1, color=f"C{i}")
         proxy.plot(x, [r["reward"] for r in curve], "o-", ms=3, label=f"RM {size}")
-    gold.set_ylabel("labeller score (the true reward)")
+    gold.set_ylabel("labeller score (the true reward); dashed: Gao's RL form")
     proxy.set_ylabel("reward model's score (the proxy, normalised)")
     for ax in (gold, proxy):
         ax.set_xlabel("√KL(policy ‖ SFT), nats^½")
@@ -99,20 +155,54 @@ def plot_overoptimisation(ctx: Context, folder: Path) -> None:
     save(fig, folder, "overoptimisation")
 
 
+# What results.json's "kl" is: files from before the k3 estimator carry no "kl_estimator".
+KL_ESTIMATORS = {"k3": "Schulman's k3, ≥ 0 for every answer and unbiased",
+                 "k1": "the log-ratio log π(y) − log π_SFT(y): unbiased, but an answer's can be "
+                       "below 0 (files from before k3)"}
+
+
 def score_table(results: dict) -> list[str]:
-    lines = ["| model | labeller score [95% CI] | score ≥ 0.9 [95% CI] | keyword | length | words "
-             f"| variety | RM {results['reward_model']} score | KL from SFT (nats) | "
-             "held-out loss |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | labeller score, mean [95% CI] | share scoring ≥ 0.9 [95% CI] | "
+             "keyword part, mean | keyword once, share | keyword at all, share | length part | "
+             f"words part | variety part | RM {results['reward_model']} score, normalised mean | "
+             "KL(π ‖ SFT), nats an answer | held-out loss |", "|---|---|---|---|---|---|---|---|"
+             "---|---|---|---|"]
     for label, m in results["models"].items():
         met = int(np.sum(np.asarray(m["score"]) >= 0.9))
         lo, hi = wilson(met, len(m["score"]))
-        cells = [fmt_ci(m["score"]), f"{met / len(m['score']):.3f} [{lo:.3f}, {hi:.3f}]"]
-        cells += [f"{np.mean(m[p]):.2f}" for p in
-                                        ("keyword", "length", "words", "variety")]
+        keyword = np.asarray(m["keyword"])
+        cells = [fmt_ci(m["score"]), f"{met / len(m['score']):.3f} [{lo:.3f}, {hi:.3f}]",
+                 f"{keyword.mean():.2f}", f"{np.mean(keyword == 1):.2f}",
+                 f"{np.mean(keyword > 0):.2f}"]
+        cells += [f"{np.mean(m[p]):.2f}" for p in ("length", "words", "variety")]
         cells += [f"{np.mean(m['reward']):+.2f}", f"{np.mean(m['kl']):.2f}",
                   f"{m['held_out_loss']:.4f}"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+    estimator = KL_ESTIMATORS[results.get("kl_estimator", "k1")]
+    return lines + ["", f"Intervals over the {len(results['prompts'])} prompts: the normal "
+                    "approximation for the mean score, Wilson's for the share. The keyword part "
+                    "is 1 for the keyword once as a word, ½ for it repeated or inside another "
+                    "word, 0 without it; \"once\" counts the 1s, \"at all\" the 1s and ½s. KL: "
+                    f"the mean over answers of {estimator}."]
+
+
+def tax_lines(ctx: Context, results: dict) -> list[str]:
+    """The alignment tax, the rise in held-out loss, split into SFT's part and PPO's."""
+    m, largest = results["models"], ctx.cfg.sizes()[-1]
+    ppo = f"PPO (RM {largest})"
+    steps = [("SFT: base → SFT", "base", "SFT"), (f"PPO: SFT → {ppo}", "SFT", ppo),
+             ("DPO: SFT → DPO", "SFT", "DPO"),
+             (f"ptx: {ppo} → PPO-ptx", ppo, f"PPO-ptx (RM {largest})")]
+    total = m[ppo]["held_out_loss"] - m["base"]["held_out_loss"]
+    lines = ["| stage | held-out loss before | after | rise (the stage's tax) | share of base → PPO's "
+             "rise |", "|---|---|---|---|---|"]
+    for name, a, b in steps:
+        before, after = m[a]["held_out_loss"], m[b]["held_out_loss"]
+        share = f"{(after - before) / total:.0%}" if name[:4] in ("SFT:", "PPO:") else "—"
+        lines.append(f"| {name} | {before:.4f} | {after:.4f} | {after - before:+.4f} | {share} |")
+    return lines + ["", f"Held-out loss: the mean on the same {ctx.cfg.val_batches * 16} windows "
+                    "of the held-out plays for every model; one trained model each, so no "
+                    "interval over training seeds."]
 
 
 def differences(ctx: Context, results: dict) -> list[str]:
@@ -130,9 +220,9 @@ def differences(ctx: Context, results: dict) -> list[str]:
 
 
 def overoptimisation_lines(ctx: Context) -> list[str]:
-    lines = ["| reward model | non-embedding params | held-out pairwise accuracy | labeller score "
-             "peaks at √KL | peak score | score at √KL 2 / 4 | last score | fall from peak | "
-             "proxy at the end |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| reward model | non-embedding params | held-out pairwise accuracy | highest "
+             "evaluation at √KL | its score | score at √KL 2 / 4 | last score | fall from the "
+             "highest | proxy at the end |", "|---|---|---|---|---|---|---|---|---|"]
     for size, curve in curves(ctx).items():
         rm = ctx.finished(f"rm-{size}")
         best, fall = peak(curve)
@@ -165,6 +255,7 @@ def write_report(ctx: Context, command: str = "") -> Path:
     plot_scores(results, ctx.root)
     plot_overoptimisation(ctx, ctx.root)
     cfg = ctx.cfg
+    sft_se = np.std(results["models"]["SFT"]["score"], ddof=1) / np.sqrt(cfg.ppo_eval_prompts)
     fine_tuning = sum(t for stage, t in timings.items() if not stage.startswith("base-"))
     lines = [
         f"# The third act: SFT, reward models, PPO and DPO ({ctx.name} preset)", "",
@@ -185,14 +276,25 @@ def write_report(ctx: Context, command: str = "") -> Path:
         "![scores](scores.png)", "",
         "Paired differences (the same prompts; bootstrap over prompts):", "",
         *differences(ctx, results), "",
+        "## The alignment tax, stage by stage", "", *tax_lines(ctx, results), "",
         "## Reward over-optimisation against reward-model size", "",
         f"The sweep: PPO ({cfg.ppo_iters} iterations of {cfg.ppo_batch} rollouts, β = "
         f"{cfg.sweep_beta:g}, lr {cfg.sweep_lr:g}; the main run uses β = {cfg.kl_beta:g}, lr "
         f"{cfg.ppo_lr:g}) against each reward model; every {cfg.ppo_eval_every} iterations the "
         f"same {cfg.ppo_eval_prompts} held-out prompts are answered (one seed) and scored by the "
-        "labeller (the true reward) and by the reward model being optimised (the proxy). A mean "
-        f"over {cfg.ppo_eval_prompts} prompts moves by about 0.03 from sampling alone.", "",
-        *overoptimisation_lines(ctx), "", verdict(ctx), "",
+        "labeller (the true reward) and by the reward model being optimised (the proxy). The "
+        f"standard error of a mean over {cfg.ppo_eval_prompts} prompts, from the SD of SFT's "
+        f"scores above: {sft_se:.3f}.", "",
+        *overoptimisation_lines(ctx), "",
+        "Gao et al.'s RL form, gold(d) = gold(0) + d·(α − β·log d) with d = √KL, fitted to each "
+        "run's points by ordinary least squares (model/studies/instruct/gao.py); 95% intervals "
+        "from the OLS standard errors with a t quantile on n − 3 degrees of freedom, the peak's "
+        "by Fieller's method. Each verdict reads an interval: holds when it excludes the "
+        "other answer, undetermined when it spans it. The held-out evaluations reuse the same "
+        "prompts and seed, so their errors are not independent; the rollouts are fresh "
+        "training prompts at each iteration. KL as in the table above: "
+        f"{KL_ESTIMATORS[results.get('kl_estimator', 'k1')].split(':')[0]}.", "",
+        *gao_lines(ctx), "",
         "![overoptimisation](overoptimisation.png)", "",
         "## Samples", "", *samples(results),
         "## Time per stage", "", "| stage | wall |", "|---|---|",

@@ -9,6 +9,7 @@ import torch
 from ...train.runtime import Runtime
 from ...train.trainer import evaluate
 from .context import Context
+from .losses import kl_estimate
 from .models import ScalarModel
 from .rollout import completion_logprobs, decode, encode_prompts, sample
 from .task import Instruction, grade
@@ -19,8 +20,8 @@ PARTS = ("score", "keyword", "length", "words", "variety")
 @torch.no_grad()
 def answers(ctx: Context, policy, items: list[Instruction], seed: int, sft=None,
             rm: ScalarModel | None = None, norm: tuple[float, float] = (0.0, 1.0)) -> dict:
-    """One sampled answer per item, with per-item arrays: the labeller's parts, the sequence KL
-    log π(y) - log π_SFT(y) (given the SFT model) and the reward model's normalised score."""
+    """One sampled answer per item, with per-item arrays: the labeller's parts, the sequence's
+    KL(π ‖ π_SFT) estimated by k3 (given the SFT model) and the reward model's normalised score."""
     was_training = policy.training
     policy.eval()
     r = sample(policy, encode_prompts(ctx.tok, items), ctx.cfg.max_new_tokens, seed, ctx.newline)
@@ -29,8 +30,8 @@ def answers(ctx: Context, policy, items: list[Instruction], seed: int, sft=None,
     out = {part: np.array([g[part] for g in grades]) for part in PARTS}
     out["texts"] = texts
     if sft is not None:
-        kl = (completion_logprobs(policy, r) - completion_logprobs(sft, r)) * r.mask
-        out["kl"] = kl.sum(1).numpy()
+        out["kl"] = kl_estimate(completion_logprobs(policy, r), completion_logprobs(sft, r),
+                                r.mask).numpy()
     if rm is not None:
         out["reward"] = ((rm.at(r.tokens, r.last_index()) - norm[0]) / norm[1]).numpy()
     policy.train(was_training)

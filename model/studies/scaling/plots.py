@@ -21,8 +21,10 @@ def draw_baselines(ax, baselines: dict[str, float], unit: str) -> None:
 
 
 def loss_vs_n(folder: Path, N, L, fit: PowerLawFit, line: tuple[float, float],
-              baselines: dict[str, float], unit: str, held_out=None) -> list[Path]:
-    """Final val loss against non-embedding parameters, the fit with its 95% band."""
+              baselines: dict[str, float], unit: str, held_out=None,
+              seeds: list[tuple[float, float]] = ()) -> list[Path]:
+    """Final val loss against non-embedding parameters, the fit with its 95% band: each size's
+    mean over seeds and, where a size has several, each seed's run (N, L) as well."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     grid = np.geomspace(min(N) / 1.5, max(N) * 1.5, 200)
     if len(fit.boot):
@@ -33,7 +35,12 @@ def loss_vs_n(folder: Path, N, L, fit: PowerLawFit, line: tuple[float, float],
     slope, intercept = line
     ax.plot(grid, np.exp(intercept) * grid ** slope, "C2--", lw=1,
             label=f"floor-free log-log line (slope {slope:.3f})")
-    ax.plot(N, L, "ko", ms=5, label="runs (final val loss)")
+    several = len(seeds) > len(N)
+    ax.plot(N, L, "ko", ms=5, label="mean over seeds (final val loss)" if several else
+            "runs (final val loss)")
+    if several:
+        n_run, l_run = zip(*seeds)
+        ax.plot(n_run, l_run, "o", mfc="none", mec="C1", ms=6, label="each seed's run")
     if held_out is not None:
         n_big, predicted = held_out
         ax.plot([n_big], [predicted], "rx", ms=9, mew=2,
@@ -66,7 +73,7 @@ def curves_vs_flops(folder: Path, curves: dict[str, tuple], frontier: tuple, fro
                 label=f"L(C) = {frontier_fit.E:.2f} + {frontier_fit.A:.3g}·C^-{frontier_fit.alpha:.3f}")
     draw_baselines(ax, baselines, unit)
     ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs (6N + attention + unembedding, per token)")
+    ax.set_xlabel("training FLOPs so far: C = tokens seen × FLOPs a token (6N + attention + unembedding)")
     ax.set_ylabel(f"val loss ({unit})")
     top = max(baselines.get("unigram", 0), max(L[1] for _, L in curves.values() if len(L) > 1))
     ax.set_ylim(top=top + 0.1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,8 @@ def load_runs(root: Path) -> list[dict]:
     return sorted(runs, key=lambda r: (r["n_nonemb"], r["tokens"], r["seed"]))
 
 
-def ladder(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, mean L, std L) per size at the largest token budget all sizes share: the L(N) points."""
+def ladder_runs(runs: list[dict]) -> list[dict]:
+    """The runs at the largest token budget every size shares: the L(N) ladder's runs."""
     per_size = defaultdict(set)
     for r in runs:
         per_size[r["n_nonemb"]].add(r["tokens"])
@@ -61,18 +62,37 @@ def ladder(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not shared:
         raise UserError("no token budget is shared by every size, so there is no L(N) ladder; "
                         "give the plan a `tokens` budget besides its `flops` budgets")
-    budget = max(shared)
+    return [r for r in runs if r["tokens"] == max(shared)]
+
+
+def ladder(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, mean L over seeds, SD of L over seeds) per size: the L(N) points."""
     by_n = defaultdict(list)
-    for r in runs:
-        if r["tokens"] == budget:
-            by_n[r["n_nonemb"]].append(r["val_loss"])
+    for r in ladder_runs(runs):
+        by_n[r["n_nonemb"]].append(r["val_loss"])
     N = np.array(sorted(by_n), dtype=float)
     return N, np.array([np.mean(by_n[n]) for n in N]), np.array([np.std(by_n[n]) for n in N])
 
 
-def seed_noise(runs: list[dict], N: np.ndarray) -> float | None:
-    """SD of log L between seeds of one size, pooled, for the mean of a size's seeds; None with
-    one seed per size (the fit then draws its noise from its own residuals)."""
+@dataclass(frozen=True)
+class SeedNoise:
+    """The seed-to-seed noise of log L, as measured and as the L(N) fit uses it."""
+    sd: float            # SD of log L between seeds of one size, pooled over sizes
+    dof: int             # its degrees of freedom: seeds - 1, summed over those sizes
+    sizes: int           # sizes with 2 or more seeds (those the SD is pooled over)
+    seeds_per_size: float  # mean seeds a ladder point averages, over every size
+
+    @property
+    def se(self) -> float:
+        """What the fit draws its noise from: the SE of a size's mean, SD/√(mean seeds a size),
+        one figure for every point (with unequal seeds per size, too small for the sizes with
+        fewer seeds than the mean and too large for those with more)."""
+        return self.sd / float(np.sqrt(self.seeds_per_size))
+
+
+def seed_noise(runs: list[dict], N: np.ndarray) -> SeedNoise | None:
+    """The pooled SD of log L between seeds of one size; None with one seed per size (the fit
+    then draws its noise from its own residuals)."""
     by_n = defaultdict(list)
     for r in runs:
         by_n[r["n_nonemb"]].append(np.log(r["val_loss"]))
@@ -81,7 +101,20 @@ def seed_noise(runs: list[dict], N: np.ndarray) -> float | None:
         return None
     dof = sum(len(g) - 1 for g in groups)
     pooled = sum(np.var(g, ddof=1) * (len(g) - 1) for g in groups) / dof
-    return float(np.sqrt(pooled / np.mean([len(by_n[n]) for n in N])))
+    return SeedNoise(float(np.sqrt(pooled)), dof, len(groups),
+                     float(np.mean([len(by_n[n]) for n in N])))
+
+
+def noise_words(noise: SeedNoise) -> str:
+    """The seed noise named for what each figure is, in one sentence."""
+    spread = ("" if noise.seeds_per_size == int(noise.seeds_per_size) else
+              f" (an average: the SE of a one-seed size is the SD, {noise.sd:.4f}; of a two-seed "
+              f"size SD/√2, {noise.sd / np.sqrt(2):.4f})")
+    return (f"Seed noise in log L, measured: SD between seeds {noise.sd:.4f}, pooled over the "
+            f"{noise.sizes} sizes with more than one seed ({noise.dof} degree"
+            f"{'s' * (noise.dof != 1)} of freedom); the "
+            f"fit's noise is the SE of a size's mean, SD/√{noise.seeds_per_size:g} = "
+            f"{noise.se:.4f}, for {noise.seeds_per_size:g} seeds a size on average{spread}.")
 
 
 def late_curves(runs: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -100,10 +133,11 @@ def analyse(runs: list[dict], n_boot: int = 1000) -> dict:
     noise = seed_noise(runs, N)
     out = {"N": N, "L": L, "L_std": L_std, "noise": noise,
            "falls_everywhere": bool(np.all(np.diff(L) < 0))}
-    out["fit"] = F.fit_power_law(N, L, n_boot=n_boot, noise=noise)
+    sigma = None if noise is None else noise.se
+    out["fit"] = F.fit_power_law(N, L, n_boot=n_boot, noise=sigma)
     out["line"] = F.fit_loglog_line(N, L)
     if len(N) >= 4:
-        out["held_out"] = F.leave_largest_out(N, L, n_boot=n_boot, noise=noise)
+        out["held_out"] = F.leave_largest_out(N, L, n_boot=n_boot, noise=sigma)
     C = np.array([c for r in runs for c, _ in r["curve"]])
     Lc = np.array([l for r in runs for _, l in r["curve"]])
     out["frontier"] = F.frontier(C, Lc)
@@ -141,7 +175,7 @@ def runs_table(runs: list[dict]) -> list[str]:
     return lines
 
 
-def held_out_finding(held: F.HeldOut, noise: float | None) -> str:
+def held_out_finding(held: F.HeldOut, noise: SeedNoise | None) -> str:
     """The largest size predicted: the law's error and prediction interval, and the baselines'."""
     lo, hi = held.interval
     inside = lo <= held.actual <= hi
@@ -149,8 +183,8 @@ def held_out_finding(held: F.HeldOut, noise: float | None) -> str:
                                       ("the floor-free log-log line", held.loglog_error),
                                       ("a straight line through the 3 next-largest sizes",
                                        held.local_error)) if abs(err) <= PREDICTION_TOLERANCE]
-    seeds = (f"Seed-to-seed noise: {noise:.4f} in log L, measured." if noise is not None else
-             "Seed-to-seed noise: not measured (one seed per size), "
+    seeds = (noise_words(noise) if noise is not None else
+             "Seed noise: not measured (one seed per size), "
              "so the interval's noise is the fit's residual SD.")
     return (f"- The largest size predicted from the others: {held.predicted:.4f} vs "
             f"{held.actual:.4f} measured, error {held.error:+.4f} nats, "
@@ -233,7 +267,8 @@ def fit_table(a: dict) -> list[str]:
 
 def method_notes(a: dict) -> list[str]:
     """How the intervals were made, so that a reader can judge them."""
-    noise = ("the SD of log L between seeds" if a["noise"] is not None else
+    noise = ("the SE of a size's mean log L over its seeds, from the seed noise above"
+             if a["noise"] is not None else
              "the fit's residual SD, itself drawn from its chi-square uncertainty")
     lines = [f"- L(N): least squares in log L (Huber delta {F.LN_DELTA}, above every residual; "
              "Hoffmann's 1e-3 would make it nearly least-absolute-deviation here), with E' >= 0 "
@@ -247,6 +282,10 @@ def method_notes(a: dict) -> list[str]:
                      "compute on, on the same evaluation windows (the final whole-split "
                      f"evaluation left out); 95% CIs resample whole runs{skipped}. "
                      f"{FLOP_CONVENTION}.")
+    if "held_out" in a:
+        lines.append("- The largest size's 95% prediction interval: percentiles of the "
+                     "leave-largest-out refits' predictions, each times a draw of the same "
+                     "log-normal noise (an interval for a new measurement of that size).")
     ch = a.get("chinchilla")
     if ch is not None:
         skipped = f" ({ch.skipped} degenerate resamples skipped)" if ch.skipped else ""
@@ -289,7 +328,8 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
     a = analyse(runs)
     N, L = a["N"], a["L"]
     held = (N[-1], a["held_out"].predicted) if "held_out" in a else None
-    plots.loss_vs_n(root, N, L, a["fit"], a["line"], base, unit, held)
+    seeds = [(r["n_nonemb"], r["val_loss"]) for r in ladder_runs(runs)]
+    plots.loss_vs_n(root, N, L, a["fit"], a["line"], base, unit, held, seeds)
     curves = {r["name"]: tuple(map(np.array, zip(*r["curve"]))) for r in runs if r["curve"]}
     plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
     plots.residuals(root, N, L, a["fit"])
