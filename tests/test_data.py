@@ -165,39 +165,40 @@ def test_shape_names():
     assert shapes.name(0.5, 0) == "natural text (50% of windows with a planted repeat)"
     assert shapes.name(0, 0.5) == "50% synthetic copy sequences + 50% natural text"
     assert shapes.name(0, 1) == "synthetic copy sequences only"
-    assert shapes.name(0, 0, 0.5) == "50% echoed random sequences + 50% natural text"
+    assert shapes.name(0, 0, 0.5) == "50% unique-token copy sequences + 50% natural text"
     assert shapes.name(0, 0.25, 0.75) == ("25% synthetic copy sequences + "
-                                         "75% echoed random sequences")
-    assert shapes.name(0, 0, 1) == "echoed random sequences only"
+                                         "75% unique-token copy sequences")
+    assert shapes.name(0, 0, 1) == "unique-token copy sequences only"
 
 
-def test_echoes_are_distinct_random_tokens_said_twice(corpus, tmp_path):
+def test_unique_copies_repeat_a_segment_whose_tokens_occur_nowhere_else(corpus, tmp_path):
     b = Batches(prepare(str(corpus), "char", tmp_path), block_size=64)
     natural, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64)
     before, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64, synthetic=0.5)
-    mixed, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64, synthetic=0.5, echoes=0.25)
-    x, y = b.train_batch(seed=1, step=2, shard=0, batch_size=64, echoes=0.5)
+    mixed, _ = b.train_batch(seed=1, step=2, shard=0, batch_size=64, synthetic=0.5,
+                             unique_copies=0.25)
+    x, y = b.train_batch(seed=1, step=2, shard=0, batch_size=64, unique_copies=0.5)
     assert torch.equal(x[:, 1:], y[:, :-1])
-    echoed = [r for r in range(64) if not torch.equal(x[r], natural[r])]
-    assert 20 <= len(echoed) <= 44  # about half the rows
-    for r in echoed:
-        row = torch.cat((x[r], y[r, -1:]))  # (65,): 33 distinct tokens, then the first 32 again
-        assert len(set(row[:33].tolist())) == 33 and torch.equal(row[33:], row[:32])
-    # echoes take rows whose draw lies past synthetic's: the same rows are copy sequences
-    def echo(row: torch.Tensor) -> bool:
-        return torch.equal(row[33:], row[:31])
+    L = shapes.segment_length(65)
 
+    def unique_copy(row: torch.Tensor) -> bool:  # (65,): L distinct tokens, twice, nowhere else
+        counts = torch.bincount(row, minlength=b.tokenizer.vocab_size)
+        return any(torch.equal(row[s:s + L], row[d:d + L]) and (counts[row[s:s + L]] == 2).all()
+                   for s in range(65 - 2 * L + 1) for d in range(s + L, 65 - L + 1))
+
+    rows = [torch.cat((x[r], y[r, -1:])) for r in range(64)]
+    changed = [r for r in range(64) if not torch.equal(x[r], natural[r])]
+    assert 20 <= len(changed) <= 44 and all(unique_copy(rows[r]) for r in changed)
+    # unique copies take rows whose draw lies past synthetic's: the same rows are plain copies
     copies = {r for r in range(64) if not torch.equal(before[r], natural[r])}
     reshaped = {r for r in range(64) if not torch.equal(mixed[r], natural[r])}
-    assert copies <= reshaped and not any(echo(mixed[r]) for r in copies)
-    assert reshaped - copies and all(echo(mixed[r]) for r in reshaped - copies)
-    rng = np.random.default_rng(0)
-    long = shapes.echo_sequence(200, 84, rng)  # more than the vocabulary: drawn with repeats
-    assert torch.equal(long[100:], long[:100]) and int(long.max()) < 84
+    assert copies <= reshaped and reshaped - copies
+    tokens, dst = shapes.copy_sequence(65, 84, np.random.default_rng(0), unique=True)
+    assert unique_copy(tokens) and len(set(tokens[dst:dst + L].tolist())) == L
 
 
 def test_shapes_cannot_take_more_than_every_window():
     from model.train.options import TrainConfig
 
-    with pytest.raises(UserError, match=r"synthetic \(0.6\) \+ echoes \(0.5\)"):
-        TrainConfig(synthetic=0.6, echoes=0.5).validate()
+    with pytest.raises(UserError, match=r"synthetic \(0.6\) \+ unique_copies \(0.5\)"):
+        TrainConfig(synthetic=0.6, unique_copies=0.5).validate()

@@ -184,16 +184,17 @@ class Batches:
         return chunk[:, :-1], chunk[:, 1:]
 
     def train_batch(self, seed: int, step: int, shard: int, batch_size: int,
-                    repeat_spans: float = 0.0, synthetic: float = 0.0, echoes: float = 0.0):
+                    repeat_spans: float = 0.0, synthetic: float = 0.0,
+                    unique_copies: float = 0.0):
         """Windows for one micro-batch: shard = rank * grad_accum + micro_step, in the data
         shape given by the three fractions (model/data/shapes.py)."""
         rng = np.random.default_rng([seed, step, shard])
         high = len(self.splits["train"]) - self.block_size - 1
         x, y = self._windows("train", rng.integers(0, high + 1, size=batch_size))
-        if repeat_spans > 0 or synthetic > 0 or echoes > 0:
+        if repeat_spans > 0 or synthetic > 0 or unique_copies > 0:
             chunk = torch.cat((x, y[:, -1:]), dim=1)  # (B, T+1): the windows whole again
             shapes.reshape_windows(chunk, rng, self.tokenizer.vocab_size, repeat_spans, synthetic,
-                                   echoes)
+                                   unique_copies)
             x, y = chunk[:, :-1], chunk[:, 1:]
         return x, y
 

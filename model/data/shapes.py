@@ -10,12 +10,13 @@ that trains on them names them (name()):
 - synthetic copy sequences (synthetic): a fraction of the windows are replaced by
   uniformly random tokens with one segment copied later, the mechanism's cleanest
   case: nothing but the copy can be predicted;
-- echoes (echoes): a fraction of the windows are replaced by random tokens, all distinct
-  where the vocabulary allows, whose first half reappears as the second half. With a
-  character vocabulary a segment copy is ambiguous (a random token recurs by chance about
-  once in 84 positions, so "what followed it last time" has several answers); an echo's
-  tokens each occurred exactly once before, so copying the token after the earlier
-  occurrence is always right and half the targets pay for it.
+- unique copies (unique_copies): synthetic copy sequences whose segment's tokens are
+  distinct and occur nowhere else in the sequence. With a character vocabulary a plain
+  copy is ambiguous (a random token recurs by chance about once in 84 positions, so "what
+  followed it last time" has several answers); in a unique copy each copied token occurred
+  exactly once before, so copying the token after that occurrence is always right. The
+  segment's place is random, as in a plain copy: a fixed offset would let a head copy by
+  position alone, without matching tokens.
 
 Validation windows are never reshaped: the val loss stays natural held-out text.
 """
@@ -25,11 +26,13 @@ import numpy as np
 import torch
 
 
-def name(repeat_spans: float = 0.0, synthetic: float = 0.0, echoes: float = 0.0) -> str:
+def name(repeat_spans: float = 0.0, synthetic: float = 0.0,
+         unique_copies: float = 0.0) -> str:
     """The data shape in words, as every report and caption gives it."""
     parts = [f"{f:.0%} {what}" for f, what in ((synthetic, "synthetic copy sequences"),
-                                                (echoes, "echoed random sequences")) if f > 0]
-    natural = 1 - synthetic - echoes
+                                                (unique_copies, "unique-token copy sequences"))
+             if f > 0]
+    natural = 1 - synthetic - unique_copies
     if natural <= 1e-9:
         return " + ".join(parts).removeprefix("100% ") + " only" * (len(parts) == 1)
     text = "natural text"
@@ -53,24 +56,27 @@ def segment_length(n: int) -> int:
     return max(n // 4, 2)
 
 
-def copy_sequence(n: int, vocab: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+def copy_sequence(n: int, vocab: int, rng: np.random.Generator,
+                  unique: bool = False) -> tuple[torch.Tensor, int]:
     """n uniformly random tokens whose segment [src, src + L) reappears at [dst, dst + L),
     dst >= src + L; returns the tokens (n,) and dst. Tokens dst+1 .. dst+L-1 can be
-    predicted from context, by copying; every other token is chance, ln(vocab) nats."""
+    predicted from context, by copying; every other token is chance. unique: the segment's
+    L tokens are distinct and the rest are drawn from the other vocab - L (where at least
+    one is left), so each copied token has one earlier occurrence."""
     L = segment_length(n)
+    if unique and vocab > L:
+        chosen = rng.permutation(vocab)
+        segment, rest = chosen[:L], chosen[L:]
+        tokens = torch.from_numpy(rest[rng.integers(0, len(rest), size=n)])
+        src = int(rng.integers(0, n - 2 * L + 1))
+        dst = int(rng.integers(src + L, n - L + 1))
+        tokens[src:src + L] = tokens[dst:dst + L] = torch.from_numpy(segment)
+        return tokens, dst
     tokens = torch.from_numpy(rng.integers(0, vocab, size=n))
     src = int(rng.integers(0, n - 2 * L + 1))
     dst = int(rng.integers(src + L, n - L + 1))
     tokens[dst:dst + L] = tokens[src:src + L].clone()
     return tokens, dst
-
-
-def echo_sequence(n: int, vocab: int, rng: np.random.Generator) -> torch.Tensor:
-    """n tokens: ceil(n/2) random ones, distinct when the vocabulary has that many, then the
-    same again, cut to n. Every token of the second half occurred exactly once before."""
-    half = (n + 1) // 2
-    first = torch.from_numpy(rng.choice(vocab, size=half, replace=half > vocab))
-    return torch.cat((first, first))[:n]
 
 
 def copied_targets(n_targets: int, dst: int) -> slice:
@@ -81,20 +87,20 @@ def copied_targets(n_targets: int, dst: int) -> slice:
 
 def reshape_windows(chunk: torch.Tensor, rng: np.random.Generator, vocab: int,
                     repeat_spans: float = 0.0, synthetic: float = 0.0,
-                    echoes: float = 0.0) -> None:
+                    unique_copies: float = 0.0) -> None:
     """Apply the data shape to a batch of natural windows (B, T+1), in place: each row gets
     a planted repeat with probability repeat_spans, then one draw u per row makes it a
-    synthetic copy sequence when u < synthetic, an echo when synthetic <= u < synthetic +
-    echoes. Nothing is drawn for a fraction of 0, so runs without that shape see exactly
+    synthetic copy sequence when u < synthetic, a unique copy when synthetic <= u <
+    synthetic + unique_copies. Nothing is drawn for a fraction of 0, so runs without that shape see exactly
     the batches they saw before it existed."""
     B, n = chunk.shape
     if repeat_spans > 0:
         for row in np.flatnonzero(rng.random(B) < repeat_spans):
             repeat_span(chunk[row], rng)
-    if synthetic > 0 or echoes > 0:
+    if synthetic > 0 or unique_copies > 0:
         u = rng.random(B)
         for row in range(B):
             if u[row] < synthetic:
                 chunk[row] = copy_sequence(n, vocab, rng)[0]
-            elif u[row] < synthetic + echoes:
-                chunk[row] = echo_sequence(n, vocab, rng)
+            elif u[row] < synthetic + unique_copies:
+                chunk[row] = copy_sequence(n, vocab, rng, unique=True)[0]

@@ -27,7 +27,7 @@ class TrainConfig:
     data_root: str = "data"        # where prepared token files are kept
     repeat_spans: float = 0.0      # fraction of training windows given a repeated span (bursty data)
     synthetic: float = 0.0         # fraction of training windows that are synthetic copy sequences
-    echoes: float = 0.0            # fraction that are random sequences repeated (shapes.py)
+    unique_copies: float = 0.0     # fraction that are copy sequences of unique tokens (shapes.py)
     init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
     # model: a named size and arch preset; the fields after them, when set, override them
     size: str = ""                 # a named (n_layer, n_head, n_embd), e.g. 2x48, nano-cpu
@@ -108,9 +108,9 @@ class TrainConfig:
             # a target met by a 20-batch estimate can be missed by the whole split it stands for
             raise UserError(f"target_loss={self.target_loss} is compared with whole-split losses; "
                             "set eval_batches=0 (every evaluation on the whole held-out split)")
-        if self.synthetic + self.echoes > 1:
-            raise UserError(f"synthetic ({self.synthetic}) + echoes ({self.echoes}) is more than "
-                            "all of the training windows; their sum must be at most 1")
+        if self.synthetic + self.unique_copies > 1:
+            raise UserError(f"synthetic ({self.synthetic}) + unique_copies ({self.unique_copies}) "
+                            "is more than all of the training windows; their sum must be at most 1")
         return self
 
 
@@ -140,7 +140,7 @@ RULES: dict[str, tuple] = {
     **{k: (lambda v: 0 <= v < float("inf"), "0 or more, and finite") for k in (
         "weight_decay", "softcap", "target_loss")},
     **{k: (lambda v: 0 <= v <= 1, "a fraction from 0 to 1") for k in (
-        "repeat_spans", "synthetic", "echoes", "min_lr_frac", "cooldown_frac")},
+        "repeat_spans", "synthetic", "unique_copies", "min_lr_frac", "cooldown_frac")},
     **{k: (lambda v: 0 <= v < 1, "at least 0 and below 1") for k in ("dropout", "beta1", "beta2")},
     **{k: (lambda v: 0 < v < float("inf"), "a positive number") for k in ("lr", "muon_lr")},
     "seed": (lambda v: 0 <= v < 2 ** 63, "from 0 to 2**63 - 1"),  # torch's and numpy's range

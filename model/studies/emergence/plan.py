@@ -53,7 +53,7 @@ class EmergencePlan:
     seeds: list[int] = field(default_factory=lambda: [1337])
     repeat_spans: float = 0.0     # the data shape (model/data/shapes.py)
     synthetic: float = 1.0
-    echoes: float = 0.0
+    unique_copies: float = 0.0
     fewshot_at: list[float] = field(default_factory=lambda: [0.5, 1.0])  # fractions of steps
     fewshot_items: int = 100
     fewshot_tasks: list[str] = field(default_factory=lambda: list(TASKS))
@@ -62,7 +62,7 @@ class EmergencePlan:
 
     @property
     def shape(self) -> str:
-        return shapes.name(self.repeat_spans, self.synthetic, self.echoes)
+        return shapes.name(self.repeat_spans, self.synthetic, self.unique_copies)
 
     def runs(self) -> list[GridRun]:
         grid = [(d, w, False) for d in self.depths for w in self.widths
@@ -86,7 +86,7 @@ class EmergencePlan:
             eval_interval=self.eval_every, log_interval=max(self.eval_every // 5, 1),
             repeat_spans=0.0 if run.natural else self.repeat_spans,
             synthetic=0.0 if run.natural else self.synthetic,
-            echoes=0.0 if run.natural else self.echoes,
+            unique_copies=0.0 if run.natural else self.unique_copies,
             run_name=run.name, wandb_group=f"emergence-{self.name}")
         values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
         values.update(extra)
@@ -96,7 +96,7 @@ class EmergencePlan:
         """A short hash of everything that shapes the results (not the few-shot schedule's
         presentation): a changed plan does not silently reuse finished runs."""
         d = {k: v for k, v in asdict(self).items() if k not in ("name", "description")
-             and not (k == "echoes" and v == 0)}  # (older studies' folders keep their hash)
+             and not (k == "unique_copies" and v == 0)}  # older studies keep their hash
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -110,7 +110,8 @@ VALUES = {
     **{k: (whole, "a whole number, at least 1") for k in (
         "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
     "lr": (positive, "a positive number"),
-    **{k: (fraction, "a fraction from 0 to 1") for k in ("repeat_spans", "synthetic", "echoes")},
+    **{k: (fraction, "a fraction from 0 to 1")
+       for k in ("repeat_spans", "synthetic", "unique_copies")},
     "depths": (lambda v: _wholes(v) and v, "a non-empty list of layer counts"),
     "widths": (lambda v: _wholes(v) and v, "a non-empty list of widths"),
     "smeared_depths": (_wholes, "a list of layer counts"),

@@ -331,7 +331,7 @@ def seeds_table(runs: list[dict], plan: dict) -> list[str]:
 
 def reading(runs: list[dict], plan: dict) -> list[str]:
     """What the measurements say about which data, in words, with the numbers they rest on."""
-    shape = shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("echoes", 0.0))
+    shape = shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0))
     shaped = [r for r in runs if not r.get("natural")]
     natural = [r for r in runs if r.get("natural")]
     val = [r["val_loss"] for r in shaped]
@@ -380,7 +380,7 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
 
 def write_report(root: Path, command: str = "") -> Path:
     plan, runs = load(root)
-    shape = shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("echoes", 0.0))
+    shape = shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0))
     data = f"*Data: {shape}; validation and probes held out.*"
     folder = root
     widths = sorted({r["n_embd"] for r in runs})
