@@ -384,8 +384,10 @@ def test_instruments_on_a_tiny_random_gpt(arch):
     assert copy["chance"] == pytest.approx(math.log(model.cfg.vocab_size))
     assert 0 <= copy["copy_acc"] <= 1 and np.isfinite([copy["copy_loss"], copy["other_loss"]]).all()
     assert all(np.isfinite(probe["repeat_loss"])) and probe["formed"] in ("yes", "weak", "no")
-    first, second = text_repeat_loss(model, tokens, n_seq=4)
+    text = text_repeat_loss(model, tokens, n_seq=4)
+    first, second, (lo, hi) = text["first"], text["second"], text["gain_ci"]
     assert np.isfinite([first, second]).all() and first > 0 and second > 0
+    assert text["gain"] == pytest.approx(first - second, abs=1e-5) and lo <= text["gain"] <= hi
     assert icl_positions(256) == (25, 250) and icl_positions(512) == (50, 500)
 
 

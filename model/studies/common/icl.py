@@ -120,12 +120,14 @@ def prefix_matching(maps: list[torch.Tensor], L: int) -> torch.Tensor:
     return torch.stack([(m[:, :, L:] * mask).sum(-1).mean(dim=(0, 2)) for m in maps])
 
 
-def halves_loss(logits: torch.Tensor, idx: torch.Tensor, L: int) -> list[float]:
+def halves_loss(logits: torch.Tensor, idx: torch.Tensor, L: int,
+                per_sequence: bool = False) -> list:
     """Mean loss on the first copy of sequences idx (B, R·L) made of one L-token part repeated
     R >= 2 times (tokens 1..L-1) and on the later copies (tokens L+1.., each with an earlier
-    occurrence of the token before it)."""
+    occurrence of the token before it): two floats, or two (B,) tensors per_sequence."""
     loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
-    return [loss[:, :L - 1].mean().item(), loss[:, L:].mean().item()]
+    first, later = loss[:, :L - 1].mean(1), loss[:, L:].mean(1)  # (B,) each
+    return [first, later] if per_sequence else [first.mean().item(), later.mean().item()]
 
 
 def induction_probe(model: GPT, pool: np.ndarray, n_seq: int = 16, seed: int = 0,
@@ -179,9 +181,10 @@ def copy_probe(model: GPT, n_seq: int = 64, seed: int = 0, device: str = "cpu") 
 
 
 def text_repeat_loss(model: GPT, tokens: np.ndarray, n_seq: int = 64,
-                     device: str = "cpu") -> list[float]:
+                     device: str = "cpu", seed: int = 0) -> dict:
     """Mean loss on the first and on the second copy of held-out text repeated once (half a
-    context each). A model that copies from its context predicts the second copy almost for
+    context each), and the gain first - second with a bootstrap 95% interval over the n_seq
+    passages. A model that copies from its context predicts the second copy almost for
     free. Random tokens (induction_probe) are far from what a char model was trained on;
     this repeat is in its distribution, so no copying here means none at all."""
     L = model.cfg.block_size // 2
@@ -190,4 +193,7 @@ def text_repeat_loss(model: GPT, tokens: np.ndarray, n_seq: int = 64,
     idx = torch.cat([half, half], dim=1).to(device)
     with torch.inference_mode():
         logits, _ = model(idx)
-    return halves_loss(logits, idx, L)
+    first, second = halves_loss(logits, idx, L, per_sequence=True)  # (n_seq,) each
+    gain = (first - second).cpu().numpy()
+    return {"first": float(first.mean()), "second": float(second.mean()),
+            "gain": float(gain.mean()), "gain_ci": bootstrap_ci(gain, seed=seed)}

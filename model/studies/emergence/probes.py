@@ -34,13 +34,14 @@ class Probes:
         device = str(model.wte.weight.device)  # the training run's: a GPU where it has one
         copy = copy_probe(model, n_seq=64, device=device)
         induction = induction_probe(model, self.pool, n_seq=16, device=device)
-        first, second = text_repeat_loss(model, self.tokens, n_seq=64, device=device)
+        text = text_repeat_loss(model, self.tokens, n_seq=64, device=device)
         icl = icl_score(loss_by_position(model, self.tokens, self.icl_windows, device=device))
         record = {"copy_loss": copy["copy_loss"], "copy_acc": copy["copy_acc"],
                   "other_loss": copy["other_loss"], "copy_chance": copy["chance"],
                   "prefix_matching": induction["best"],
                   "prefix_chance": induction["chance"], "random_copy_gain": induction["copy_gain"],
-                  "text_first": first, "text_second": second, "text_copy_gain": first - second,
+                  "text_first": text["first"], "text_second": text["second"],
+                  "text_copy_gain": text["gain"], "text_copy_gain_ci": text["gain_ci"],
                   "icl_score": icl["score"]}
         if step in self.fewshot_steps:
             opts = dataclasses.replace(self.opts, device=device)

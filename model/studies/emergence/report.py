@@ -275,7 +275,7 @@ def runs_table(runs: list[dict]) -> list[str]:
     seeded = len({r["seed"] for r in runs}) > 1
     lines = ["| run | N | copy loss: first → last (min, max) | plateau | floor reached at step | "
              "transition step | 10→90% fall width (steps) | plateau before the fall (steps) | "
-             "phase change | best prefix matching (max) | held-out text gain, last | val loss |",
+             "phase change | best prefix matching (max) | held-out text gain, last [95% CI] | val loss |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     num = lambda v: "—" if v is None else f"{v:,.0f}"
     for r in runs:
@@ -286,8 +286,15 @@ def runs_table(runs: list[dict]) -> list[str]:
                      f"{num(t['floor_step'])} | {num(t['step'])} | {num(t['fall_steps'])} | "
                      f"{num(t['plateau_steps'])} | {'yes' if t['phase_change'] else 'no'} | "
                      f"{max(e['prefix_matching'] for e in ev):.2f} | "
-                     f"{ev[-1]['text_copy_gain']:+.2f} | {r['val_loss']:.3f} |")
+                     f"{gain(ev[-1])} | {r['val_loss']:.3f} |")
     return lines
+
+
+def gain(record: dict) -> str:
+    """The held-out text's 1st - 2nd copy gain, with its bootstrap interval over passages
+    where the record has one (runs from before it was measured do not)."""
+    ci = record.get("text_copy_gain_ci")
+    return f"{record['text_copy_gain']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
 
 
 def fewshot_table(runs: list[dict], plan: dict) -> list[str]:

@@ -80,7 +80,8 @@ def evaluate_checkpoint(path: str | Path, opts: Options = Options(),
                     "loss_by_position": losses.mean(0).round(5).tolist()}
     pool = probe_pool(tokens, model.cfg.vocab_size)
     entry["induction"] = induction_probe(model, pool, seed=opts.seed, device=opts.device)
-    entry["induction"]["text_repeat_loss"] = text_repeat_loss(model, tokens, device=opts.device)
+    text = text_repeat_loss(model, tokens, device=opts.device)
+    entry["induction"]["text_repeat_loss"] = [text["first"], text["second"]]
     entry["seconds"] = time.perf_counter() - t0
     return entry
 
