@@ -1,0 +1,52 @@
+"""The emergence pilots' table (docs/emergence/pilots/README.md): each pilot's last evaluation,
+its best prefix matching and its transition step, read from the committed metrics.
+
+    .venv/bin/python scripts/pilot_table.py docs/emergence/pilots
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from model.data import shapes
+
+COLUMNS = ("pilot", "data shape", "lr", "batch", "other settings", "steps run (planned)",
+           "val loss", "copy loss", "best prefix matching", "held-out 1st − 2nd copy",
+           "transition")
+
+
+def shape(plan: dict) -> str:
+    if plan.get("echoes"):  # a shape since replaced by unique copies (commit 1881f53)
+        return f"{plan['echoes']:.0%} echoes + {1 - plan['echoes']:.0%} natural text"
+    return shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0))
+
+
+def row(folder: Path, run: Path) -> str:
+    plan = json.loads((folder / "plan.json").read_text())
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+             if '"copy_loss"' in line]
+    last, plateau = evals[-1], evals[1]["copy_loss"]  # the first evaluation after step 0
+    crossed = next((e["step"] for e in evals[1:] if e["copy_loss"] < plateau / 2), None)
+    train = plan.get("train", {})
+    other = [f"{k}={train[k]}" for k in ("optimizer", "qk_norm", "pos") if k in train]
+    other += [f"head_dim={plan['head_dim']}"] * (plan["head_dim"] != 16)
+    cells = (f"{folder.name}/{run.name}", shape(plan), f"{plan['lr']:g}", plan["batch_size"],
+             ", ".join(other) or "—", f"{last['step']:,} ({plan['steps']:,})",
+             f"{last['val_loss']:.3f}", f"{last['copy_loss']:.2f}",
+             f"{max(e['prefix_matching'] for e in evals):.2f}",
+             f"{last['text_copy_gain']:+.2f}", "none" if crossed is None else f"{crossed:,}")
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def main(root: str) -> None:
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
+    pilots = sorted(Path(root).glob("p*/"), key=lambda p: int(p.name.split("-")[0][1:]))
+    for folder in pilots:
+        for run in sorted(folder.glob("*-s*/")):
+            print(row(folder, run))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
