@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class Windows:
     """Batches' one method the probe reads: the windows of a step."""
 
-    def train_batch(self, seed, step, shard, batch, repeat_spans, synthetic):
+    def train_batch(self, seed, step, shard, batch, repeat_spans, synthetic, unique_copies):
         x = torch.randint(0, 65, (batch, 32), generator=torch.Generator().manual_seed(step))
         return x, x
 
