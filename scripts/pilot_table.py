@@ -31,6 +31,7 @@ def row(folder: Path, run: Path) -> str:
     train = plan.get("train", {})
     other = [f"{k}={train[k]}" for k in ("optimizer", "qk_norm", "pos") if k in train]
     other += [f"head_dim={plan['head_dim']}"] * (plan["head_dim"] != 16)
+    other += ["smeared keys"] * ("-smear" in run.name)
     cells = (f"{folder.name}/{run.name}", shape(plan), f"{plan['lr']:g}", plan["batch_size"],
              ", ".join(other) or "—", f"{last['step']:,} ({plan['steps']:,})",
              f"{last['val_loss']:.3f}", f"{last['copy_loss']:.2f}",
