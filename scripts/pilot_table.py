@@ -30,6 +30,7 @@ def row(folder: Path, run: Path) -> str:
     crossed = next((e["step"] for e in evals[1:] if e["copy_loss"] < plateau / 2), None)
     train = plan.get("train", {})
     other = [f"{k}={train[k]}" for k in ("optimizer", "qk_norm", "pos") if k in train]
+    other += [f"dtype={train.get('dtype')}"] * (train.get("dtype") != "float32")
     other += [f"head_dim={plan['head_dim']}"] * (plan["head_dim"] != 16)
     other += ["smeared keys"] * ("-smear" in run.name)
     cells = (f"{folder.name}/{run.name}", shape(plan), f"{plan['lr']:g}", plan["batch_size"],
