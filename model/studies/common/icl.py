@@ -120,14 +120,13 @@ def prefix_matching(maps: list[torch.Tensor], L: int) -> torch.Tensor:
     return torch.stack([(m[:, :, L:] * mask).sum(-1).mean(dim=(0, 2)) for m in maps])
 
 
-def halves_loss(logits: torch.Tensor, idx: torch.Tensor, L: int,
-                per_sequence: bool = False) -> list:
-    """Mean loss on the first copy of sequences idx (B, R·L) made of one L-token part repeated
-    R >= 2 times (tokens 1..L-1) and on the later copies (tokens L+1.., each with an earlier
-    occurrence of the token before it): two floats, or two (B,) tensors per_sequence."""
+def halves_loss(logits: torch.Tensor, idx: torch.Tensor,
+                L: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sequence's mean loss on the first copy of sequences idx (B, R·L) made of one L-token
+    part repeated R >= 2 times (tokens 1..L-1) and on the later copies (tokens L+1.., each with
+    an earlier occurrence of the token before it): two (B,) tensors."""
     loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction="none")
-    first, later = loss[:, :L - 1].mean(1), loss[:, L:].mean(1)  # (B,) each
-    return [first, later] if per_sequence else [first.mean().item(), later.mean().item()]
+    return loss[:, :L - 1].mean(1), loss[:, L:].mean(1)
 
 
 def induction_probe(model: GPT, pool: np.ndarray, n_seq: int = 16, seed: int = 0,
@@ -147,7 +146,7 @@ def induction_probe(model: GPT, pool: np.ndarray, n_seq: int = 16, seed: int = 0
     idx = torch.from_numpy(np.tile(part, repeats).astype(np.int64)).to(device)
     logits, maps = attention_maps(model, idx)
     scores = prefix_matching(maps, L)
-    first, later = halves_loss(logits, idx, L)
+    first, later = (part.mean().item() for part in halves_loss(logits, idx, L))
     T = L * repeats
     hits = prefix_targets(T, L)[L:].sum(-1).double()
     chance = float((hits / torch.arange(L + 1, T + 1, dtype=torch.float64)).mean())
@@ -193,7 +192,7 @@ def text_repeat_loss(model: GPT, tokens: np.ndarray, n_seq: int = 64,
     idx = torch.cat([half, half], dim=1).to(device)
     with torch.inference_mode():
         logits, _ = model(idx)
-    first, second = halves_loss(logits, idx, L, per_sequence=True)  # (n_seq,) each
+    first, second = halves_loss(logits, idx, L)  # (n_seq,) each
     gain = (first - second).cpu().numpy()
     return {"first": float(first.mean()), "second": float(second.mean()),
             "gain": float(gain.mean()), "gain_ci": bootstrap_ci(gain, seed=seed)}
