@@ -105,7 +105,12 @@ def positive(v: Any) -> bool:
 
 def whole(v: Any) -> bool:
     """A whole number of at least 1 (not a bool)."""
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return whole_or_zero(v) and v >= 1
+
+
+def whole_or_zero(v: Any) -> bool:
+    """A whole number of at least 0 (not a bool)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def fraction(v: Any) -> bool:

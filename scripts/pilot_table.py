@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from model.data import shapes
+from model.studies.emergence.report import shape_of
 
 COLUMNS = ("pilot", "data shape", "lr", "batch", "other settings", "steps run (planned)",
            "val loss", "copy loss", "best prefix matching", "held-out 1st − 2nd copy",
@@ -19,7 +19,7 @@ COLUMNS = ("pilot", "data shape", "lr", "batch", "other settings", "steps run (p
 def shape(plan: dict) -> str:
     if plan.get("echoes"):  # a shape since replaced by unique copies (commit 1881f53)
         return f"{plan['echoes']:.0%} echoes + {1 - plan['echoes']:.0%} natural text"
-    return shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0))
+    return shape_of(plan)
 
 
 def row(folder: Path, run: Path) -> str:

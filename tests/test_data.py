@@ -169,6 +169,9 @@ def test_shape_names():
     assert shapes.name(0, 0.25, 0.75) == ("25% synthetic copy sequences + "
                                          "75% unique-token copy sequences")
     assert shapes.name(0, 0, 1) == "unique-token copy sequences only"
+    assert shapes.name(0, 0.5, 0, 1000) == ("synthetic copy sequences only for the first 1,000 "
+                                            "steps, then 50% synthetic copy sequences + 50% "
+                                            "natural text")
 
 
 def test_unique_copies_repeat_a_segment_whose_tokens_occur_nowhere_else(corpus, tmp_path):
@@ -202,3 +205,59 @@ def test_shapes_cannot_take_more_than_every_window():
 
     with pytest.raises(UserError, match=r"synthetic \(0.6\) \+ unique_copies \(0.5\)"):
         TrainConfig(synthetic=0.6, unique_copies=0.5).validate()
+
+
+def test_a_curriculum_trains_on_copy_sequences_only_until_its_step(corpus, tmp_path):
+    """Before synthetic_until a step's windows are bitwise the all-synthetic ones; from it on,
+    the configured mix's; without it, what the step drew before the curriculum existed."""
+    from conftest import tiny_config
+    from model.train.step import micro_batches
+
+    cfg = tiny_config(corpus, tmp_path / "c", synthetic=0.5, synthetic_until=3, grad_accum=2)
+    b = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+
+    def drawn(step: int, **shape) -> list[torch.Tensor]:  # the step's windows, both shards
+        return [x for shard in range(2)
+                for x in b.train_batch(cfg.seed, step, shard, cfg.batch_size, **shape)]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    got = {s: [x for batch in micro_batches(b, cfg, s) for x in batch] for s in range(6)}
+    for step in (0, 2):
+        assert same(got[step], drawn(step, synthetic=1.0))
+    for step in (3, 5):
+        assert same(got[step], drawn(step, synthetic=0.5))
+        assert not same(got[step], drawn(step, synthetic=1.0))
+    for shape in ({}, {"synthetic": 0.5}, {"repeat_spans": 0.5, "unique_copies": 0.25}):
+        plain = tiny_config(corpus, tmp_path / "p", grad_accum=2, **shape)
+        assert plain.synthetic_until == 0
+        for step in (0, 3):
+            assert same([x for batch in micro_batches(b, plain, step) for x in batch],
+                        drawn(step, **shape))
+
+
+def test_a_curriculum_leaves_validation_natural(corpus, tmp_path):
+    """The untrained model's val loss is the same with and without a curriculum (the same
+    held-out windows), and the curriculum changes what is trained."""
+    from conftest import tiny_config
+    from model.train.runlog import read_metrics
+    from model.train.trainer import train
+
+    for name, until in (("plain", 0), ("curriculum", 3)):
+        train(tiny_config(corpus, tmp_path / name, synthetic=0.5, synthetic_until=until))
+    plain, curriculum = (read_metrics(tmp_path / n) for n in ("plain", "curriculum"))
+    val = lambda rows: [r["val_loss"] for r in rows if "val_loss" in r]
+    assert val(plain)[0] == val(curriculum)[0] and val(plain)[1:] != val(curriculum)[1:]
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"synthetic_until": -1}, "synthetic_until must be 0 or more, got -1"),
+    ({"synthetic_until": 6, "max_iters": 6},
+     r"synthetic_until \(6\) must be below max_iters \(6\)"),
+])
+def test_a_curriculum_must_end_within_the_run(values, message):
+    from model.train.options import TrainConfig
+
+    with pytest.raises(UserError, match=message):
+        TrainConfig(**values).validate()

@@ -62,6 +62,32 @@ def test_emergence_presets_load_and_name_their_data_shape():
     assert control.synthetic == 0 and control.repeat_spans == 0 and not control.smear_keys
 
 
+def test_a_curriculum_is_named_and_kept_from_natural_controls():
+    from model.studies.common.plan import read_plan
+    from model.studies.emergence.plan import load_emergence_plan
+
+    path, raw = read_plan("emergence-quick")
+    plan = load_emergence_plan(path, {**raw, "synthetic_until": 20})
+    assert plan.shape.startswith("synthetic copy sequences only for the first 20 steps, then 50%")
+    runs = plan.runs()
+    assert plan.train_config(runs[1], Path("x")).synthetic_until == 20
+    assert plan.train_config(runs[3], Path("x")).synthetic_until == 0  # the natural control
+    assert plan.fingerprint() != load_emergence_plan(path, raw).fingerprint()
+
+
+def test_plans_from_before_the_new_fields_keep_their_fingerprint():
+    """A study folder's plan.json holds the fingerprint it was trained under: a field added
+    since, at its default, must not change it, or the folder would no longer resume."""
+    from model.studies.common.plan import read_plan
+    from model.studies.emergence.plan import load_emergence_plan
+
+    folder = ROOT / "docs/emergence/pilots/p17-s50-lr1e3-8k"
+    saved = json.loads((folder / "plan.json").read_text())
+    assert "synthetic_until" not in saved
+    plan = load_emergence_plan(*read_plan(str(folder / "plan.toml")))
+    assert plan.fingerprint() == saved["fingerprint"]
+
+
 @pytest.mark.parametrize("line,message", [
     ("steps = 45", "steps \\(45\\) must be a multiple of eval_every"),
     ("widths = []", "widths must be a non-empty list of widths"),
@@ -69,6 +95,9 @@ def test_emergence_presets_load_and_name_their_data_shape():
     ("fewshot_k = [3]", "fewshot_k must be a list drawn from"),
     ("colour = 1", "unknown key 'colour'"),
     ("head_dim = 5", "bad model shape"),
+    ("synthetic_until = 40", "synthetic_until \\(40\\) must be below steps \\(40\\)"),
+    ("synthetic_until = -1", "synthetic_until must be a whole number of steps, 0 or more"),
+    ("synthetic_until = 2.5", "synthetic_until must be a whole number of steps, 0 or more"),
 ])
 def test_bad_emergence_plans_are_named(tmp_path, line, message):
     from model.errors import UserError

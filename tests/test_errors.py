@@ -39,6 +39,8 @@ def trained(corpus, tmp_path):
     (["--max_iters"], "cannot read argument '--max_iters': it needs a value"),
     (["-max_iters=5"], "cannot read argument '-max_iters=5'"),
     (["--device=gpu"], "device must be one of 'auto', 'cpu'"),
+    (["--synthetic_until=1.5"], "synthetic_until='1.5' is not a valid int"),
+    (["--synthetic_until=2"], "synthetic_until (2) must be below max_iters (2)"),
 ])
 def test_bad_train_arguments(capsys, args, message):
     code, err = run_cli(capsys, "train", *TINY, *args)

@@ -18,6 +18,9 @@ that trains on them names them (name()):
   segment's place is random, as in a plain copy: a fixed offset would let a head copy by
   position alone, without matching tokens.
 
+A curriculum (synthetic_until, TrainConfig.data_shape) trains on synthetic copy sequences only
+for the first steps, then on the shares above.
+
 Validation windows are never reshaped: the val loss stays natural held-out text.
 """
 from __future__ import annotations
@@ -27,8 +30,11 @@ import torch
 
 
 def name(repeat_spans: float = 0.0, synthetic: float = 0.0,
-         unique_copies: float = 0.0) -> str:
+         unique_copies: float = 0.0, synthetic_until: int = 0) -> str:
     """The data shape in words, as every report and caption gives it."""
+    if synthetic_until:
+        return (f"synthetic copy sequences only for the first {synthetic_until:,} steps, then "
+                + name(repeat_spans, synthetic, unique_copies))
     parts = [f"{f:.0%} {what}" for f, what in ((synthetic, "synthetic copy sequences"),
                                                 (unique_copies, "unique-token copy sequences"))
              if f > 0]

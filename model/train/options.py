@@ -28,6 +28,8 @@ class TrainConfig:
     repeat_spans: float = 0.0      # fraction of training windows given a repeated span (bursty data)
     synthetic: float = 0.0         # fraction of training windows that are synthetic copy sequences
     unique_copies: float = 0.0     # fraction that are copy sequences of unique tokens (shapes.py)
+    synthetic_until: int = 0       # steps before which every window is a synthetic copy sequence
+                                   # (a curriculum: copying first, then the three shares); 0: off
     init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
     # model: a named size and arch preset; the fields after them, when set, override them
     size: str = ""                 # a named (n_layer, n_head, n_embd), e.g. 2x48, nano-cpu
@@ -111,7 +113,18 @@ class TrainConfig:
         if self.synthetic + self.unique_copies > 1:
             raise UserError(f"synthetic ({self.synthetic}) + unique_copies ({self.unique_copies}) "
                             "is more than all of the training windows; their sum must be at most 1")
+        if self.synthetic_until and self.synthetic_until >= self.max_iters:
+            raise UserError(f"synthetic_until ({self.synthetic_until}) must be below max_iters "
+                            f"({self.max_iters}): the run would never reach its data shape")
         return self
+
+    def data_shape(self, step: int) -> tuple[float, float, float]:
+        """(repeat_spans, synthetic, unique_copies) of step's training windows: synthetic copy
+        sequences only before synthetic_until, the configured shares from it on. A function of
+        the step alone, so a resumed run draws the windows it would have drawn."""
+        if step < self.synthetic_until:
+            return 0.0, 1.0, 0.0
+        return self.repeat_spans, self.synthetic, self.unique_copies
 
 
 def not_empty(v: str) -> bool:
@@ -135,7 +148,8 @@ RULES: dict[str, tuple] = {
         "batch_size", "grad_accum", "max_iters", "block_size", "eval_interval",
         "log_interval", "n_layer", "n_head", "n_embd")},
     **{k: (lambda v: v >= 0, "0 or more") for k in (
-        "warmup_iters", "grad_clip", "threads", "eval_start", "eval_batches", "eval_pass")},
+        "warmup_iters", "grad_clip", "threads", "eval_start", "eval_batches", "eval_pass",
+        "synthetic_until")},
     # infinite decay or cap makes the weights or logits NaN, which is then blamed on the lr
     **{k: (lambda v: 0 <= v < float("inf"), "0 or more, and finite") for k in (
         "weight_decay", "softcap", "target_loss")},

@@ -36,10 +36,11 @@ def compiled(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def micro_batches(batches: Batches, cfg: TrainConfig, step: int, rank: int = 0) -> list[Batch]:
-    """The (x, y) windows of one step on one process: shard rank * grad_accum + micro, so that
-    two processes see the windows one process sees in twice the micro-steps."""
+    """The (x, y) windows of one step on one process, in that step's data shape: shard
+    rank * grad_accum + micro, so that two processes see the windows one process sees in twice
+    the micro-steps."""
     return [batches.train_batch(cfg.seed, step, rank * cfg.grad_accum + micro, cfg.batch_size,
-                                cfg.repeat_spans, cfg.synthetic, cfg.unique_copies)
+                                *cfg.data_shape(step))
             for micro in range(cfg.grad_accum)]
 
 

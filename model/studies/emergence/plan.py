@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ...args import cast, check_keys
 from ...data import shapes
-from ...errors import UserError, check_values, fraction, plain_name, positive, seeds, whole
+from ...errors import (UserError, check_values, fraction, plain_name, positive, seeds, whole,
+                       whole_or_zero)
 from ...train.options import TrainConfig
 from ..common.tasks import KS, TASKS
 
@@ -54,6 +55,7 @@ class EmergencePlan:
     repeat_spans: float = 0.0     # the data shape (model/data/shapes.py)
     synthetic: float = 1.0
     unique_copies: float = 0.0
+    synthetic_until: int = 0      # steps of synthetic copy sequences only, then the shares above
     fewshot_at: list[float] = field(default_factory=lambda: [0.5, 1.0])  # fractions of steps
     fewshot_items: int = 100
     fewshot_tasks: list[str] = field(default_factory=lambda: list(TASKS))
@@ -62,7 +64,8 @@ class EmergencePlan:
 
     @property
     def shape(self) -> str:
-        return shapes.name(self.repeat_spans, self.synthetic, self.unique_copies)
+        return shapes.name(self.repeat_spans, self.synthetic, self.unique_copies,
+                           self.synthetic_until)
 
     def runs(self) -> list[GridRun]:
         grid = [(d, w, False) for d in self.depths for w in self.widths
@@ -87,6 +90,7 @@ class EmergencePlan:
             repeat_spans=0.0 if run.natural else self.repeat_spans,
             synthetic=0.0 if run.natural else self.synthetic,
             unique_copies=0.0 if run.natural else self.unique_copies,
+            synthetic_until=0 if run.natural else self.synthetic_until,
             run_name=run.name, wandb_group=f"emergence-{self.name}")
         values.update({k: cast(TrainConfig, k, v) for k, v in self.train.items()})
         values.update(extra)
@@ -95,8 +99,9 @@ class EmergencePlan:
     def fingerprint(self) -> str:
         """A short hash of everything that shapes the results (not the few-shot schedule's
         presentation): a changed plan does not silently reuse finished runs."""
+        # a field added since, at its default, is left out: older studies keep their hash
         d = {k: v for k, v in asdict(self).items() if k not in ("name", "description")
-             and not (k == "unique_copies" and v == 0)}  # older studies keep their hash
+             and not (k in ("unique_copies", "synthetic_until") and v == 0)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -110,6 +115,7 @@ VALUES = {
     **{k: (whole, "a whole number, at least 1") for k in (
         "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
     "lr": (positive, "a positive number"),
+    "synthetic_until": (whole_or_zero, "a whole number of steps, 0 or more"),
     **{k: (fraction, "a fraction from 0 to 1")
        for k in ("repeat_spans", "synthetic", "unique_copies")},
     "depths": (lambda v: _wholes(v) and v, "a non-empty list of layer counts"),
@@ -147,6 +153,9 @@ def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
     if plan.steps % plan.eval_every:
         raise UserError(f"{path}: steps ({plan.steps}) must be a multiple of eval_every "
                         f"({plan.eval_every}), so that every run ends on an evaluation")
+    if plan.synthetic_until >= plan.steps:
+        raise UserError(f"{path}: synthetic_until ({plan.synthetic_until}) must be below steps "
+                        f"({plan.steps}): the runs would never reach their data shape")
     for run in plan.runs()[:1]:  # a bad shape (width vs head_dim, arch) fails here, not later
         plan.train_config(run, Path("out")).gpt_config(84)
     return plan

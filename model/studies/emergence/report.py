@@ -54,6 +54,13 @@ def load(root: Path) -> tuple[dict, list[dict]]:
                                              r["n_embd"], r["seed"]))
 
 
+def shape_of(plan: dict) -> str:
+    """The plan's data shape in words (plan.json of a study from before a field was added
+    lacks it)."""
+    return shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0),
+                       plan.get("synthetic_until", 0))
+
+
 def label(run: dict, seeded: bool = False) -> str:
     """The model's name, and its seed where the study trained several."""
     return f"{name(run)} s{run['seed']}" if seeded else name(run)
@@ -338,7 +345,7 @@ def seeds_table(runs: list[dict], plan: dict) -> list[str]:
 
 def reading(runs: list[dict], plan: dict) -> list[str]:
     """What the measurements say about which data, in words, with the numbers they rest on."""
-    shape = shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0))
+    shape = shape_of(plan)
     shaped = [r for r in runs if not r.get("natural")]
     natural = [r for r in runs if r.get("natural")]
     val = [r["val_loss"] for r in shaped]
@@ -387,7 +394,7 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
 
 def write_report(root: Path, command: str = "") -> Path:
     plan, runs = load(root)
-    shape = shapes.name(plan["repeat_spans"], plan["synthetic"], plan.get("unique_copies", 0))
+    shape = shape_of(plan)
     data = f"*Data: {shape}; validation and probes held out.*"
     folder = root
     widths = sorted({r["n_embd"] for r in runs})
