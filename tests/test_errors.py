@@ -39,6 +39,7 @@ def trained(corpus, tmp_path):
     (["--max_iters"], "cannot read argument '--max_iters': it needs a value"),
     (["-max_iters=5"], "cannot read argument '-max_iters=5'"),
     (["--device=gpu"], "device must be one of 'auto', 'cpu'"),
+    (["--probe_interval=-1"], "probe_interval must be 0 or more"),
     (["--synthetic_until=1.5"], "synthetic_until='1.5' is not a valid int"),
     (["--synthetic_until=2"], "synthetic_until (2) must be below max_iters (2)"),
 ])

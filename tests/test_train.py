@@ -42,6 +42,35 @@ def test_resume_is_bitwise_identical(corpus, tmp_path, optimizer):
         [r.get("train_loss") for r in late(read_metrics(part))]
 
 
+def test_light_readings_between_evaluations_resume_exactly(corpus, tmp_path):
+    """on_eval's light readings (every probe_interval steps, no checkpoint) of a run killed
+    after one of them are dropped on resume and read again: the same records, the same
+    weights as the run that never stopped."""
+    def on_eval(model, step, full):  # the weights' sum: any change of the model shows in it
+        return {"weights": sum(p.detach().double().sum().item() for p in model.parameters()),
+                "full": full}
+
+    flags = dict(max_iters=8, eval_interval=4, probe_interval=2, dropout=0.1)
+    train(tiny_config(corpus, tmp_path / "full", keep_checkpoints=True, **flags), on_eval)
+    full = read_metrics(tmp_path / "full")
+    read = [(r["step"], r["full"]) for r in full if "weights" in r]
+    assert read == [(0, True), (2, False), (4, True), (6, False), (8, True)]
+    assert all("val_loss" not in r for r in full if r.get("full") is False)
+    # killed after the light reading at step 6: its checkpoint is step 4's
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(tmp_path / "full" / "ckpt_000004.pt", part / "ckpt.pt")
+    (part / "metrics.jsonl").write_text("".join(
+        line + "\n" for line, r in zip((tmp_path / "full" / "metrics.jsonl").read_text()
+                                       .splitlines(), full) if r["step"] <= 6))
+    train(tiny_config(corpus, part, init_from="resume", **flags), on_eval)
+    a, b = weights(tmp_path / "full" / "ckpt.pt"), weights(part / "ckpt.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    clock = ("wall_s", "tok_per_s", "mfu")  # the only fields that may differ
+    same = lambda rows: [{k: v for k, v in r.items() if k not in clock} for r in rows]
+    assert same(read_metrics(part)) == same(full)
+
+
 def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
     """The first run of a process measures the matmul peak (then cached); that measurement
     must not draw from the generator dropout draws from."""

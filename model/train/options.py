@@ -71,6 +71,8 @@ class TrainConfig:
                                    # (the last evaluation always covers it)
     eval_pass: int = 0             # windows per forward pass of an evaluation; 0: batch_size.
                                    # The windows read are the same either way
+    probe_interval: int = 0        # steps between a study's light probe readings, taken where
+                                   # a step does not evaluate (no val loss, no checkpoint); 0: none
     target_loss: float = 0.0       # stop at the first evaluation at or below this loss (needs
                                    # eval_batches=0); 0 is off
     log_interval: int = 10         # steps between training-loss lines
@@ -149,7 +151,7 @@ RULES: dict[str, tuple] = {
         "log_interval", "n_layer", "n_head", "n_embd")},
     **{k: (lambda v: v >= 0, "0 or more") for k in (
         "warmup_iters", "grad_clip", "threads", "eval_start", "eval_batches", "eval_pass",
-        "synthetic_until")},
+        "probe_interval", "synthetic_until")},
     # infinite decay or cap makes the weights or logits NaN, which is then blamed on the lr
     **{k: (lambda v: 0 <= v < float("inf"), "0 or more, and finite") for k in (
         "weight_decay", "softcap", "target_loss")},

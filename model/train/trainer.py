@@ -180,6 +180,11 @@ def evaluates(step: int, cfg: TrainConfig) -> bool:
     return (step >= cfg.eval_start and step % cfg.eval_interval == 0) or step == cfg.max_iters
 
 
+def light_reading(step: int, cfg: TrainConfig) -> bool:
+    """Whether step takes a light reading of on_eval's instruments (where it does not evaluate)."""
+    return cfg.probe_interval > 0 and step % cfg.probe_interval == 0
+
+
 def eval_batch_count(step: int, cfg: TrainConfig, batches: Batches) -> int:
     """The last evaluation, the run's result, covers the whole held-out split, and so does every
     one with eval_batches=0; the others read eval_batches windows spread over it."""
@@ -189,13 +194,15 @@ def eval_batch_count(step: int, cfg: TrainConfig, batches: Batches) -> int:
 
 
 @owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
-def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -> dict:
+def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = None) -> dict:
     """Train per cfg; returns a summary (final val loss, tokens, wall time...). With a
     target_loss the run ends at the first evaluation at or below it (a speedrun's finish).
 
-    on_eval(model, step), if given, runs at every evaluation on the main process; the numbers
-    it returns join that evaluation's metrics record (the emergence study's instruments).
-    It runs under a forked RNG, so it cannot change what training draws next."""
+    on_eval(model, step, full), if given, runs on the main process at every evaluation
+    (full=True), where the numbers it returns join that evaluation's metrics record (the
+    emergence study's instruments), and every probe_interval steps between them (full=False:
+    its cheap instruments only), where they make a record of their own. It runs under a forked
+    RNG, so it cannot change what training draws next."""
     rt, batches, raw, opt, state = setup(cfg)
     dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
     step = state["step"] if state else 0
@@ -233,6 +240,12 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
         if cfg.keep_checkpoints:
             checkpoint.save(out / f"ckpt_{step:06d}.pt", snap)
 
+    def instruments(full: bool) -> dict:
+        with torch.random.fork_rng():
+            readings = on_eval(raw, step, full)
+        raw.train()
+        return readings
+
     t0 = time.perf_counter()
     progress, watch, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), \
         LossWatch(step), None
@@ -248,9 +261,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
                           "flops": step * tokens_per_step * fpt,
                           "wall_s": elapsed_before + time.perf_counter() - t0}
                 if on_eval is not None:
-                    with torch.random.fork_rng():
-                        record.update(on_eval(raw, step))
-                    raw.train()
+                    record.update(instruments(full=True))
                 log.log(record)
                 print(f"step {step}: val loss {val_loss:.4f}", flush=True)
             if cfg.target_loss and val_loss <= cfg.target_loss:  # (the same on every process)
@@ -258,6 +269,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
                     print(f"step {step}: reached the target loss {cfg.target_loss:.4f}; stopping",
                           flush=True)
                 break
+        elif light_reading(step, cfg) and on_eval is not None and dist.master:
+            # no checkpoint here: a run resumed from an earlier one drops this record (RunLog)
+            # and, its steps replayed exactly, writes the same one again
+            log.log({"step": step, **instruments(full=False)})
         if step >= cfg.max_iters:
             break
         lr = lr_at(step, cfg)

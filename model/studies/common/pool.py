@@ -25,7 +25,7 @@ from ...files import machine
 from ...train.options import TrainConfig
 
 LOG = "train.log"
-OnEval = Callable[..., dict]  # train()'s on_eval(model, step): instruments read at evaluations
+OnEval = Callable[..., dict]  # train()'s on_eval(model, step, full): instruments it reads
 
 
 def _die_with_parent(parent: int) -> None:
