@@ -1,5 +1,6 @@
 """The emergence pilots' table (docs/emergence/pilots/README.md): each pilot's last evaluation,
-its best prefix matching and its transition step, read from the committed metrics.
+its best prefix matching and its transition step (over every copy-probe reading, the light ones
+between evaluations included), read from the committed metrics.
 
     .venv/bin/python scripts/pilot_table.py docs/emergence/pilots
 """
@@ -24,10 +25,12 @@ def shape(plan: dict) -> str:
 
 def row(folder: Path, run: Path) -> str:
     plan = json.loads((folder / "plan.json").read_text())
-    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-             if '"copy_loss"' in line]
-    last, plateau = evals[-1], evals[1]["copy_loss"]  # the first evaluation after step 0
-    crossed = next((e["step"] for e in evals[1:] if e["copy_loss"] < plateau / 2), None)
+    probes = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+              if '"copy_loss"' in line]  # evaluations, and light readings between (probe_every)
+    evals = [e for e in probes if "val_loss" in e]
+    last, first = evals[-1], evals[1]  # the first evaluation after step 0 sets the plateau
+    crossed = next((e["step"] for e in probes if e["step"] >= first["step"]
+                    and e["copy_loss"] < first["copy_loss"] / 2), None)
     train = plan.get("train", {})
     other = [f"{k}={train[k]}" for k in ("optimizer", "qk_norm", "pos") if k in train]
     other += [f"dtype={train.get('dtype')}"] * (train.get("dtype") != "float32")
@@ -36,7 +39,7 @@ def row(folder: Path, run: Path) -> str:
     cells = (f"{folder.name}/{run.name}", shape(plan), f"{plan['lr']:g}", plan["batch_size"],
              ", ".join(other) or "—", f"{last['step']:,} ({plan['steps']:,})",
              f"{last['val_loss']:.3f}", f"{last['copy_loss']:.2f}",
-             f"{max(e['prefix_matching'] for e in evals):.2f}",
+             f"{max(e['prefix_matching'] for e in probes):.2f}",
              f"{last['text_copy_gain']:+.2f}", "none" if crossed is None else f"{crossed:,}")
     return "| " + " | ".join(map(str, cells)) + " |"
 

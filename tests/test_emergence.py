@@ -46,6 +46,58 @@ def test_a_flat_curve_never_transitions():
     assert t["fall_steps"] is None and t["plateau_steps"] is None
 
 
+def test_light_readings_between_evaluations_sharpen_the_transition():
+    """Copy-probe readings every 25 steps between evaluations every 100 (other records mixed
+    in, out of order): the transition and the fall's width are read from all of them, closer
+    to the curve's own than from the evaluations alone."""
+    from model.studies.emergence.transition import copy_transition, readings
+
+    steps = np.arange(0, 3001, 25)
+    rows = [{"step": int(s), "copy_loss": float(v)} | ({"val_loss": 1.5} if s % 100 == 0 else {})
+            for s, v in zip(steps, sigmoid_curve(steps, at=1830, width=30))]
+    rows = rows[::-1] + [{"step": 50, "train_loss": 2.0}]
+    assert [r["step"] for r in readings(rows)] == list(steps)
+    dense = copy_transition(readings(rows), start=100)
+    coarse = copy_transition(readings([r for r in rows if "val_loss" in r]), start=100)
+    width = 2 * math.log(9) * 30  # 10% -> 90% of a logistic
+    assert dense["step"] == pytest.approx(1830, abs=3)
+    assert dense["fall_steps"] == pytest.approx(width, rel=0.1)
+    assert abs(coarse["fall_steps"] - width) > 3 * abs(dense["fall_steps"] - width)
+
+
+def test_a_study_from_before_light_readings_reads_as_it_did():
+    """A committed pilot's metrics (evaluations only): its readings are its evaluations and the
+    report's transition is the one its study recorded."""
+    from model.studies.emergence.report import load
+
+    folder = ROOT / "docs/emergence/pilots/p22-syn-bf16"
+    _, (run,) = load(folder)
+    assert run["probes"] == run["evals"] and [e["step"] for e in run["evals"]][-2:] == [2900, 3000]
+    saved = json.loads((folder / "2x64-s1338" / "summary.json").read_text())["transition"]
+    assert run["transition"] == saved
+
+
+def test_a_light_reading_is_the_copy_probe_and_prefix_matching_of_a_full_one(corpus):
+    import torch
+
+    from model.data.tokenizer import CharTokenizer
+    from model.nn.config import named
+    from model.nn.gpt import GPT
+    from model.studies.common.scoring import Options
+    from model.studies.emergence.probes import Probes
+
+    text = (corpus / "work2.txt").read_text()
+    tok = CharTokenizer.fit(text)
+    torch.manual_seed(0)
+    model = GPT(named("2x32", "modern", block_size=64, vocab_size=tok.vocab_size))
+    probes = Probes(text, tok, fewshot_steps=set(), opts=Options(items=4), icl_windows=8)
+    full, light = probes(model, 10), probes(model, 10, full=False)
+    assert light == {k: full[k] for k in light}
+    assert {"copy_loss", "prefix_matching"} <= set(light)
+    assert set(full) - set(light) == {"text_first", "text_second", "text_copy_gain",
+                                      "text_copy_gain_ci", "icl_score"}
+
+
 def test_emergence_presets_load_and_name_their_data_shape():
     from model.studies.common.plan import read_plan
     from model.studies.emergence.plan import load_emergence_plan
@@ -83,7 +135,7 @@ def test_plans_from_before_the_new_fields_keep_their_fingerprint():
 
     folder = ROOT / "docs/emergence/pilots/p17-s50-lr1e3-8k"
     saved = json.loads((folder / "plan.json").read_text())
-    assert "synthetic_until" not in saved
+    assert "synthetic_until" not in saved and "probe_every" not in saved
     plan = load_emergence_plan(*read_plan(str(folder / "plan.toml")))
     assert plan.fingerprint() == saved["fingerprint"]
 
@@ -95,6 +147,8 @@ def test_plans_from_before_the_new_fields_keep_their_fingerprint():
     ("fewshot_k = [3]", "fewshot_k must be a list drawn from"),
     ("colour = 1", "unknown key 'colour'"),
     ("head_dim = 5", "bad model shape"),
+    ("probe_every = 7", "probe_every \\(7\\) must divide eval_every \\(20\\)"),
+    ("probe_every = -5", "probe_every must be a whole number of steps, 0 or more"),
     ("synthetic_until = 40", "synthetic_until \\(40\\) must be below steps \\(40\\)"),
     ("synthetic_until = -1", "synthetic_until must be a whole number of steps, 0 or more"),
     ("synthetic_until = 2.5", "synthetic_until must be a whole number of steps, 0 or more"),
@@ -125,9 +179,11 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
         assert f"({stem}.png)\n\n*Data: 50% synthetic copy sequences" in report  # its caption
     assert "## Over seeds" in report and "pair_recall k=4 (chance 0.25)" in report
+    assert "the copy probe and prefix matching every 10 steps" in report
     rows = [json.loads(l) for l in (out / "2x16-s1337" / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in rows if "copy_loss" in r]
-    assert [r["step"] for r in evals] == [0, 20, 40]
+    assert [r["step"] for r in rows if "copy_loss" in r] == [0, 10, 20, 30, 40]  # probe_every
+    evals = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in evals] == [0, 20, 40] and all("copy_loss" in r for r in evals)
     assert "fewshot" in evals[-1] and "pair_recall" in evals[-1]["fewshot"]
     recall = evals[-1]["fewshot"]["pair_recall"]["k"]
     assert recall["0"]["chance"] is None and 0.25 <= recall["4"]["chance"] <= 0.5  # about 1/k

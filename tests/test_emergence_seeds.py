@@ -12,14 +12,15 @@ from model.studies.emergence.transition import transition
 def run(depth: int, width: int, seed: int, at: float | None, last: int = 300,
         smear: bool = False, natural: bool = False, em: float | None = None) -> dict:
     """A finished run whose copy loss transitioned at step `at` (None: never), evaluated at
-    steps 0, 100, ..., last; with exact match `em` at pair_recall k=4 on its last evaluation."""
+    steps 0, 100, ..., last (no light readings between); with exact match `em` at pair_recall
+    k=4 on its last evaluation."""
     evals = [{"step": s, "copy_loss": 4.4, "prefix_matching": 0.03, "text_copy_gain": 0.0}
              for s in range(0, last + 1, 100)]
     if em is not None:
         evals[-1]["fewshot"] = {"pair_recall": {"k": {"4": {"exact_match": em,
                                                              "exact_ci": [em, em]}}}}
     return {"n_layer": depth, "n_embd": width, "smear": smear, "natural": natural, "seed": seed,
-            "n_nonemb": 12 * depth * width ** 2, "evals": evals,
+            "n_nonemb": 12 * depth * width ** 2, "evals": evals, "probes": evals,
             "transition": {"step": at, "floor": 4.4 if at is None else 0.3, "plateau": 4.4,
                            "phase_change": False}}
 
@@ -136,5 +137,5 @@ def test_the_phase_change_line_labels_transition_fall_width_and_floor_step_apart
     line = verdicts.phase_changes([r, run(2, 32, 1, None, last=3000)])
     assert "**holds** in 1/2 runs" in line
     assert ("2x64 (1/1 seeds): transition at step 1,832; 10→90% fall 272 steps wide "
-            "(2 evaluations inside it) after a plateau of 1,616 steps; floor 0.27 nats, first "
-            "reached at step 2,900") in line
+            "(2 copy-probe readings inside it) after a plateau of 1,616 steps; floor 0.27 nats, "
+            "first reached at step 2,900") in line

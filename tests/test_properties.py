@@ -15,7 +15,8 @@ VALUES = SCALARS | st.lists(SCALARS, max_size=3)
 PLAN_KEYS = ("name", "seeds", "evals", "tokens", "block_size", "batch_size", "flops",
              "tokenizer", "arch", "description")
 TRAIN_KEYS = ("max_iters", "eval_interval", "eval_start", "warmup_iters", "lr", "dtype",
-              "eval_batches", "grad_clip", "weight_decay", "out_dir", "seed", "threads")
+              "eval_batches", "grad_clip", "weight_decay", "out_dir", "seed", "threads",
+              "probe_interval", "synthetic_until")
 
 
 def toml_value(v) -> str:
@@ -78,7 +79,7 @@ def test_train_options_are_refused_in_one_line_or_valid(cli):
 
 EMERGENCE = ("name", "seeds", "fewshot_tasks", "depths", "widths", "steps", "eval_every",
              "block_size", "arch", "lr", "head_dim", "repeat_spans", "synthetic", "fewshot_at",
-             "fewshot_k", "smeared_depths", "natural_controls")
+             "fewshot_k", "smeared_depths", "natural_controls", "probe_every", "synthetic_until")
 
 
 @settings(max_examples=150, deadline=None, database=None,

@@ -44,6 +44,8 @@ class EmergencePlan:
     batch_size: int = 64
     steps: int = 2000
     eval_every: int = 100
+    probe_every: int = 0          # steps between light readings (the copy probe and prefix
+                                  # matching alone) between evaluations; 0: at evaluations only
     lr: float = 1e-3
     head_dim: int = 32            # heads = max(1, width // head_dim)
     depths: list[int] = field(default_factory=lambda: [1, 2])
@@ -87,6 +89,7 @@ class EmergencePlan:
             smear_keys=run.smear, block_size=self.block_size, batch_size=self.batch_size,
             max_iters=self.steps, lr=self.lr, seed=run.seed, init_from="auto",
             eval_interval=self.eval_every, log_interval=max(self.eval_every // 5, 1),
+            probe_interval=self.probe_every,
             repeat_spans=0.0 if run.natural else self.repeat_spans,
             synthetic=0.0 if run.natural else self.synthetic,
             unique_copies=0.0 if run.natural else self.unique_copies,
@@ -101,7 +104,7 @@ class EmergencePlan:
         presentation): a changed plan does not silently reuse finished runs."""
         # a field added since, at its default, is left out: older studies keep their hash
         d = {k: v for k, v in asdict(self).items() if k not in ("name", "description")
-             and not (k in ("unique_copies", "synthetic_until") and v == 0)}
+             and not (k in ("unique_copies", "synthetic_until", "probe_every") and v == 0)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -115,7 +118,8 @@ VALUES = {
     **{k: (whole, "a whole number, at least 1") for k in (
         "block_size", "batch_size", "steps", "eval_every", "head_dim", "fewshot_items")},
     "lr": (positive, "a positive number"),
-    "synthetic_until": (whole_or_zero, "a whole number of steps, 0 or more"),
+    **{k: (whole_or_zero, "a whole number of steps, 0 or more")
+       for k in ("probe_every", "synthetic_until")},
     **{k: (fraction, "a fraction from 0 to 1")
        for k in ("repeat_spans", "synthetic", "unique_copies")},
     "depths": (lambda v: _wholes(v) and v, "a non-empty list of layer counts"),
@@ -153,6 +157,9 @@ def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
     if plan.steps % plan.eval_every:
         raise UserError(f"{path}: steps ({plan.steps}) must be a multiple of eval_every "
                         f"({plan.eval_every}), so that every run ends on an evaluation")
+    if plan.probe_every and plan.eval_every % plan.probe_every:
+        raise UserError(f"{path}: probe_every ({plan.probe_every}) must divide eval_every "
+                        f"({plan.eval_every}), so that every reading falls on one even grid")
     if plan.synthetic_until >= plan.steps:
         raise UserError(f"{path}: synthetic_until ({plan.synthetic_until}) must be below steps "
                         f"({plan.steps}): the runs would never reach their data shape")

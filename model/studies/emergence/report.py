@@ -19,9 +19,11 @@ from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
 from ..common.tasks import TASKS
 from .seeds import by_model, curve_steps, seed_band, transitioned_by
-from .transition import FORMED, transition
-from .verdicts import (COPY_TASKS, CONTROLS, EM_K, em_at, final_fewshot, name, span,
-                       verdicts)
+from .transition import FORMED, copy_transition, readings
+from .verdicts import (COPY_TASKS, CONTROLS, EM_K, best_prefix, em_at, final_fewshot, name,
+                       span, verdicts)
+
+LIGHT = ("copy_loss", "prefix_matching")  # also read between evaluations (probe_every)
 PANELS = (("copy_loss", "copy loss, synthetic probes (nats)"),
           ("prefix_matching", "best head's prefix matching"),
           ("text_copy_gain", "held-out text: 1st − 2nd copy (nats/token)"),
@@ -41,12 +43,14 @@ def load(root: Path) -> tuple[dict, list[dict]]:
     for folder in sorted(p.parent for p in root.glob("*/summary.json")):
         summary = read_json(folder / "summary.json")
         rows = read_metrics(folder)
-        summary["evals"] = sorted((r for r in rows if "copy_loss" in r), key=lambda r: r["step"])
+        # the copy probe and prefix matching at every reading (light ones included), the rest
+        # of the instruments at the evaluations
+        summary["probes"] = readings(rows)
+        summary["evals"] = [r for r in summary["probes"] if "val_loss" in r]
         summary["train"] = [r for r in rows if "train_loss" in r]
         # recomputed, not read from summary.json: the detector's definition may have moved on
-        summary["transition"] = transition([r["step"] for r in summary["evals"]],
-                                           [r["copy_loss"] for r in summary["evals"]],
-                                           start=plan.get("train", {}).get("warmup_iters", 100))
+        summary["transition"] = copy_transition(
+            summary["probes"], start=plan.get("train", {}).get("warmup_iters", 100))
         runs.append(summary)
     if not runs:
         raise UserError(f"{root} holds no finished runs yet; run the study first")
@@ -87,7 +91,7 @@ def phase_change(runs: list[dict], widths: list[int], shape: str, folder: Path) 
     for run in runs:
         ev = run["evals"]
         for ax, (key, _) in zip(axes.flat, PANELS):
-            rows = run["train"] if key == "train_loss" else ev
+            rows = run["train"] if key == "train_loss" else run["probes"] if key in LIGHT else ev
             ax.plot([r["step"] for r in rows], [r[key] for r in rows],
                     label=None if name(run) in named else name(run), **style(run, widths))
         named.add(name(run))
@@ -96,7 +100,7 @@ def phase_change(runs: list[dict], widths: list[int], shape: str, folder: Path) 
             axes[0, 0].plot(t["step"], t["plateau"] / 2, "o", ms=5, color=style(run, widths)["color"])
     axes[0, 0].axhline(FORMED, color="grey", ls=":", lw=1)
     # from the data: a natural-text control climbs far above chance, and must not be clipped
-    axes[0, 0].set_ylim(0, 1.05 * max(e["copy_loss"] for r in runs for e in r["evals"]))
+    axes[0, 0].set_ylim(0, 1.05 * max(e["copy_loss"] for r in runs for e in r["probes"]))
     axes[0, 1].axhline(runs[0]["evals"][0]["prefix_chance"], color="grey", ls=":", lw=1)
     axes[0, 1].axhline(0.3, color="grey", ls="--", lw=1)
     for ax, (_, title) in zip(axes.flat, PANELS):
@@ -287,12 +291,12 @@ def runs_table(runs: list[dict]) -> list[str]:
     num = lambda v: "—" if v is None else f"{v:,.0f}"
     for r in runs:
         t, ev = r["transition"], r["evals"]
-        copy = [e["copy_loss"] for e in ev]
+        copy = [e["copy_loss"] for e in r["probes"]]
         lines.append(f"| {label(r, seeded)} | {r['n_nonemb']:,} | {copy[0]:.2f} → {copy[-1]:.2f} "
                      f"({min(copy):.2f}, {max(copy):.2f}) | {t['plateau']:.2f} | "
                      f"{num(t['floor_step'])} | {num(t['step'])} | {num(t['fall_steps'])} | "
                      f"{num(t['plateau_steps'])} | {'yes' if t['phase_change'] else 'no'} | "
-                     f"{max(e['prefix_matching'] for e in ev):.2f} | "
+                     f"{best_prefix(r):.2f} | "
                      f"{gain(ev[-1])} | {r['val_loss']:.3f} |")
     return lines
 
@@ -381,7 +385,7 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
                      f"{two([r['val_loss'] for r in rs])} but forms no circuit (copy loss "
                      f"{two([r['evals'][0]['copy_loss'] for r in rs])} → "
                      f"{two([e['copy_loss'] for e in last])}, best prefix matching "
-                     f"{two([max(e['prefix_matching'] for e in r['evals']) for r in rs])}, "
+                     f"{two([best_prefix(r) for r in rs])}, "
                      f"held-out repeat {two([e['text_first'] for e in last])} → "
                      f"{two([e['text_second'] for e in last])} {unit}).")
     lines.append("- The larger natural-text control is the laptop ladder "
@@ -424,13 +428,15 @@ def write_report(root: Path, command: str = "") -> Path:
              "## Phase changes", "", "![phase change](phase_change.png)", "",
              f"{data} Copy loss axis from 0 to the highest loss of any run.", "",
              *runs_table(runs), "",
-             "Transition step: the first step (interpolated between evaluations) where the copy "
+             "Transition step: the first step (interpolated between readings) where the copy "
              "loss on held-out synthetic probes is below half its plateau (the loss at the first "
-             "evaluation after warmup). Fall width: steps from 10% to 90% of the way from "
+             "reading after warmup). Fall width: steps from 10% to 90% of the way from "
              "plateau to floor, a width, not a time to the floor; the floor (the lowest copy "
              "loss) is reached later, at the step given. "
              f"Phase change: the floor is below {FORMED} nats and the fall is shorter than "
-             f"the plateau before it. Evaluations every {plan['eval_every']} steps.", "",
+             f"the plateau before it. Evaluations every {plan['eval_every']} steps"
+             + (f"; the copy probe and prefix matching every {plan['probe_every']} steps"
+                if plan.get("probe_every") else "") + ".", "",
              "![transition step by width](transition_vs_width.png)", "",
              f"{data} Each dot is one seed's transition step; k/n beside a model's latest dot is "
              f"how many of its seeds transitioned within {plan['steps']:,} steps. Not drawn, "
@@ -440,7 +446,7 @@ def write_report(root: Path, command: str = "") -> Path:
              f"{data} The fraction of each model's seeds (left) and each depth's runs (right) "
              "whose copy loss had fallen below half its plateau by each step; a run that never "
              "did counts as not transitioned through its last evaluation. Plateau and floor "
-             "are read from the first evaluation after warmup on.", "",
+             "are read from the first reading after warmup on.", "",
              *seeds_table(runs, plan), "", *em_figure,
              "## Few-shot exact match against N", "", "![few-shot vs N](fewshot_vs_n.png)", "",
              f"{data} Points: each run (seed) with its 95% Wilson interval; lines: the mean "

@@ -1,7 +1,8 @@
 """Train every run of an emergence plan, resumably, with the probes at every evaluation.
 
 Each run lives in root/<run name>/ with its checkpoint, metrics.jsonl (the instrument
-readings ride on the evaluation records) and, once finished, summary.json. Run the same
+readings ride on the evaluation records; the light ones between evaluations, every
+probe_every steps, are records of their own) and, once finished, summary.json. Run the same
 command again after a kill: finished runs are skipped, the broken one resumes.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..common.runner import share_cores
 from ..common.scoring import Options
 from .plan import EmergencePlan
 from .probes import Probes
-from .transition import transition
+from .transition import copy_transition, readings
 
 
 def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
@@ -84,13 +85,7 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
     return [read_json(root / r.name / "summary.json") for r in runs]
 
 
-def evaluations(out: Path) -> list[dict]:
-    """A run's evaluation records that carry the probes' readings, in step order."""
-    return sorted((r for r in read_metrics(out) if "copy_loss" in r), key=lambda r: r["step"])
-
-
 def run_transition(out: Path, warmup: int) -> dict:
-    rows = evaluations(out)
-    return transition([r["step"] for r in rows], [r["copy_loss"] for r in rows], start=warmup)
+    return copy_transition(readings(read_metrics(out)), start=warmup)
 
 

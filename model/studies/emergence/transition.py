@@ -1,13 +1,14 @@
 """The phase-change detector: where a copy-loss curve leaves its plateau, and how fast it falls.
 
-Definitions (applied to the loss on the copied tokens of held-out synthetic probes):
-- plateau: the loss at the first evaluation at or after warmup (chance, ln V, for a model
+Definitions (applied to the loss on the copied tokens of held-out synthetic probes, read at
+every evaluation and, where a plan sets probe_every, every probe_every steps between them):
+- plateau: the loss at the first reading at or after warmup (chance, ln V, for a model
   that has not yet learned to copy);
-- floor: the lowest loss reached, and the first evaluation step that reaches it (a fall can
+- floor: the lowest loss reached, and the first reading's step that reaches it (a fall can
   end long before the floor: the loss creeps down for the rest of the run);
 - transition step: the first step where the loss is below half the plateau;
 - the fall: from 10% to 90% of the way from plateau to floor (crossings interpolated
-  linearly between evaluations); the plateau before it runs from that first evaluation to
+  linearly between readings); the plateau before it runs from that first reading to
   the 10% crossing;
 - a phase change: the loss ends below FORMED nats and the fall takes fewer steps than the
   plateau before it.
@@ -21,7 +22,7 @@ FORMED = 0.5  # nats on the copied tokens: copying is reliable (chance is ln 84 
 
 def crossing(steps: np.ndarray, values: np.ndarray, level: float) -> float | None:
     """The first step at which values fall to `level` or below, interpolated between the
-    evaluation before and the one at the crossing; None if they never do."""
+    reading before and the one at the crossing; None if they never do."""
     below = np.flatnonzero(values <= level)
     if not len(below):
         return None
@@ -52,3 +53,16 @@ def transition(steps, losses, start: int = 0) -> dict:
             "start_of_fall": s10, "end_of_fall": s90, "fall_steps": fall,
             "plateau_steps": plateau_steps, "formed": bool(formed),
             "phase_change": bool(formed and fall is not None and fall < plateau_steps)}
+
+
+def readings(rows: list[dict]) -> list[dict]:
+    """The records of a run's metrics that carry the copy probe's reading, in step order: every
+    evaluation's and, where the plan took them (probe_every), the light readings between
+    evaluations; a study from before those has the evaluations' alone."""
+    return sorted((r for r in rows if "copy_loss" in r), key=lambda r: r["step"])
+
+
+def copy_transition(readings: list[dict], start: int) -> dict:
+    """transition() of the copy loss of these readings: the finer their grid, the sharper the
+    transition step and the fall's width."""
+    return transition([r["step"] for r in readings], [r["copy_loss"] for r in readings], start)

@@ -68,7 +68,7 @@ def span(values: list[float], fmt: str = "{:,.0f}") -> str:
 
 
 def best_prefix(run: dict) -> float:
-    return max(e["prefix_matching"] for e in run["evals"])
+    return max(e["prefix_matching"] for e in run["probes"])
 
 
 def fall(rs: list[dict]) -> str:
@@ -76,11 +76,11 @@ def fall(rs: list[dict]) -> str:
     10→90% fall as a width, the plateau before it and the step the floor was first reached:
     four numbers, each labelled (the fall ends long before the floor)."""
     t = [r["transition"] for r in rs]
-    inside = [sum(x["start_of_fall"] < e["step"] < x["end_of_fall"] for e in r["evals"])
+    inside = [sum(x["start_of_fall"] < e["step"] < x["end_of_fall"] for e in r["probes"])
               for r, x in zip(rs, t)]
     return (f"transition at step {span([x['step'] for x in t])}; 10→90% fall "
-            f"{span([x['fall_steps'] for x in t])} steps wide ({span(inside)} evaluations inside "
-            f"it) after a plateau of {span([x['plateau_steps'] for x in t])} steps; floor "
+            f"{span([x['fall_steps'] for x in t])} steps wide ({span(inside)} copy-probe readings "
+            f"inside it) after a plateau of {span([x['plateau_steps'] for x in t])} steps; floor "
             f"{span([x['floor'] for x in t], '{:.2f}')} nats, first reached at step "
             f"{span([x['floor_step'] for x in t])}; best prefix matching "
             f"{span([best_prefix(r) for r in rs], '{:.2f}')}")
@@ -237,7 +237,7 @@ def natural_control(runs: list[dict]) -> list[str]:
     lines = []
     for rs in by_model([r for r in runs if r.get("natural")]).values():
         ev = [r["evals"] for r in rs]
-        copy = [e["copy_loss"] for evals in ev for e in evals]
+        copy = [e["copy_loss"] for r in rs for e in r["probes"]]
         seeds = f" ({len(rs)} seeds)" if len(rs) > 1 else ""
         lines.append(
             f"- Natural-text control {name(rs[0])}{seeds} (same steps, natural text only): copy "
