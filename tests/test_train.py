@@ -20,18 +20,21 @@ def weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
-def test_resume_is_bitwise_identical(corpus, tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,shape", [
+    ("adamw", {}), ("muon", {}),
+    ("adamw", {"synthetic": 0.5, "synthetic_until": 6}),  # a curriculum that switches after it
+])
+def test_resume_is_bitwise_identical(corpus, tmp_path, optimizer, shape):
     # dropout > 0 so that the restored RNG state matters too
     full = tiny_config(corpus, tmp_path / "full", max_iters=8, eval_interval=4,
-                       keep_checkpoints=True, dropout=0.1, optimizer=optimizer)
+                       keep_checkpoints=True, dropout=0.1, optimizer=optimizer, **shape)
     train(full)
     # A run killed right after its step-4 checkpoint leaves exactly that file behind.
     part = tmp_path / "part"
     part.mkdir()
     shutil.copy(tmp_path / "full" / "ckpt_000004.pt", part / "ckpt.pt")
     train(tiny_config(corpus, part, max_iters=8, eval_interval=4, dropout=0.1,
-                      init_from="resume", optimizer=optimizer))
+                      init_from="resume", optimizer=optimizer, **shape))
     a, b = weights(tmp_path / "full" / "ckpt.pt"), weights(part / "ckpt.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
