@@ -75,7 +75,7 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
     opt = make_optimizer(model, cfg, fused=True)
     adamw, muon = opt.parts
     assert isinstance(opt, Paired) and isinstance(muon, torch.optim.Muon)
-    mats = {id(p) for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2}
+    mats = {id(p) for p in model.blocks.parameters() if p.dim() == 2}
     assert {id(p) for g in muon.param_groups for p in g["params"]} == mats
     rest = {id(p) for p in model.parameters()} - mats
     assert {id(p) for g in adamw.param_groups for p in g["params"]} == rest
@@ -234,18 +234,18 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
 
 
 def test_compiling_leaves_the_model_eager_and_shares_its_weights():
-    """Training runs a copy whose blocks are compiled; evaluation, the probes and checkpoints
-    use the original, which must stay eager (no recompile for their shapes) and be trained."""
+    """Training runs the model with compiled copies of its blocks; evaluation, the probes and
+    checkpoints use the model, which must stay eager (no recompile for their shapes) and be
+    trained."""
     from model.nn.config import named
     from model.nn.gpt import GPT
-    from model.train.step import compiled
+    from model.train.step import Compiled
 
     model = GPT(named("2x24", "modern", vocab_size=10, block_size=16))
-    fast = compiled(model)
+    fast = Compiled(model)
     assert all(type(b).__name__ == "OptimizedModule" for b in fast.blocks)
     assert all(type(b).__name__ == "Block" for b in model.blocks)
     assert [id(p) for p in fast.parameters()] == [id(p) for p in model.parameters()]
-    assert fast.wte is model.wte and fast.head is model.head
 
 
 def test_the_benchmark_times_the_step_training_runs(corpus, tmp_path, monkeypatch):

@@ -5,23 +5,23 @@ import math
 
 import torch
 
+from ..nn.gpt import GPT
 from .device import fastest_matmul_dtype
 from .options import TrainConfig
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool
+def make_optimizer(model: GPT, cfg: TrainConfig, fused: bool
                    ) -> "torch.optim.Optimizer | Paired":
     """AdamW over every parameter, or with optimizer="muon" Muon over the blocks' weight
     matrices and AdamW over the rest. Each group's "peak" is the rate the schedule scales."""
     # Weight decay pulls matrices toward small norms; applied to gains, biases
     # or (1-D) norm weights it only fights the normalisation.
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     # Muon orthogonalises an update matrix, which suits the blocks' linear maps; the
     # embedding (tied to the head) is a lookup table, and vectors have no matrix to orthogonalise.
-    muon = [p for n, p in named if cfg.optimizer == "muon" and p.dim() == 2
-            and n.startswith("blocks.")]
+    muon = [p for p in model.blocks.parameters() if cfg.optimizer == "muon" and p.dim() == 2
+            and p.requires_grad]
     taken = {id(p) for p in muon}
-    rest = [p for _, p in named if id(p) not in taken]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
     groups = [
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},

@@ -29,7 +29,7 @@ from .options import TrainConfig, as_dict
 from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
 from .runtime import Runtime
-from .step import compiled, micro_batches, train_step
+from .step import Compiled, micro_batches, train_step
 from .timing import mfu_peak
 
 
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int], dict] | None = None) -
     dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
     step = state["step"] if state else 0
     elapsed_before = state.get("elapsed", 0.0) if state else 0.0
-    model = compiled(raw) if cfg.compile else raw
+    model = Compiled(raw) if cfg.compile else raw
     if dist.enabled:
         model = DDP(model, device_ids=[dist.local_rank] if rt.device_type == "cuda" else None)
 
