@@ -55,11 +55,11 @@ def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
 
 
 def test_a_checkpoint_from_before_muon_resumes(corpus, tmp_path):
-    """Its optimizer groups carry no peak rate; the run goes on at the schedule's rate."""
+    """Its optimizer groups carry no rate of their own; the run goes on at the schedule's."""
     train(tiny_config(corpus, tmp_path / "run", max_iters=4, eval_interval=2))
     state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
     for group in state["optimizer"]["param_groups"]:
-        del group["peak"]
+        del group["initial_lr"]
     torch.save(state, tmp_path / "run" / "ckpt.pt")
     summary = train(tiny_config(corpus, tmp_path / "run", max_iters=6, eval_interval=2,
                                 init_from="resume"))
@@ -79,7 +79,7 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
     assert {id(p) for g in muon.param_groups for p in g["params"]} == mats
     rest = {id(p) for p in model.parameters()} - mats
     assert {id(p) for g in adamw.param_groups for p in g["params"]} == rest
-    assert [g["peak"] for g in opt.param_groups] == [3e-3, 3e-3, 0.05]
+    assert [g["initial_lr"] for g in opt.param_groups] == [3e-3, 3e-3, 0.05]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
