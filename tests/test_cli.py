@@ -12,7 +12,7 @@ from model.args import field_type
 from model.cli import COMMANDS, main
 from model.cli.usage import comments
 from model.nn.config import GPTConfig
-from model.train.options import TrainConfig
+from model.train.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 VERBS = sorted(COMMANDS)

@@ -198,7 +198,7 @@ def test_unique_copies_repeat_a_segment_whose_tokens_occur_nowhere_else(corpus, 
 
 
 def test_shapes_cannot_take_more_than_every_window():
-    from model.train.options import TrainConfig
+    from model.train.train_config import TrainConfig
 
     with pytest.raises(UserError, match=r"synthetic \(0.6\) \+ unique_copies \(0.5\)"):
         TrainConfig(synthetic=0.6, unique_copies=0.5).validate()

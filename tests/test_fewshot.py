@@ -20,7 +20,7 @@ from model.nn.gpt import GPT
 from model.studies.common.icl import (copy_probe, halves_loss, icl_positions, icl_score,
                                       induction_probe, loss_by_position, prefix_matching,
                                       prefix_targets, probe_pool, text_repeat_loss)
-from model.studies.common.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
+from model.studies.common.task_scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
                                           score_prompts, summarize, wilson)
 from model.studies.common.tasks import (END, KINDS, SEP, TASKS, Prompt, build_prompts, chance,
                                        derange, headings, with_s)

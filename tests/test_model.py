@@ -10,7 +10,7 @@ from model.nn import decode
 from model.nn.config import GPTConfig, named
 from model.nn.decode import Decoder
 from model.nn.gpt import GPT, attention, flops_per_token, n_nonemb_formula, rotary_tables
-from model.train.options import TrainConfig
+from model.train.train_config import TrainConfig
 from model.train.precision import faster_cpu_dtype
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),

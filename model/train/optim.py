@@ -7,7 +7,7 @@ import torch
 
 from ..nn.gpt import GPT
 from .device import fastest_matmul_dtype
-from .options import TrainConfig
+from .train_config import TrainConfig
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, fused: bool

@@ -15,7 +15,7 @@ import torch
 from ..data.prepare import Batches
 from ..nn.gpt import GPT
 from .optim import make_optimizer
-from .options import TrainConfig
+from .train_config import TrainConfig
 from .runtime import Runtime
 from .timing import medians_in_turn, sync
 

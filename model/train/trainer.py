@@ -25,7 +25,7 @@ from . import checkpoint, distributed
 from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
 from .lock import owns_out_dir
 from .optim import fused_adamw, load_keeping_rates, lr_at, make_optimizer, set_rates
-from .options import TrainConfig, as_dict
+from .train_config import TrainConfig, as_dict
 from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
 from .runtime import Runtime

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ...data import shapes
 from ...errors import UserError
 from ...nn.gpt import GPT
-from .scoring import batch_rows, bootstrap_ci
+from .task_scoring import batch_rows, bootstrap_ci
 
 # Best head's prefix-matching score at which induction heads count as formed. A judgement:
 # Olsson et al.'s induction heads attend mostly to the matched token; uniform attention

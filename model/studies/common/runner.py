@@ -17,7 +17,7 @@ from ...errors import UserError, make_dir
 from ...files import machine, read_json, write_json
 from ...nn.gpt import flops_per_token, n_nonemb_formula
 from ...train.device import pick_device
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 from ...train.runlog import fmt_time
 from ...train.trainer import train
 from .plan import RunSpec, StudyPlan, check_evaluations, config_hash

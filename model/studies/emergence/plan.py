@@ -13,7 +13,7 @@ from pathlib import Path
 from ...args import cast, check_keys
 from ...data import shapes
 from ...errors import UserError, check_values, fraction, plain_name, positive, seeds, whole
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 from ..common.tasks import KS, TASKS
 
 

@@ -17,7 +17,7 @@ from ...data.prepare import Batches, dataset_dir, held_out_text, prepare
 from ...data.tokenizer import Tokenizer
 from ...errors import UserError
 from ...files import read_json, write_json
-from .options import InstructConfig, load_instruct
+from .settings import InstructConfig, load_instruct
 from .task import Instruction, instructions, vocabulary_of
 
 PPO_POOL = 1000      # training prompts PPO draws its rollouts from

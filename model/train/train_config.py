@@ -169,7 +169,7 @@ def recipe_file(path: str) -> Path:
     p = Path(path)
     if p.exists():
         return p
-    from ..files import configs_dir  # (files imports torch; options stays light otherwise)
+    from ..files import configs_dir  # (files imports torch; this file stays light otherwise)
     shipped = configs_dir() / Path(p.name).with_suffix(".toml")
     return shipped if shipped.is_file() else p
 
