@@ -349,3 +349,21 @@ def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys
     ledger.skipped(spec, cfg)
     out = capsys.readouterr().out
     assert "config 0123456789ab, is not what the plan now gives" in out and spec.name in out
+
+
+def test_the_report_reads_a_committed_copy_whose_runs_sit_under_runs(tmp_path):
+    """docs/scaling/* keep each run's summary and metrics under runs/, beside the report."""
+    from model.studies.scaling.scaling_report import load_runs
+
+    for folder in (tmp_path / "flat", tmp_path / "committed" / "runs"):
+        for i, size in enumerate(("2x24", "2x32", "2x48")):
+            run = folder / f"{size}-s1"
+            run.mkdir(parents=True)
+            (run / "summary.json").write_text(json.dumps(
+                {"name": run.name, "n_nonemb": 1000 * (i + 1), "tokens": 100, "seed": 1,
+                 "steps": 2}))
+            (run / "metrics.jsonl").write_text(
+                json.dumps({"step": 1, "flops": 5, "val_loss": 2.0 - i}) + "\n")
+    runs = load_runs(tmp_path / "committed")
+    assert len(runs) == 3 and runs == load_runs(tmp_path / "flat")
+    assert runs[2]["curve"] == [(5, 0.0)]

@@ -134,7 +134,9 @@ SUMMARY_KEYS = ("name", "val_loss", "steps", "tokens", "flops", "wall_s", "n_non
 def check_summaries(root: Path) -> None:
     """UserError naming the first damaged summary.json of a study folder (edited by hand, or
     torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
-    for path in sorted(root.glob("*/summary.json")):
+    from ..studies.common.runner import runs_folder
+
+    for path in sorted(runs_folder(root).glob("*/summary.json")):
         read_json(path, "delete it and tinygpt study redoes it from the run's checkpoint",
                   SUMMARY_KEYS)
 
