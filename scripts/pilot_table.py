@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from model.studies.emergence.report import shape_of
+from model.studies.emergence.emergence_report import shape_of
 
 COLUMNS = ("pilot", "data shape", "lr", "batch", "other settings", "steps run (planned)",
            "val loss", "copy loss", "best prefix matching", "held-out 1st − 2nd copy",

@@ -74,7 +74,7 @@ TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, max_ite
 
 def tiny_config(corpus, out, **overrides):
     """The TINY run of corpus, as a TrainConfig."""
-    from model.train.options import TrainConfig
+    from model.train.train_config import TrainConfig
 
     values = dict(out_dir=str(out), dataset=str(corpus), **TINY)
     values.update(overrides)

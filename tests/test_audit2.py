@@ -210,14 +210,14 @@ def state_readers(root: Path) -> dict:
     """Every JSON state file a command reads back, and a call that reads it."""
     from types import SimpleNamespace
 
-    from model.studies.emergence.report import load as emergence_load
-    from model.studies.common.scoring import Options
+    from model.studies.emergence.emergence_report import load as emergence_load
+    from model.studies.common.task_scoring import Options
     from model.studies.fewshot.run import checkpoint_identity, previous_results
     from model.studies.instruct.comparisons import run_comparisons
     from model.studies.instruct.context import Context
     from model.studies.instruct.evaluate import run_evaluation
     from model.studies.instruct.pipeline import timed
-    from model.studies.scaling.report import write_report
+    from model.studies.scaling.scaling_report import write_report
     from model.studies.common.runner import clock_time
 
     ctx = SimpleNamespace(root=root, stage=lambda name: root / name)
@@ -302,7 +302,7 @@ def test_sft_refuses_a_base_model_too_short_for_its_prompts(corpus, tmp_path):
     tokens exceeds block_size 32"); the lengths are known before."""
     from types import SimpleNamespace
 
-    from model.studies.instruct.options import InstructConfig
+    from model.studies.instruct.settings import InstructConfig
     from model.studies.instruct.sft import run_sft
 
     train(tiny_config(corpus, tmp_path / "base", max_iters=1))
@@ -446,7 +446,7 @@ def test_resume_past_max_iters_is_refused(corpus, tmp_path):
 def test_out_dir_help_promises_only_what_train_writes():
     """Item 17: the --out_dir help promised a summary.json train never writes."""
     from model.cli.usage import usage
-    from model.train.options import TrainConfig
+    from model.train.train_config import TrainConfig
 
     line = next(li for li in usage("tinygpt train", "", TrainConfig).splitlines()
                 if "out_dir" in li)

@@ -201,7 +201,7 @@ def test_unique_copies_repeat_a_segment_whose_tokens_occur_nowhere_else(corpus, 
 
 
 def test_shapes_cannot_take_more_than_every_window():
-    from model.train.options import TrainConfig
+    from model.train.train_config import TrainConfig
 
     with pytest.raises(UserError, match=r"synthetic \(0.6\) \+ unique_copies \(0.5\)"):
         TrainConfig(synthetic=0.6, unique_copies=0.5).validate()
@@ -257,7 +257,7 @@ def test_a_curriculum_leaves_validation_natural(corpus, tmp_path):
      r"synthetic_until \(6\) must be below max_iters \(6\)"),
 ])
 def test_a_curriculum_must_end_within_the_run(values, message):
-    from model.train.options import TrainConfig
+    from model.train.train_config import TrainConfig
 
     with pytest.raises(UserError, match=message):
         TrainConfig(**values).validate()

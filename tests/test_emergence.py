@@ -68,7 +68,7 @@ def test_light_readings_between_evaluations_sharpen_the_transition():
 def test_a_study_from_before_light_readings_reads_as_it_did():
     """A committed pilot's metrics (evaluations only): its readings are its evaluations and the
     report's transition is the one its study recorded."""
-    from model.studies.emergence.report import load
+    from model.studies.emergence.emergence_report import load
 
     folder = ROOT / "docs/emergence/pilots/p22-syn-bf16"
     _, (run,) = load(folder)
@@ -83,7 +83,7 @@ def test_a_light_reading_is_the_copy_probe_and_prefix_matching_of_a_full_one(cor
     from model.data.tokenizer import CharTokenizer
     from model.nn.config import named
     from model.nn.gpt import GPT
-    from model.studies.common.scoring import Options
+    from model.studies.common.task_scoring import Options
     from model.studies.emergence.probes import Probes
 
     text = (corpus / "work2.txt").read_text()

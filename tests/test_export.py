@@ -124,7 +124,7 @@ def test_what_cannot_be_exported_is_one_line(tmp_path, capsys):
 
 def test_each_modern_option_alone_is_refused(tmp_path):
     """Not only the whole modern preset: any one option GPT-2 lacks stops the export."""
-    from model.export.hf import refusal
+    from model.export.hf_folder import refusal
 
     base = GPTConfig(n_layer=1, n_head=2, n_embd=32)
     assert refusal(base) is None and refusal(replace(base, zero_init=True, bias=True)) is None

@@ -17,10 +17,10 @@ from model.cli import main
 from model.data.tokenizer import CharTokenizer
 from model.nn.config import GPTConfig
 from model.nn.gpt import GPT
-from model.studies.common.icl import (attention_probs, copy_probe, halves_loss, icl_positions,
-                                      icl_score, induction_probe, loss_by_position, prefix_matching,
+from model.studies.common.icl import (copy_probe, halves_loss, icl_positions, icl_score,
+                                      induction_probe, loss_by_position, prefix_matching,
                                       prefix_targets, probe_pool, text_repeat_loss)
-from model.studies.common.scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
+from model.studies.common.task_scoring import (batch_rows, mean_ci, newcombe_diff, score_logits,
                                           score_prompts, summarize, wilson)
 from model.studies.common.tasks import (END, KINDS, SEP, TASKS, Prompt, build_prompts, chance,
                                        derange, headings, with_s)
@@ -306,19 +306,6 @@ def tiny_gpt(arch: str = "gpt2", block_size: int = 32) -> GPT:
     cfg = GPTConfig(vocab_size=len(CHARS), block_size=block_size, n_layer=2, n_head=2,
                     n_embd=16, **CONFIGS[arch])
     return GPT(cfg).eval()
-
-
-@pytest.mark.parametrize("arch", list(CONFIGS))
-def test_recomputed_attention_reproduces_the_block(arch):
-    model = tiny_gpt(arch)
-    attn, x = model.blocks[1].attn, torch.randn(3, 20, 16)
-    rotary = (model.rope_cos[:20], model.rope_sin[:20]) if arch == "modern" else None
-    probs = attention_probs(attn, x, rotary)
-    assert probs.shape == (3, 2, 20, 20)
-    assert torch.allclose(probs.sum(-1), torch.ones(3, 2, 20)) and probs.triu(1).abs().max() == 0
-    v = attn.qkv(x).view(3, 20, 3, 2, 8)[:, :, 2].transpose(1, 2)
-    rebuilt = attn.proj((probs @ v).transpose(1, 2).reshape(3, 20, 16))
-    assert torch.allclose(rebuilt, attn(x, rotary), atol=1e-5)
 
 
 def test_prefix_matching_on_hand_made_attention():

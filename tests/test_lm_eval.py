@@ -9,7 +9,7 @@ import torch
 from model.cli import main
 from model.data.tokenizer import CharTokenizer
 from model.infer.generate import generate
-from model.studies.common.scoring import score_prompts
+from model.studies.common.task_scoring import score_prompts
 from model.studies.common.tasks import Prompt
 
 from conftest import make_text, tiny_config

@@ -9,8 +9,8 @@ from model.infer.generate import generate
 from model.nn import decode
 from model.nn.config import GPTConfig, named
 from model.nn.decode import Decoder
-from model.nn.gpt import GPT, attention, flops_per_token, n_nonemb_formula
-from model.train.options import TrainConfig
+from model.nn.gpt import GPT, attention, flops_per_token, n_nonemb_formula, rotary_tables
+from model.train.train_config import TrainConfig
 from model.train.precision import faster_cpu_dtype
 
 SHAPES = [GPTConfig(n_layer=2, n_head=2, n_embd=32), GPTConfig(n_layer=4, n_head=4, n_embd=128),
@@ -233,3 +233,25 @@ def test_dtype_probe_decides_by_margin_and_leaves_the_model_as_it_was(margin, ex
     assert faster_cpu_dtype(model, TrainConfig(), [(x, x)], rounds=2, margin=margin)[0] == expected
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "modern"])
+def test_attention_maps_are_the_probabilities_attention_applies(arch):
+    """The maps the in-context instruments read, rebuilt into each layer's output: they are
+    the ones the fused kernel applies, with every option (QK-norm, smeared keys, rotary)."""
+    torch.manual_seed(0)
+    model = GPT(named("2x32", arch, block_size=16, smear_keys=arch == "modern",
+                      zero_init=False)).eval()
+    idx = torch.randint(0, 65, (3, 12))
+    logits, maps = model.attention_maps(idx)
+    assert torch.equal(logits, model(idx)[0]) and len(maps) == 2
+    assert maps[0].shape == (3, 2, 12, 12) and maps[0].triu(1).abs().max() == 0
+    assert torch.allclose(maps[0].sum(-1), torch.ones(3, 2, 12))
+    attn, x = model.blocks[1].attn, torch.randn(3, 12, 32)
+    rotary = rotary_tables(attn.head_dim, 12) if arch == "modern" else None
+    seen: list[torch.Tensor] = []
+    with torch.no_grad():
+        out = attn(x, rotary, seen)
+        v = attn.qkv_heads(x, rotary)[2]
+        rebuilt = attn.proj((seen[0] @ v).transpose(1, 2).reshape(3, 12, 32))
+    assert torch.allclose(rebuilt, out, atol=1e-5)

@@ -6,7 +6,7 @@ import pytest
 
 from model.errors import UserError
 from model.nn.config import GPTConfig
-from model.train.options import load_config
+from model.train.train_config import load_config
 
 
 def test_overrides_are_cast_by_field_type(tmp_path):

@@ -14,7 +14,7 @@ from model.nn.config import named
 from model.nn.gpt import GPT
 from model.train import precision
 from model.train.optim import Muon, orthogonalised
-from model.train.options import TrainConfig
+from model.train.train_config import TrainConfig
 from model.train.precision import fresh_run_precision
 from model.train.timing import hardware_peaks, mfu_peak, peak_flops
 

@@ -68,7 +68,7 @@ TEXTS = st.text(max_size=10) | st.integers(-10 ** 20, 10 ** 20).map(str) \
                                                          "init_from", "schedule")),
                            TEXTS, max_size=3))
 def test_train_options_are_refused_in_one_line_or_valid(cli):
-    from model.train.options import config_from
+    from model.train.train_config import config_from
 
     try:
         cfg = config_from(None, cli)

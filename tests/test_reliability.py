@@ -93,7 +93,7 @@ def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(corpus, tmp_path
 
 
 def test_fewshot_refuses_a_corpus_edited_since_training(corpus, tmp_path):
-    from model.studies.common.scoring import Options
+    from model.studies.common.task_scoring import Options
     from model.studies.fewshot.run import evaluate_checkpoint
 
     out = tmp_path / "r"

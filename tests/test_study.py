@@ -86,7 +86,7 @@ def test_a_study_needs_three_sizes_before_it_trains(tmp_path):
 
 
 def test_report_on_a_damaged_plan_json(tmp_path):
-    from model.studies.scaling.report import write_report
+    from model.studies.scaling.scaling_report import write_report
 
     (tmp_path / "plan.json").write_text('{"name": ')
     with pytest.raises(UserError, match="plan.json is damaged.*--preset"):
@@ -228,7 +228,7 @@ def test_a_plan_sets_a_training_key_per_size(tmp_path, key, train, chosen, wrong
 
 def test_a_run_that_fails_in_its_process_is_one_error_naming_it(corpus, tmp_path):
     from model.studies.common.pool import run_parallel
-    from model.train.options import TrainConfig
+    from model.train.train_config import TrainConfig
 
     good = dict(dataset=str(corpus), out_dir=str(tmp_path / "a"), run_name="a", size="2x24",
                 max_iters=2, eval_interval=2, eval_batches=1, batch_size=2, block_size=16,
@@ -248,7 +248,7 @@ def synthetic_run(n, d, flops):
 
 
 def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
-    from model.studies.scaling.report import analyse
+    from model.studies.scaling.scaling_report import analyse
 
     sizes = np.geomspace(1e5, 1e8, 8)
     runs = [synthetic_run(n, d, 6 * n * d) for n in sizes for d in (1e8, 4e8, 1.6e9)]
@@ -264,7 +264,7 @@ def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
 
 
 def test_report_names_a_precision_switch_along_the_ladder():
-    from model.studies.scaling.report import precision_finding
+    from model.studies.scaling.scaling_report import precision_finding
 
     runs = [{"name": f"{size}-4M-lr0.01-s{seed}", "dtype": dtype}
             for size, dtype in (("2x24", "float32"), ("4x104", "float32"), ("6x160", "bfloat16"))
@@ -275,7 +275,7 @@ def test_report_names_a_precision_switch_along_the_ladder():
 
 
 def test_seed_noise_pools_the_seeds_of_each_size():
-    from model.studies.scaling.report import seed_noise
+    from model.studies.scaling.scaling_report import seed_noise
 
     runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
                                                       (2, 1.5), (2, 1.5 * np.exp(0.02)))]
@@ -287,7 +287,7 @@ def test_seed_noise_pools_the_seeds_of_each_size():
 
 
 def test_seed_noise_is_named_sd_or_se_and_says_when_seeds_per_size_differ():
-    from model.studies.scaling.report import noise_words, seed_noise
+    from model.studies.scaling.scaling_report import noise_words, seed_noise
 
     runs = [{"n_nonemb": n, "val_loss": v} for n, v in ((1, 2.0), (1, 2.0 * np.exp(0.02)),
                                                       (2, 1.5))]
@@ -302,7 +302,7 @@ def test_seed_noise_is_named_sd_or_se_and_says_when_seeds_per_size_differ():
 
 def test_report_says_when_the_floor_is_not_bounded_away_from_zero():
     from model.studies.scaling.fit import PowerLawFit
-    from model.studies.scaling.report import floor_cells
+    from model.studies.scaling.scaling_report import floor_cells
 
     boot = np.ones((40, 3))
     at_bound = PowerLawFit(0.0, 5.0, 0.3, (0.0, 0.2), (4, 6), (0.2, 0.4), 0.6, boot=boot)
@@ -349,3 +349,21 @@ def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys
     ledger.skipped(spec, cfg)
     out = capsys.readouterr().out
     assert "config 0123456789ab, is not what the plan now gives" in out and spec.name in out
+
+
+def test_the_report_reads_a_committed_copy_whose_runs_sit_under_runs(tmp_path):
+    """docs/scaling/* keep each run's summary and metrics under runs/, beside the report."""
+    from model.studies.scaling.scaling_report import load_runs
+
+    for folder in (tmp_path / "flat", tmp_path / "committed" / "runs"):
+        for i, size in enumerate(("2x24", "2x32", "2x48")):
+            run = folder / f"{size}-s1"
+            run.mkdir(parents=True)
+            (run / "summary.json").write_text(json.dumps(
+                {"name": run.name, "n_nonemb": 1000 * (i + 1), "tokens": 100, "seed": 1,
+                 "steps": 2}))
+            (run / "metrics.jsonl").write_text(
+                json.dumps({"step": 1, "flops": 5, "val_loss": 2.0 - i}) + "\n")
+    runs = load_runs(tmp_path / "committed")
+    assert len(runs) == 3 and runs == load_runs(tmp_path / "flat")
+    assert runs[2]["curve"] == [(5, 0.0)]

@@ -87,11 +87,11 @@ def test_the_same_seed_trains_the_same_weights_in_one_process(corpus, tmp_path):
 
 
 def test_a_checkpoint_from_before_muon_resumes(corpus, tmp_path):
-    """Its optimizer groups carry no peak rate; the run goes on at the schedule's rate."""
+    """Its optimizer groups carry no rate of their own; the run goes on at the schedule's."""
     train(tiny_config(corpus, tmp_path / "run", max_iters=4, eval_interval=2))
     state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
     for group in state["optimizer"]["param_groups"]:
-        del group["peak"]
+        del group["initial_lr"]
     torch.save(state, tmp_path / "run" / "ckpt.pt")
     summary = train(tiny_config(corpus, tmp_path / "run", max_iters=6, eval_interval=2,
                                 init_from="resume"))
@@ -107,11 +107,11 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
     opt = make_optimizer(model, cfg, fused=True)
     adamw, muon = opt.parts
     assert isinstance(opt, Paired) and isinstance(muon, torch.optim.Muon)
-    mats = {id(p) for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2}
+    mats = {id(p) for p in model.blocks.parameters() if p.dim() == 2}
     assert {id(p) for g in muon.param_groups for p in g["params"]} == mats
     rest = {id(p) for p in model.parameters()} - mats
     assert {id(p) for g in adamw.param_groups for p in g["params"]} == rest
-    assert [g["peak"] for g in opt.param_groups] == [3e-3, 3e-3, 0.05]
+    assert [g["initial_lr"] for g in opt.param_groups] == [3e-3, 3e-3, 0.05]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -266,18 +266,18 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
 
 
 def test_compiling_leaves_the_model_eager_and_shares_its_weights():
-    """Training runs a copy whose blocks are compiled; evaluation, the probes and checkpoints
-    use the original, which must stay eager (no recompile for their shapes) and be trained."""
+    """Training runs the model with compiled copies of its blocks; evaluation, the probes and
+    checkpoints use the model, which must stay eager (no recompile for their shapes) and be
+    trained."""
     from model.nn.config import named
     from model.nn.gpt import GPT
-    from model.train.step import compiled
+    from model.train.step import Compiled
 
     model = GPT(named("2x24", "modern", vocab_size=10, block_size=16))
-    fast = compiled(model)
+    fast = Compiled(model)
     assert all(type(b).__name__ == "OptimizedModule" for b in fast.blocks)
     assert all(type(b).__name__ == "Block" for b in model.blocks)
     assert [id(p) for p in fast.parameters()] == [id(p) for p in model.parameters()]
-    assert fast.wte is model.wte and fast.head is model.head
 
 
 def test_the_benchmark_times_the_step_training_runs(corpus, tmp_path, monkeypatch):

@@ -15,11 +15,11 @@ from typing import Callable
 from ..args import parse, positional, typed
 from ..errors import UserError, check_values, exits_cleanly, one_of
 from ..infer.sampler import SampleArgs
-from ..studies.fewshot.options import FewshotArgs, LmEvalArgs
+from ..studies.fewshot.fewshot_options import FewshotArgs, LmEvalArgs
 from ..studies.instruct.chat import ChatArgs
-from ..studies.instruct.options import InstructConfig, load_instruct
-from ..train.options import RULES as TRAIN_RULES
-from ..train.options import TrainConfig
+from ..studies.instruct.settings import InstructConfig, load_instruct
+from ..train.train_config import RULES as TRAIN_RULES
+from ..train.train_config import TrainConfig
 from .bench import BenchArgs
 from .bench import main as bench_main
 from ..files import read_json
@@ -61,7 +61,7 @@ class TrainArgs:
 
 
 def cmd_train(a: TrainArgs, overrides: dict[str, str]) -> None:
-    from ..train.options import config_from
+    from ..train.train_config import config_from
     from ..train.trainer import train
 
     # checked, the model's shape included, before any data is prepared
@@ -73,7 +73,7 @@ def cmd_train(a: TrainArgs, overrides: dict[str, str]) -> None:
 def cmd_sample(a: SampleArgs) -> None:
     from dataclasses import replace
 
-    from ..export.hf import is_export
+    from ..export.hf_folder import is_export
     from ..files import read_utf8
     from ..infer.sampler import run, unescape
     from ..train.checkpoint import file_of
@@ -102,7 +102,7 @@ class ExportArgs:
 
 
 def cmd_export(a: ExportArgs) -> None:
-    from ..export.hf import export
+    from ..export.hf_folder import export
 
     if not a.to:
         raise UserError("say where to write the model: tinygpt export RUN_DIR --to DIR")
@@ -134,7 +134,9 @@ SUMMARY_KEYS = ("name", "val_loss", "steps", "tokens", "flops", "wall_s", "n_non
 def check_summaries(root: Path) -> None:
     """UserError naming the first damaged summary.json of a study folder (edited by hand, or
     torn on a full disk), instead of a JSONDecodeError from the runner or the report."""
-    for path in sorted(root.glob("*/summary.json")):
+    from ..studies.common.runner import runs_folder
+
+    for path in sorted(runs_folder(root).glob("*/summary.json")):
         read_json(path, "delete it and tinygpt study redoes it from the run's checkpoint",
                   SUMMARY_KEYS)
 
@@ -161,7 +163,7 @@ def cmd_study(a: StudyArgs) -> None:
     if read_plan(a.preset)[1].get("kind") == "emergence":
         return emergence_study(a)
     from ..studies.common.runner import run_study
-    from ..studies.scaling.report import write_report
+    from ..studies.scaling.scaling_report import write_report
 
     plan = load_plan(a.preset)
     root = study_root(plan, a, "out/study-{name}")
@@ -173,7 +175,7 @@ def emergence_study(a: StudyArgs) -> None:
     """tinygpt study --preset=emergence: the grid of depths and widths, then its report."""
     from ..studies.common.plan import read_plan
     from ..studies.emergence.plan import load_emergence_plan
-    from ..studies.emergence.report import write_report
+    from ..studies.emergence.emergence_report import write_report
     from ..studies.emergence.runner import run_emergence
 
     plan = load_emergence_plan(*read_plan(a.preset))
@@ -199,13 +201,13 @@ class ReportArgs:
 
 def cmd_report(a: ReportArgs) -> None:
     from ..studies.common.plan import load_plan
-    from ..studies.scaling.report import write_report
+    from ..studies.scaling.scaling_report import write_report
 
     root = Path(a.root)
     plan_file = root / "plan.json"
     if not plan_file.exists() and (root / "results.json").exists():  # an instruct folder
         from ..studies.instruct.context import recorded_context
-        from ..studies.instruct.report import write_report as write_instruct_report
+        from ..studies.instruct.instruct_report import write_report as write_instruct_report
         print(f"report: {write_instruct_report(recorded_context(root, a.preset))}")
         return
     if not a.preset and not plan_file.exists():
@@ -222,7 +224,7 @@ def cmd_report(a: ReportArgs) -> None:
             if not a.preset:
                 raise
     if recorded is not None and recorded.get("kind") == "emergence":
-        from ..studies.emergence.report import write_report as write_emergence_report
+        from ..studies.emergence.emergence_report import write_report as write_emergence_report
         print(f"report: {write_emergence_report(root)}")
         return
     plan = load_plan(a.preset) if a.preset else None

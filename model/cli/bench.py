@@ -23,8 +23,8 @@ from ..nn.config import LADDER, GPTConfig, named
 from ..nn.gpt import GPT, flops_per_token
 from ..train.device import device_name, pick_device, pick_dtype, set_threads
 from ..train.optim import fused_adamw
-from ..train.options import RULES as TRAIN_RULES
-from ..train.options import TrainConfig, load_config
+from ..train.train_config import RULES as TRAIN_RULES
+from ..train.train_config import TrainConfig, load_config
 from ..train.precision import fresh_run_precision
 from ..train.runtime import Runtime
 from ..train.step import StepTimer, interleaved, micro_batches

@@ -21,7 +21,7 @@ from typing import Iterator
 from ..data.prepare import prepare
 from ..errors import UserError, make_dir
 from ..files import machine, write_json
-from ..train.options import load_config
+from ..train.train_config import load_config
 from ..train.runlog import read_metrics
 
 GOAL = 0.25  # issue 14: the speedrun in at most a quarter of the baseline's time

@@ -80,11 +80,19 @@ def shown(default) -> str:
 
 
 def comments(cls: type) -> dict[str, tuple[str, str]]:
-    """{field: (group heading, meaning)} of cls and of the dataclasses it extends."""
+    """{field: (group heading, meaning)} of cls and of the dataclasses it extends. A field
+    made from another dataclass's (metadata "described_in", e.g. TrainConfig's model fields
+    from GPTConfig) has that class's comment, in the group of the field before it."""
     found: dict[str, tuple[str, str]] = {}
     for klass in reversed(cls.__mro__):
         if is_dataclass(klass):
             found.update(own_comments(klass))
+    group = ""
+    for f in fields(cls):
+        source = f.metadata.get("described_in")
+        if source is not None:
+            found[f.name] = (group, own_comments(source).get(f.name, ("", ""))[1])
+        group = found.get(f.name, (group, ""))[0]
     return found
 
 

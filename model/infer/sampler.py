@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 
 from ..errors import UserError, check_values
-from ..export import hf
+from ..export import hf_folder
 from ..train import checkpoint
 from ..train.device import pick_device
 from .generate import stream
@@ -140,8 +140,8 @@ def sample_text(model, tok, opts: SampleOptions, seed: int) -> Iterator[str]:
 def load(ckpt: str | Path, device: str):
     """The model (eval mode) and tokenizer of a checkpoint, or of a folder `tinygpt export`
     wrote."""
-    if hf.is_export(ckpt):
-        return hf.read(ckpt, device)
+    if hf_folder.is_export(ckpt):
+        return hf_folder.read(ckpt, device)
     model, state = checkpoint.load_model(ckpt, device)
     return model, checkpoint.tokenizer_of(state, ckpt)
 

@@ -11,13 +11,15 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class GPTConfig:
-    vocab_size: int = 65
-    block_size: int = 256
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = False
+    # Each field's comment is also its option's help in `tinygpt train --help` (TrainConfig
+    # takes every field but vocab_size as an option).
+    vocab_size: int = 65      # tokens in the vocabulary (the prepared data decides it)
+    block_size: int = 256     # context length in tokens
+    n_layer: int = 4          # transformer blocks
+    n_head: int = 4           # attention heads per block
+    n_embd: int = 128         # width of the residual stream
+    dropout: float = 0.0      # dropout probability (0 for these small models)
+    bias: bool = False        # biases in the linear layers and norms
     pos: str = "learned"      # "learned" (GPT-2) | "rope" (rotary)
     norm: str = "layernorm"   # "layernorm" (GPT-2) | "rmsnorm"
     qk_norm: bool = False     # normalise queries and keys per head

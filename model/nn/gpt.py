@@ -92,8 +92,7 @@ class CausalSelfAttention(nn.Module):
         return gate * k + (1 - gate) * shifted
 
     def qkv_heads(self, x: torch.Tensor, rotary=None):
-        """Queries, keys and values (B, h, T, hd) as attention uses them. The in-context
-        instruments call it to rebuild the attention maps."""
+        """Queries, keys and values (B, h, T, hd) as attention uses them."""
         B, T, C = x.shape
         # (3, B, h, T, hd): one permute instead of a transpose each
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -111,9 +110,20 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         return q, k
 
-    def forward(self, x, rotary=None):
+    def probabilities(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Causal attention probabilities (B, h, T, T) of queries and keys from qkv_heads, in
+        fp32: the fused kernel attention() calls never forms them."""
+        T = q.size(2)
+        scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(self.head_dim)
+        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        return scores.masked_fill(~causal, float("-inf")).softmax(-1)
+
+    def forward(self, x, rotary=None, maps: list[torch.Tensor] | None = None):
+        """maps, when given, receives this layer's attention probabilities (GPT.attention_maps)."""
         B, T, C = x.shape
         q, k, v = self.qkv_heads(x, rotary)
+        if maps is not None:
+            maps.append(self.probabilities(q, k))
         y = attention(q, k, v, True, self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, h, T, hd) -> (B, T, C)
 
@@ -141,8 +151,8 @@ class Block(nn.Module):
         self.ln2, self.mlp = make_norm(cfg, cfg.n_embd), MLP(cfg)
         self.drop = make_dropout(cfg.dropout)
 
-    def forward(self, x, rotary=None):
-        x = x + self.drop(self.attn(self.ln1(x), rotary))
+    def forward(self, x, rotary=None, maps: list[torch.Tensor] | None = None):
+        x = x + self.drop(self.attn(self.ln1(x), rotary, maps))
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
@@ -176,9 +186,12 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, 0.0, 0.02)
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, blocks: nn.ModuleList | None = None,
+               maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The final normed hidden states (B, T, n_embd): what the language-model head reads,
-        and what the reward and value heads of the InstructGPT stages read (model/instruct)."""
+        and what the reward and value heads of the InstructGPT stages read (model/instruct).
+        blocks: what runs as the blocks, by default self.blocks; training may pass compiled
+        copies of them (train/step.py). maps: see attention_maps."""
         T = idx.size(1)
         if T > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
@@ -189,20 +202,28 @@ class GPT(nn.Module):
         else:
             rotary = (self.rope_cos[:T], self.rope_sin[:T])
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rotary)
+        for block in self.blocks if blocks is None else blocks:
+            x = block(x, rotary, maps)
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                reduction: str = "mean"):
-        """Logits for idx (B, T) and, with targets, the cross-entropy loss. Decoding with a
-        cache of earlier positions' keys and values runs the same network in decode.py."""
-        logits = self.logits(self.hidden(idx))
+                reduction: str = "mean", blocks: nn.ModuleList | None = None):
+        """Logits for idx (B, T) and, with targets, the cross-entropy loss; blocks as in hidden.
+        Decoding with a cache of earlier positions' keys and values runs the same network in
+        decode.py."""
+        logits = self.logits(self.hidden(idx, blocks))
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
                                ignore_index=-1, reduction=reduction)
         return logits, loss
+
+    @torch.inference_mode()
+    def attention_maps(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits of idx and every layer's attention probabilities (B, n_head, T, T), from one
+        forward pass: what the in-context instruments read (studies/common/icl.py)."""
+        maps: list[torch.Tensor] = []
+        return self.logits(self.hidden(idx, maps=maps)), maps
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """The language-model head on final hidden states, softcapped when the config says."""

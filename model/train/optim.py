@@ -5,36 +5,52 @@ import math
 
 import torch
 
+from ..nn.gpt import GPT
 from .device import fastest_matmul_dtype
-from .options import TrainConfig
+from .train_config import TrainConfig
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool
+def make_optimizer(model: GPT, cfg: TrainConfig, fused: bool
                    ) -> "torch.optim.Optimizer | Paired":
     """AdamW over every parameter, or with optimizer="muon" Muon over the blocks' weight
-    matrices and AdamW over the rest. Each group's "peak" is the rate the schedule scales."""
+    matrices and AdamW over the rest. Each group keeps its own rate as "initial_lr" (lr or
+    muon_lr), which the schedule scales (set_rates)."""
     # Weight decay pulls matrices toward small norms; applied to gains, biases
     # or (1-D) norm weights it only fights the normalisation.
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     # Muon orthogonalises an update matrix, which suits the blocks' linear maps; the
     # embedding (tied to the head) is a lookup table, and vectors have no matrix to orthogonalise.
-    muon = [p for n, p in named if cfg.optimizer == "muon" and p.dim() == 2
-            and n.startswith("blocks.")]
+    muon = [p for p in model.blocks.parameters() if cfg.optimizer == "muon" and p.dim() == 2
+            and p.requires_grad]
     taken = {id(p) for p in muon}
-    rest = [p for _, p in named if id(p) not in taken]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
     groups = [
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
-    adamw = torch.optim.AdamW(groups, lr=cfg.lr,
-                              betas=(cfg.beta1, cfg.beta2), fused=fused)
-    for g in adamw.param_groups:
-        g["peak"] = cfg.lr
-    if not muon:
-        return adamw
-    orth = Muon(muon, lr=cfg.muon_lr, weight_decay=cfg.weight_decay)
-    orth.param_groups[0]["peak"] = cfg.muon_lr
-    return Paired(adamw, orth)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    if muon:
+        opt = Paired(opt, Muon(muon, lr=cfg.muon_lr, weight_decay=cfg.weight_decay))
+    for g in opt.param_groups:
+        g["initial_lr"] = g["lr"]
+    return opt
+
+
+def load_keeping_rates(opt: "torch.optim.Optimizer | Paired", saved: dict) -> None:
+    """Load a checkpoint's optimizer state, keeping each group's own rate as this run's config
+    made it: loading replaces the group dicts with the saved ones, whose rates are the ones
+    the checkpoint was written with (or absent, in a checkpoint from before them)."""
+    rates = [g["initial_lr"] for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for g, rate in zip(opt.param_groups, rates):
+        g["initial_lr"] = rate
+
+
+def set_rates(opt: "torch.optim.Optimizer | Paired", step: int, cfg: TrainConfig) -> float:
+    """Every group's rate at step: the schedule applied to the group's own rate. Returns the
+    first group's (AdamW's, of lr), the rate a run logs."""
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg, g["initial_lr"])
+    return opt.param_groups[0]["lr"]
 
 
 class Muon(torch.optim.Muon):
@@ -116,17 +132,19 @@ def fused_adamw(device: str) -> bool:
     return device in ("cuda", "cpu")
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine to min_lr_frac·lr, or (wsd) constant then a
-    linear cooldown over the last cooldown_frac of the run."""
-    floor = cfg.lr * cfg.min_lr_frac
+def lr_at(step: int, cfg: TrainConfig, peak: float) -> float:
+    """The rate at step of a group whose own rate is peak: linear warmup, then cosine to
+    min_lr_frac·peak, or (wsd) constant then a linear cooldown over the last cooldown_frac of
+    the run. (The schedule is written on the rate itself, not as a multiplier of it, so that
+    each step's rate is the same float it always was.)"""
+    floor = peak * cfg.min_lr_frac
     if step < cfg.warmup_iters:
-        return cfg.lr * (step + 1) / cfg.warmup_iters
+        return peak * (step + 1) / cfg.warmup_iters
     if cfg.schedule == "wsd":
         start = int(cfg.max_iters * (1 - cfg.cooldown_frac))
         if step < start:
-            return cfg.lr
+            return peak
         frac = (step - start) / max(cfg.max_iters - start, 1)
-        return cfg.lr + (floor - cfg.lr) * frac
+        return peak + (floor - peak) * frac
     frac = min((step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1), 1.0)
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * frac))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * frac))

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..files import write_json
 from .device import pick_dtype
 from .optim import fused_adamw
-from .options import TrainConfig
+from .train_config import TrainConfig
 from .runtime import Runtime
 from .step import Batch, StepTimer, interleaved, micro_batches
 

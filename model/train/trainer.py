@@ -24,12 +24,12 @@ from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
 from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
 from .lock import owns_out_dir
-from .optim import fused_adamw, lr_at, make_optimizer
-from .options import TrainConfig, as_dict
+from .optim import fused_adamw, load_keeping_rates, lr_at, make_optimizer, set_rates
+from .train_config import TrainConfig, as_dict
 from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
 from .runtime import Runtime
-from .step import compiled, micro_batches, train_step
+from .step import Compiled, micro_batches, train_step
 from .timing import mfu_peak
 
 
@@ -168,7 +168,7 @@ def snapshot(raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> dict:
 
 def restore(state: dict, raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> None:
     raw.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    load_keeping_rates(opt, state["optimizer"])
     torch.set_rng_state(state["rng"].cpu())
     if rt.device_type == "cuda" and "cuda_rng" in state:  # (none in a checkpoint from a CPU)
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), rt.device)
@@ -207,7 +207,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
     dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
     step = state["step"] if state else 0
     elapsed_before = state.get("elapsed", 0.0) if state else 0.0
-    model = compiled(raw) if cfg.compile else raw
+    model = Compiled(raw) if cfg.compile else raw
     if dist.enabled:
         model = DDP(model, device_ids=[dist.local_rank] if rt.device_type == "cuda" else None)
 
@@ -227,8 +227,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
         if cfg.warmup_iters > cfg.max_iters:  # legal, but the rate then never reaches lr
             print(f"tinygpt: warning: warmup_iters={cfg.warmup_iters} is longer than the run "
                   f"(max_iters={cfg.max_iters}): the learning rate rises only to "
-                  f"{lr_at(cfg.max_iters - 1, cfg):.2g} of lr={cfg.lr:g}; lower --warmup_iters",
-                  file=sys.stderr, flush=True)
+                  f"{lr_at(cfg.max_iters - 1, cfg, cfg.lr):.2g} of lr={cfg.lr:g}; lower "
+                  "--warmup_iters", file=sys.stderr, flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):
@@ -275,10 +275,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
             log.log({"step": step, **instruments(full=False)})
         if step >= cfg.max_iters:
             break
-        lr = lr_at(step, cfg)
-        for group in opt.param_groups:  # peak / lr is exactly 1.0 for AdamW's groups, and
-            # checkpoints written before Muon have no peak
-            group["lr"] = lr * (group.get("peak", cfg.lr) / cfg.lr)
+        lr = set_rates(opt, step, cfg)
         loss = train_step(model, opt, rt, micro_batches(batches, cfg, step, dist.rank),
                           cfg.grad_clip)
         watch.add(loss)

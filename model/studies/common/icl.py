@@ -1,9 +1,8 @@
 """In-context instruments of Olsson et al. 2022: ICL score, loss against position,
 prefix-matching heads and the loss on a repeated random sequence or repeated held-out text.
 
-The model's attention uses F.scaled_dot_product_attention, which never forms the
-attention matrix; attention_maps() recomputes it from each block's ln1 output with
-that block's own projections, norms and rotary tables.
+The attention maps come from the model itself (GPT.attention_maps): this file knows nothing
+of how attention is computed.
 """
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from ...data import shapes
 from ...errors import UserError
 from ...nn.gpt import GPT
-from .scoring import batch_rows, bootstrap_ci
+from .task_scoring import batch_rows, bootstrap_ci
 
 # Best head's prefix-matching score at which induction heads count as formed. A judgement:
 # Olsson et al.'s induction heads attend mostly to the matched token; uniform attention
@@ -59,33 +58,6 @@ def icl_score(losses: np.ndarray, seed: int = 0) -> dict:
     diff = losses[:, late].astype(np.float64) - losses[:, early]
     return {"score": float(diff.mean()), "ci": bootstrap_ci(diff, seed=seed), "early": early,
             "late": late, "windows": len(diff)}
-
-
-def attention_probs(attn, x: torch.Tensor, rotary=None) -> torch.Tensor:
-    """Causal attention probabilities (B, n_head, T, T) of a CausalSelfAttention on its input,
-    from the queries and keys its forward uses."""
-    T = x.size(1)
-    q, k, _ = attn.qkv_heads(x, rotary)
-    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(attn.head_dim)
-    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-    return scores.masked_fill(~causal, float("-inf")).softmax(-1)
-
-
-def attention_maps(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Logits of idx and every layer's attention probabilities, from one forward pass."""
-    inputs: list[torch.Tensor] = []
-    hooks = [b.ln1.register_forward_hook(lambda _m, _i, out: inputs.append(out))
-             for b in model.blocks]
-    try:
-        with torch.inference_mode():
-            logits, _ = model(idx)
-            T = idx.size(1)
-            rotary = (model.rope_cos[:T], model.rope_sin[:T]) if model.cfg.pos == "rope" else None
-            maps = [attention_probs(b.attn, x, rotary) for b, x in zip(model.blocks, inputs)]
-    finally:
-        for h in hooks:
-            h.remove()
-    return logits, maps
 
 
 # Olsson et al.'s probe: 25 random tokens, neither the most nor the least common, repeated 4 times.
@@ -144,7 +116,7 @@ def induction_probe(model: GPT, pool: np.ndarray, n_seq: int = 16, seed: int = 0
     rng = np.random.default_rng(seed)
     part = np.stack([rng.choice(pool, size=L, replace=False) for _ in range(n_seq)])
     idx = torch.from_numpy(np.tile(part, repeats).astype(np.int64)).to(device)
-    logits, maps = attention_maps(model, idx)
+    logits, maps = model.attention_maps(idx)
     scores = prefix_matching(maps, L)
     first, later = (part.mean().item() for part in halves_loss(logits, idx, L))
     T = L * repeats

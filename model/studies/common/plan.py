@@ -17,8 +17,8 @@ from ...errors import UserError, check_values, plain_name, positive, seeds, whol
 from ...files import preset_file
 from ...nn.config import ARCHS, SIZES, named
 from ...nn.gpt import flops_per_token, n_nonemb_formula
-from ...train.options import RULES as TRAIN_RULES
-from ...train.options import TrainConfig, read_toml
+from ...train.train_config import RULES as TRAIN_RULES
+from ...train.train_config import TrainConfig, read_toml
 
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 from ...errors import UserError, make_dir, one_line
 from ...files import machine
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 
 LOG = "train.log"
 OnEval = Callable[..., dict]  # train()'s on_eval(model, step, full): instruments it reads

@@ -1,7 +1,8 @@
 """Run every run of a study plan, resumably, with overall progress and ETA.
 
 Each run lives in root/<run name>/ with its checkpoint, metrics.jsonl and, once
-finished, summary.json. Starting the study again skips finished runs and
+finished, summary.json (in a copy committed to docs/, root/runs/<run name>/, without the
+checkpoint: runs_folder). Starting the study again skips finished runs and
 resumes an interrupted one from its last checkpoint (kill -9 included: the
 checkpoint and summary are written atomically).
 """
@@ -17,7 +18,7 @@ from ...errors import UserError, make_dir
 from ...files import machine, read_json, write_json
 from ...nn.gpt import flops_per_token, n_nonemb_formula
 from ...train.device import pick_device
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 from ...train.runlog import fmt_time
 from ...train.trainer import train
 from .plan import RunSpec, StudyPlan, check_evaluations, config_hash
@@ -27,6 +28,13 @@ from .pool import LOG, run_parallel
 def run_flops(plan: StudyPlan, spec: RunSpec) -> float:
     model = plan.model(spec.size)
     return spec.tokens * flops_per_token(model, n_nonemb_formula(model))
+
+
+def runs_folder(root: Path) -> Path:
+    """The folder that holds a study's runs: root itself, or root/runs in a copy committed to
+    docs/, which keeps the runs' summaries and metrics apart from the report and figures."""
+    committed = root / "runs"
+    return committed if committed.is_dir() else root
 
 
 def clock_time(root: Path) -> float | None:

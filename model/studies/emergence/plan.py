@@ -14,7 +14,7 @@ from ...args import cast, check_keys
 from ...data import shapes
 from ...errors import (UserError, check_values, fraction, plain_name, positive, seeds, whole,
                        whole_or_zero)
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 from ..common.tasks import KS, TASKS
 
 

@@ -14,7 +14,7 @@ import torch
 from ...nn.gpt import GPT
 from ..common.icl import (copy_probe, icl_score, induction_probe, loss_by_position,
                           probe_pool, text_repeat_loss)
-from ..common.scoring import Options, evaluate_tasks
+from ..common.task_scoring import Options, evaluate_tasks
 
 
 class Probes:

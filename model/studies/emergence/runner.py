@@ -15,12 +15,12 @@ from ...data.prepare import Batches, held_out_text, prepare
 from ...errors import UserError, make_dir
 from ...files import machine, read_json, write_json
 from ...train.device import pick_device
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 from ...train.runlog import fmt_time, read_metrics
 from ...train.trainer import train
 from ..common.pool import LOG, run_parallel
 from ..common.runner import share_cores
-from ..common.scoring import Options
+from ..common.task_scoring import Options
 from .plan import EmergencePlan
 from .probes import Probes
 from .transition import copy_transition, readings

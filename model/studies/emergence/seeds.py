@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ..common.scoring import Z95, wilson
+from ..common.task_scoring import Z95, wilson
 from ..common.slope import slope_ci
 
 Key = tuple[int, int, bool, bool]  # (depth, width, smeared keys, natural-text control)

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..common.scoring import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
+from ..common.task_scoring import Z95, bootstrap_ci, mean_diff_ci, newcombe_diff
 from ..common.slope import slope_ci
 from ..common.tasks import TASKS
 

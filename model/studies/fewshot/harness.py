@@ -3,7 +3,7 @@
 Each case (task, k, shuffled control) becomes an lm-eval task file over a local JSON-lines
 file of its prompts, of output type loglikelihood: lm-eval's log-likelihood of the target
 after the context is our summed log-probability, and its is_greedy (every target token the
-argmax) our exact match. lm-eval runs the run exported to transformers (model/export/hf.py)
+argmax) our exact match. lm-eval runs the run exported to transformers (model/export/hf_folder.py)
 through its own Hugging Face backend, so no tinygpt code computes its numbers. One change to
 that backend: it moves a context's trailing spaces into the continuation, and our prompts end
 in ": " with the target after the space; TinygptHF keeps the split where the task file puts it.
@@ -20,13 +20,13 @@ import numpy as np
 
 from ...data.prepare import held_out_text
 from ...errors import UserError
-from ...export.hf import export
+from ...export.hf_folder import export
 from ...files import write_atomic, write_json
 from ...infer.sampler import start_token
 from ...train.checkpoint import file_of, load_model, tokenizer_of
 from ...train.device import set_threads
-from ..common.scoring import Options, prompt_groups, score_prompts
-from .options import LmEvalArgs, parse_ks, parse_tasks
+from ..common.task_scoring import Options, prompt_groups, score_prompts
+from .fewshot_options import LmEvalArgs, parse_ks, parse_tasks
 from .run import prepared_corpus
 
 TOLERANCE = 1e-4  # nats: what "equal" means for a log-likelihood summed over a target

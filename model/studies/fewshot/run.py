@@ -21,12 +21,12 @@ from ...errors import UserError, make_dir
 from ...files import REDO, read_json, write_json
 from ...train.checkpoint import file_of, load_model, tokenizer_of
 from ...train.device import pick_device, set_threads
-from ...train.options import TrainConfig
+from ...train.train_config import TrainConfig
 from ..common.icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
-from ..common.scoring import Options, evaluate_tasks
-from .options import FewshotArgs, parse_tasks
+from ..common.task_scoring import Options, evaluate_tasks
+from .fewshot_options import FewshotArgs, parse_tasks
 from .plots import write_figures
-from .report import write_section
+from .fewshot_section import write_section
 
 
 def prepared_corpus(path: Path, state: dict, dataset: str = "") -> Path:

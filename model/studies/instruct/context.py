@@ -17,7 +17,7 @@ from ...data.prepare import Batches, dataset_dir, held_out_text, prepare
 from ...data.tokenizer import Tokenizer
 from ...errors import UserError
 from ...files import read_json, write_json
-from .options import InstructConfig, load_instruct
+from .settings import InstructConfig, load_instruct
 from .task import Instruction, instructions, vocabulary_of
 
 PPO_POOL = 1000      # training prompts PPO draws its rollouts from
@@ -112,9 +112,8 @@ class Context:
     def stage(self, name: str) -> Path:
         """A stage's folder: root/name, or root/runs/name in a committed copy (docs/instruct
         keeps each stage's metrics and summary there, without its checkpoints)."""
-        committed = self.root / "runs" / name
-        return committed if committed.is_dir() and not (self.root / name).exists() else \
-            self.root / name
+        from ..common.runner import runs_folder
+        return runs_folder(self.root) / name
 
     def finished(self, name: str) -> dict | None:
         path = self.stage(name) / "summary.json"

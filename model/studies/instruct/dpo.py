@@ -14,7 +14,7 @@ from .losses import dpo_loss
 from .models import frozen
 from .ppo import EVAL_SEED
 from .rollout import completion_logprobs, with_completions
-from .scoring import answers, held_out_loss, means
+from .judge import answers, held_out_loss, means
 from .task import Instruction
 
 

@@ -10,7 +10,7 @@ from ...files import read_json, write_json
 from .context import Context
 from .models import frozen, load_policy, load_scalar
 from .ppo import ppo_name
-from .scoring import PARTS, answers, held_out_loss
+from .judge import PARTS, answers, held_out_loss
 
 SEED = 31337
 

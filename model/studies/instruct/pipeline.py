@@ -32,7 +32,7 @@ def timed(ctx: Context, stage: str, work) -> None:
 
 
 def run_pipeline(ctx: Context) -> Path:
-    from .report import write_report
+    from .instruct_report import write_report
     cfg, largest = ctx.cfg, ctx.cfg.sizes()[-1]
     make_dir(ctx.root, "out")
     save_settings(ctx)  # so that `tinygpt report` can redraw the folder's report

@@ -27,7 +27,7 @@ from .losses import (clipped_policy_loss, clipped_value_loss, gae, kl_estimate,
                      kl_penalised_rewards, masked_mean, whiten)
 from .models import ScalarModel, frozen, load_scalar
 from .rollout import Rollout, completion_logprobs, decode, encode_prompts, sample
-from .scoring import answers, held_out_loss, means
+from .judge import answers, held_out_loss, means
 from .task import grade
 
 EVAL_SEED = 424242  # every evaluation along PPO samples with the same seed: only π changes

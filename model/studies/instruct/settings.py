@@ -9,7 +9,7 @@ from ...args import typed
 from ...errors import UserError, check_values, fraction, positive, whole
 from ...files import preset_file
 from ...nn.config import SIZES
-from ...train.options import read_toml
+from ...train.train_config import read_toml
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 from ...files import machine, read_json, write_atomic
 from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
-from ..common.scoring import bootstrap_ci, mean_ci, wilson
+from ..common.task_scoring import bootstrap_ci, mean_ci, wilson
 from .context import Context
 from .gao import GaoFit, fit_gao, overoptimised, pushed_out
 from .ppo import ppo_name

@@ -17,6 +17,7 @@ from ...errors import UserError
 from ...files import read_json, write_atomic
 from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
+from ..common.runner import runs_folder
 from ..common.tasks import TASKS
 from .seeds import by_model, curve_steps, seed_band, transitioned_by
 from .transition import FORMED, copy_transition, readings
@@ -40,7 +41,7 @@ def load(root: Path) -> tuple[dict, list[dict]]:
     plan = read_json(plan_file, "run tinygpt study with its preset and --out again: it "
                                 "writes plan.json anew and keeps the finished runs")
     runs = []
-    for folder in sorted(p.parent for p in root.glob("*/summary.json")):
+    for folder in sorted(p.parent for p in runs_folder(root).glob("*/summary.json")):
         summary = read_json(folder / "summary.json")
         rows = read_metrics(folder)
         # the copy probe and prefix matching at every reading (light ones included), the rest

@@ -3,14 +3,16 @@
 No exec: a config file is TOML, every key must be a field, every value is
 checked against the field's type (model/args.py), and a mistake is one line naming the valid
 keys. Model shape comes from a named size and architecture preset, with any
-explicitly given field (n_layer, pos, ...) taking precedence. The comment on each field is
-its help in `tinygpt train --help`.
+explicitly given field (n_layer, pos, ...) taking precedence; those fields are GPTConfig's own,
+made options here, not written again. The comment on each field is its help in
+`tinygpt train --help`.
 """
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import Field, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 from ..args import parse, typed
@@ -19,7 +21,37 @@ from ..nn.config import ARCHS, SIZES, GPTConfig
 
 
 @dataclass
-class TrainConfig:
+class ModelChoice:
+    # model: a named size and arch preset; GPTConfig's fields after them, when set, override them
+    size: str = ""                 # a named (n_layer, n_head, n_embd), e.g. 2x48, nano-cpu
+    arch: str = "gpt2"             # "gpt2" (the plain block) | "modern" (the options below on)
+
+
+# What a size or an arch preset sets: unset by default, so that the preset decides.
+PRESET_FIELDS = {"n_layer", "n_head", "n_embd", *(k for arch in ARCHS.values() for k in arch)}
+
+
+def model_fields() -> list[tuple[str, type, Field]]:
+    """GPTConfig's fields as options, less vocab_size (the prepared data decides it): a field
+    added to GPTConfig is an option of every verb that trains, with its comment there as its
+    help (cli/usage.py reads it through the "described_in" mark)."""
+    hints = typing.get_type_hints(GPTConfig)
+    made = []
+    for f in fields(GPTConfig):
+        if f.name == "vocab_size":
+            continue
+        unset = f.name in PRESET_FIELDS
+        made.append((f.name, hints[f.name] | None if unset else hints[f.name],
+                     field(default=None if unset else f.default,
+                           metadata={"described_in": GPTConfig})))
+    return made
+
+
+ModelOptions = make_dataclass("ModelOptions", model_fields(), bases=(ModelChoice,))
+
+
+@dataclass
+class TrainConfig(ModelOptions):
     # where the data comes from and the run goes
     out_dir: str = "out/default"   # the run's folder: ckpt.pt and metrics.jsonl
     dataset: str = "shakespeare"   # "shakespeare", a text file or folder, or "hf:<name>"
@@ -31,22 +63,6 @@ class TrainConfig:
     synthetic_until: int = 0       # steps before which every window is a synthetic copy sequence
                                    # (a curriculum: copying first, then the three shares); 0: off
     init_from: str = "scratch"     # "scratch" | "resume" (out_dir/ckpt.pt) | "auto" (either)
-    # model: a named size and arch preset; the fields after them, when set, override them
-    size: str = ""                 # a named (n_layer, n_head, n_embd), e.g. 2x48, nano-cpu
-    arch: str = "gpt2"             # "gpt2" (the plain block) | "modern" (the options below on)
-    n_layer: int | None = None     # transformer blocks
-    n_head: int | None = None      # attention heads per block
-    n_embd: int | None = None      # width of the residual stream
-    block_size: int = 256          # context length in tokens
-    dropout: float = 0.0           # dropout probability (0 for these small models)
-    bias: bool = False             # biases in the linear layers and norms
-    pos: str | None = None         # positions: "learned" (GPT-2) | "rope" (rotary)
-    norm: str | None = None        # "layernorm" (GPT-2) | "rmsnorm"
-    qk_norm: bool | None = None    # normalise queries and keys per head
-    mlp: str | None = None         # "gelu" (GPT-2) | "relu2" (squared ReLU)
-    zero_init: bool | None = None  # residual output projections start at zero
-    softcap: float | None = None   # tanh cap on the logits; 0 means off
-    smear_keys: bool | None = None  # each key mixed with the previous position's (Olsson et al.)
     # optimisation
     batch_size: int = 12           # sequences per micro-step (per process)
     grad_accum: int = 1            # micro-steps per optimizer step (per process)
@@ -169,7 +185,7 @@ def recipe_file(path: str) -> Path:
     p = Path(path)
     if p.exists():
         return p
-    from ..files import configs_dir  # (files imports torch; options stays light otherwise)
+    from ..files import configs_dir  # (files imports torch; this file stays light otherwise)
     shipped = configs_dir() / Path(p.name).with_suffix(".toml")
     return shipped if shipped.is_file() else p
 

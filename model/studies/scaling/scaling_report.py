@@ -14,7 +14,7 @@ from ...errors import UserError
 from ...files import read_json
 from ...train.runlog import fmt_time, read_metrics
 from ..common.plan import StudyPlan
-from ..common.runner import clock_time
+from ..common.runner import clock_time, runs_folder
 from . import fit as F
 from . import plots
 from .ngram import baselines
@@ -43,9 +43,10 @@ def study_time(root: Path, runs: list[dict]) -> str:
 
 
 def load_runs(root: Path) -> list[dict]:
-    runs = [read_json(p) for p in sorted(root.glob("*/summary.json"))]
+    folder = runs_folder(root)
+    runs = [read_json(p) for p in sorted(folder.glob("*/summary.json"))]
     for run in runs:
-        rows = read_metrics(root / run["name"])
+        rows = read_metrics(folder / run["name"])
         # The last evaluation covers the whole split, the others eval_batches: it sits 0.008-0.015
         # nats below its curve, so the curve keeps to the evaluations on the same windows.
         run["curve"] = [(r["flops"], r["val_loss"]) for r in rows
