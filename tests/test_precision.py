@@ -1,6 +1,7 @@
 """The precision a run trains in and the peaks MFU is read against, on every CPU class: a
 CPU without bf16 units trains in fp32 and orthogonalises Muon's updates in fp32; a probe's
-answer is cached per machine and shape; no peak is zero and no MFU tops 100%."""
+answer is cached per machine and shape; a study trains all its runs in one precision; no peak
+is zero and no MFU tops 100%."""
 import json
 import os
 import subprocess
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.errors import UserError
 from model.nn.config import named
 from model.nn.gpt import GPT
 from model.train import precision
 from model.train.optim import Muon, orthogonalised
+from model.train.precision import Choice, fresh_run_precision
 from model.train.train_config import TrainConfig
-from model.train.precision import fresh_run_precision
 from model.train.timing import hardware_peaks, mfu_peak, peak_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +88,156 @@ def test_a_damaged_probe_cache_is_timed_over_and_rewritten(monkeypatch, tmp_path
     saved = json.loads((tmp_path / "probes.json").read_text())
     assert [v["dtype"] for v in saved.values() if isinstance(v, dict) and "dtype" in v] \
         == ["float32"]
+
+
+def study_plan(corpus, folder, dtype_table=""):
+    """A 3-size ladder of corpus; its smallest size, 2x24, is not first under [lr]."""
+    from model.studies.common.plan import load_plan
+
+    path = folder / "ladder.toml"
+    path.write_text(f'dataset = "{corpus}"\ntokens = 1000\nblock_size = 16\nbatch_size = 2\n'
+                    '[train]\ndevice = "cpu"\n'
+                    f'[lr]\n"2x32" = 1e-3\n"2x24" = 1e-3\n"3x56" = 1e-3\n{dtype_table}')
+    return load_plan(str(path))
+
+
+def fake_probe(monkeypatch, dtype, speedup):
+    """bf16 units on this CPU, and a probe that answers (dtype, speedup) without timing;
+    returns the (width, threads) of every model it was asked about."""
+    monkeypatch.setattr("model.train.device.cpu_has_bf16", lambda: True)
+    asked = []
+
+    def probe(model, cfg, micro):
+        asked.append((model.cfg.n_embd, torch.get_num_threads()))
+        return dtype, speedup
+
+    monkeypatch.setattr(precision, "faster_cpu_dtype", probe)
+    return asked
+
+
+def fake_train(cfg, on_eval=None, auto=None):
+    """train()'s precision choice alone, as the summary records it (no step is taken)."""
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    choice = fresh_run_precision(cfg, None, None, "cpu", distributed=False, auto=auto)
+    return {"val_loss": 2.0, "wall_s": 1.0, "dtype": str(choice.dtype).removeprefix("torch."),
+            "dtype_why": choice.why}
+
+
+def study_precisions(plan, out, threads=1):
+    from model.studies.common.runner import run_study
+
+    summaries = run_study(plan, out, threads=threads, jobs=1)
+    return {s["size"]: (s["dtype"], s["dtype_why"]) for s in summaries}
+
+
+def test_a_study_probes_its_smallest_size_once_and_every_run_takes_the_answer(
+        monkeypatch, tmp_path, corpus, capsys):
+    from model.studies.scaling.scaling_report import precision_finding
+
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr("model.studies.common.runner.train", fake_train)
+    asked = fake_probe(monkeypatch, torch.bfloat16, 1.5)
+    out = tmp_path / "study"
+    got = study_precisions(study_plan(corpus, tmp_path), out)
+    assert asked == [(24, 1)]  # 2x24 alone, at the runs' one thread
+    why = ("auto for the whole study: a probe of its smallest size 2x24 [bf16 at 1.50x fp32's "
+           "speed, timed now; needs 1.2x]")
+    assert got == {size: ("bfloat16", why) for size in ("2x32", "2x24", "3x56")}
+    assert json.loads((out / "precision.json").read_text()) == {"dtype": "bfloat16", "why": why}
+    assert f"every run that says dtype=auto trains in bfloat16 ({why}" in capsys.readouterr().out
+    runs = [{"name": f"{size}-0.001M-lr0.001-s1337", "dtype": d, "dtype_why": w}
+            for size, (d, w) in got.items()]
+    assert precision_finding(runs) == f"- Precision: bfloat16 at every size ({why})."
+
+
+def test_a_resumed_study_keeps_its_decision(monkeypatch, tmp_path, corpus):
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr("model.studies.common.runner.train", fake_train)
+    fake_probe(monkeypatch, torch.float32, 1.1)
+    plan, out = study_plan(corpus, tmp_path), tmp_path / "study"
+    first = study_precisions(plan, out)
+    assert {d for d, _ in first.values()} == {"float32"}
+    (out / "3x56-0.001M-lr0.001-s1337" / "summary.json").unlink()  # not finished yet
+    # a busy machine, or another session, would answer otherwise: the study does not ask
+    monkeypatch.setattr(precision, "faster_cpu_dtype", lambda *a: pytest.fail("probed again"))
+    assert study_precisions(plan, out, threads=2) == first
+
+
+def test_a_size_that_names_its_precision_keeps_it_and_is_not_probed(monkeypatch, tmp_path,
+                                                                      corpus):
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr("model.studies.common.runner.train", fake_train)
+    asked = fake_probe(monkeypatch, torch.bfloat16, 1.5)
+    got = study_precisions(study_plan(corpus, tmp_path, '[dtype]\n"2x24" = "float32"\n'),
+                           tmp_path / "study")
+    assert asked == [(32, 1)]  # the smallest of the sizes that say auto
+    assert got["2x24"] == ("float32", "named by the config")
+    assert got["2x32"][0] == got["3x56"][0] == "bfloat16"
+
+
+@pytest.mark.parametrize("damage", ["{not json", '{"dtype": "float64", "why": "x"}',
+                                    '{"dtype": "bfloat16"}', "[1]"])
+def test_a_damaged_decision_is_one_line_and_left_as_it_was(monkeypatch, tmp_path, corpus,
+                                                           damage):
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr("model.studies.common.runner.train", fake_train)
+    fake_probe(monkeypatch, torch.bfloat16, 1.5)
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "precision.json").write_text(damage)
+    with pytest.raises(UserError, match="precision.json is damaged .*; delete it") as e:
+        study_precisions(study_plan(corpus, tmp_path), out)
+    assert "\n" not in str(e.value) and (out / "precision.json").read_text() == damage
+
+
+@pytest.mark.parametrize("machine", ["gpu", "cpu without bf16 units"])
+def test_where_auto_already_gives_one_precision_a_study_decides_nothing(monkeypatch, tmp_path,
+                                                                        machine):
+    monkeypatch.setattr("model.train.device.cpu_has_bf16", lambda: machine == "gpu")
+    monkeypatch.setattr(precision, "faster_cpu_dtype", lambda *a: pytest.fail("probed"))
+    if machine == "gpu":
+        monkeypatch.setattr(precision, "pick_device", lambda name: "cuda")
+    _, cfg = model_and_config()
+    assert precision.study_precision([cfg, cfg], tmp_path / "precision.json") is None
+    assert not (tmp_path / "precision.json").exists()
+
+
+def test_an_emergence_study_decides_once_for_its_grid(monkeypatch, tmp_path, corpus):
+    from model.studies.common.plan import read_plan
+    from model.studies.emergence import runner
+    from model.studies.emergence.plan import load_emergence_plan
+
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
+    asked = fake_probe(monkeypatch, torch.bfloat16, 1.3)
+    text = (ROOT / "configs" / "study" / "emergence-quick.toml").read_text()
+    assert 'dataset = "shakespeare"' in text and 'dtype = "float32"' in text
+    path = tmp_path / "em.toml"
+    path.write_text(text.replace('dataset = "shakespeare"', f'dataset = "{corpus}"')
+                    .replace('dtype = "float32"', 'device = "cpu"'))
+    given = []
+
+    def first_run(cfg, on_eval=None, auto=None):
+        given.append(auto)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(runner, "train", first_run)
+    with pytest.raises(UserError, match="stop here"):
+        runner.run_emergence(load_emergence_plan(*read_plan(str(path))), tmp_path / "em",
+                             threads=1, jobs=1)
+    assert asked == [(16, 1)] and given[0].dtype == torch.bfloat16
+    assert given[0].why.startswith("auto for the whole study: a probe of its smallest size 1x16")
+
+
+def test_a_run_of_a_study_trains_in_its_decision_in_its_own_process(corpus, tmp_path):
+    from conftest import tiny_config
+    from model.studies.common.pool import run_parallel
+
+    cfg = tiny_config(corpus, tmp_path / "run", dtype="auto", device="cpu", max_iters=2,
+                      eval_interval=2, run_name="run")
+    ended = {}
+    run_parallel([cfg], 1, lambda cfg: None, lambda cfg, result: ended.update(result),
+                 auto=Choice(torch.bfloat16, "the study's"))
+    assert (ended["dtype"], ended["dtype_why"]) == ("bfloat16", "the study's")
 
 
 @pytest.mark.parametrize("shape", [(64, 32), (32, 96), (48, 48)])

@@ -6,8 +6,9 @@ machine's units and on the model's shape: a CPU without bf16 units (AVX2 only) o
 bf16, several times slower than fp32, so it trains in fp32 without asking; a CPU with them
 (AVX-512 bf16, AMX) is faster in bf16 for wide layers and slower for tiny ones, so a short
 probe times both on the run's own shape and thread count. The probe's answer is cached per
-machine and shape (probes.json in the download cache), so a study's second seed or a resumed
-study does not time again, and every run records the choice and why it was made.
+machine and shape (probes.json in the download cache), and every run records the choice and
+why it was made. A study decides once for all its runs (study_precision): a probe per size
+would split its ladder between the two precisions.
 """
 from __future__ import annotations
 
@@ -18,18 +19,20 @@ import hashlib
 import json
 import os
 import platform
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from ..data.fetch import cache_dir
-from ..data.prepare import Batches
+from ..data.prepare import Batches, prepare
 from ..errors import UserError
-from ..files import write_json
-from .device import pick_dtype
+from ..files import read_json, write_json
+from ..nn.gpt import GPT, flops_per_token
+from .device import pick_device, pick_dtype, set_threads
 from .optim import fused_adamw
-from .train_config import TrainConfig
 from .runtime import Runtime
+from .train_config import TrainConfig
 from .step import Batch, StepTimer, interleaved, micro_batches
 
 
@@ -80,9 +83,11 @@ def shape_key(model: torch.nn.Module, cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cached_probe(model: torch.nn.Module, cfg: TrainConfig, batches: Batches) -> Choice:
-    """The probe's answer for this machine and shape, timed now or read from the cache. A
-    cache that cannot be read is timed over; one that cannot be written costs only a probe."""
+def cached_probe(model: torch.nn.Module, cfg: TrainConfig, batches: Batches,
+                 rule: str = "auto: a probe of this shape") -> Choice:
+    """The probe's answer for this machine and shape, timed now or read from the cache, its
+    why led by `rule`. A cache that cannot be read is timed over; one that cannot be written
+    costs only a probe."""
     key = f"{machine_key()} | {shape_key(model, cfg)}"
     try:
         path = cache_dir() / "probes.json"
@@ -97,30 +102,33 @@ def cached_probe(model: torch.nn.Module, cfg: TrainConfig, batches: Batches) -> 
     seen = cache.get(key)
     if isinstance(seen, dict) and seen.get("dtype") in ("float32", "bfloat16") \
             and isinstance(seen.get("speedup"), (int, float)):
-        return Choice(getattr(torch, seen["dtype"]), probed(seen["speedup"], "cached"))
+        return Choice(getattr(torch, seen["dtype"]), probed(rule, seen["speedup"], "cached"))
     with torch.random.fork_rng():  # the probe's dropout must not move the run's RNG
         dtype, speedup = faster_cpu_dtype(model, cfg, micro_batches(batches, cfg, 0))
     cache[key] = {"dtype": str(dtype).removeprefix("torch."), "speedup": round(speedup, 3)}
     if path is not None:
         with contextlib.suppress(UserError):  # a read-only or full cache: the run goes on
             write_json(path, cache)
-    return Choice(dtype, probed(speedup, "timed now"))
+    return Choice(dtype, probed(rule, speedup, "timed now"))
 
 
-def probed(speedup: float, when: str) -> str:
+def probed(rule: str, speedup: float, when: str) -> str:
     """The why of a probed choice: its rule, then its numbers in brackets (a report groups
     runs by the rule alone)."""
-    return f"auto: a probe of this shape [bf16 at {speedup:.2f}x fp32's speed, {when}; needs 1.2x]"
+    return f"{rule} [bf16 at {speedup:.2f}x fp32's speed, {when}; needs 1.2x]"
 
 
 def fresh_run_precision(cfg: TrainConfig, model: torch.nn.Module, batches: Batches,
-                        device_type: str, distributed: bool) -> Choice:
-    """The precision a fresh run of cfg starts in, and why: cfg.dtype as named, or for auto
-    the device's best, where on a CPU with bf16 units the cached probe decides (not under
+                        device_type: str, distributed: bool, auto: Choice | None = None) -> Choice:
+    """The precision a fresh run of cfg starts in, and why: cfg.dtype as named; for auto, what
+    the run's study decided for all its runs (`auto`, from study_precision), or else the
+    device's best, where on a CPU with bf16 units the cached probe decides (not under
     torchrun: each process would time for itself, maybe differently)."""
     dtype = pick_dtype(device_type, cfg.dtype)
     if cfg.dtype != "auto":
         return Choice(dtype, "named by the config")
+    if auto is not None:
+        return auto
     if device_type != "cpu":
         return Choice(dtype, f"auto: the fastest {device_type} precision")
     if dtype == torch.float32:
@@ -128,3 +136,48 @@ def fresh_run_precision(cfg: TrainConfig, model: torch.nn.Module, batches: Batch
     if distributed:
         return Choice(dtype, "auto: bf16 units on this CPU; no probe under torchrun")
     return cached_probe(model, cfg, batches)
+
+
+def study_precision(configs: list[TrainConfig], saved: Path) -> Choice | None:
+    """What dtype = "auto" means for every run of a study (configs: all its runs, finished or
+    not), decided once and kept in `saved`; None where each run's own auto already gives every
+    run one precision (a GPU's fast one; fp32 on a CPU without bf16 units) or no run says auto.
+
+    On a CPU with bf16 units a probe per run would split a ladder, fp32 for the narrow sizes
+    and bf16 for the wide ones, and a size near the margin flips with the machine's load: the
+    fitted exponent would mix model size with precision. So the smallest model of the runs
+    that say auto is probed, where bf16 gains least and costs most loss, at the runs' thread
+    count, and its answer holds for all of them. A resumed study, in this session or another,
+    reads the decision back rather than timing again (a busy machine might answer otherwise).
+    """
+    auto = [c for c in configs if c.dtype == "auto"]
+    if not auto or pick_device(auto[0].device) != "cpu" or pick_dtype("cpu") != torch.bfloat16:
+        return None
+    if saved.exists():
+        choice = read_decision(saved)
+    else:
+        cfg = min(auto, key=lambda c: flops_per_token(c.gpt_config(vocab_size=1)))
+        batches = Batches(prepare(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
+        gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
+        rule = f"auto for the whole study: a probe of its smallest size {gcfg.n_layer}x{gcfg.n_embd}"
+        threads = torch.get_num_threads()
+        set_threads(cfg.threads)
+        try:
+            choice = cached_probe(GPT(gcfg), cfg, batches, rule)
+        finally:
+            torch.set_num_threads(threads)
+        write_json(saved, {"dtype": str(choice.dtype).removeprefix("torch."), "why": choice.why})
+    print(f"every run that says dtype=auto trains in {str(choice.dtype).removeprefix('torch.')}"
+          f" ({choice.why}; kept in {saved})", flush=True)
+    return choice
+
+
+def read_decision(path: Path) -> Choice:
+    """A study's decision as study_precision wrote it, or a one-line UserError."""
+    fix = ("delete it and the study decides again (runs it has trained keep their precision, "
+           "so its ladder may then mix two)")
+    saved = read_json(path, fix, keys=("dtype", "why"))
+    if saved["dtype"] not in ("float32", "bfloat16") or not isinstance(saved["why"], str):
+        raise UserError(f"{path} is damaged (dtype {saved['dtype']!r} is not float32 or "
+                        f"bfloat16, or its why is not a text); {fix}")
+    return Choice(getattr(torch, saved["dtype"]), saved["why"])

@@ -128,9 +128,10 @@ def open_data(cfg: TrainConfig, dist: distributed.Dist) -> Batches:
     return Batches(dataset_dir(cfg.dataset, cfg.tokenizer, cfg.data_root), cfg.block_size)
 
 
-def setup(cfg: TrainConfig) -> tuple[Runtime, Batches, GPT, torch.optim.Optimizer, dict | None]:
+def setup(cfg: TrainConfig, auto: Choice | None = None
+          ) -> tuple[Runtime, Batches, GPT, torch.optim.Optimizer, dict | None]:
     """The runtime, data, model and optimizer of a run, fresh or restored from its checkpoint,
-    and that checkpoint (None for a fresh run)."""
+    and that checkpoint (None for a fresh run); `auto` is train()'s."""
     device = pick_device(cfg.device)
     dist = distributed.init(device)
     if dist.enabled and device == "cuda":
@@ -145,7 +146,8 @@ def setup(cfg: TrainConfig) -> tuple[Runtime, Batches, GPT, torch.optim.Optimize
     if state is not None:  # a resumed run keeps its precision, or it would not be exact
         choice = Choice(getattr(torch, state["dtype"]), state.get("dtype_why", "resumed"))
     else:
-        choice = fresh_run_precision(cfg, raw, batches, device.split(":")[0], dist.enabled)
+        choice = fresh_run_precision(cfg, raw, batches, device.split(":")[0], dist.enabled,
+                                     auto)
     rt = Runtime(device, choice.dtype, dist, why=choice.why)
     opt = make_optimizer(raw, cfg, fused_adamw(rt.device_type))
     if state is not None:
@@ -194,7 +196,8 @@ def eval_batch_count(step: int, cfg: TrainConfig, batches: Batches) -> int:
 
 
 @owns_out_dir  # two runs in one out_dir would mix their metrics and checkpoints
-def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = None) -> dict:
+def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = None,
+          auto: Choice | None = None) -> dict:
     """Train per cfg; returns a summary (final val loss, tokens, wall time...). With a
     target_loss the run ends at the first evaluation at or below it (a speedrun's finish).
 
@@ -202,8 +205,11 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
     (full=True), where the numbers it returns join that evaluation's metrics record (the
     emergence study's instruments), and every probe_interval steps between them (full=False:
     its cheap instruments only), where they make a record of their own. It runs under a forked
-    RNG, so it cannot change what training draws next."""
-    rt, batches, raw, opt, state = setup(cfg)
+    RNG, so it cannot change what training draws next.
+
+    auto, if given, is the precision a fresh run of dtype=auto trains in: its study's decision
+    for all its runs (precision.study_precision)."""
+    rt, batches, raw, opt, state = setup(cfg, auto)
     dist, out, gcfg = rt.dist, Path(cfg.out_dir), raw.cfg
     step = state["step"] if state else 0
     elapsed_before = state.get("elapsed", 0.0) if state else 0.0

@@ -22,6 +22,7 @@ from typing import Callable
 
 from ...errors import UserError, make_dir, one_line
 from ...files import machine
+from ...train.precision import Choice
 from ...train.train_config import TrainConfig
 
 LOG = "train.log"
@@ -39,8 +40,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(cfg: TrainConfig, conn: Connection, parent: int, on_eval: OnEval | None) -> None:
-    """One run in a fresh process (with train()'s on_eval, pickled across), its output
+def _worker(cfg: TrainConfig, conn: Connection, parent: int, on_eval: OnEval | None,
+            auto: Choice | None) -> None:
+    """One run in a fresh process (with train()'s on_eval and auto, pickled across), its output
     appended to <out_dir>/train.log; sends back
     ("done", summary), ("error", message) for a user's or the environment's error (as the
     command line would print it), or ("crash", traceback)."""
@@ -51,7 +53,7 @@ def _worker(cfg: TrainConfig, conn: Connection, parent: int, on_eval: OnEval | N
     with open(make_dir(Path(cfg.out_dir), "out") / LOG, "a", buffering=1) as f, \
             contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
-            conn.send(("done", {**train(cfg, on_eval), "machine": machine()}))
+            conn.send(("done", {**train(cfg, on_eval, auto), "machine": machine()}))
         except Exception as e:
             message = one_line(e)
             if message is not None:
@@ -84,9 +86,10 @@ def _outcome(cfg: TrainConfig, process, conn: Connection) -> dict:
 def run_parallel(configs: list[TrainConfig], jobs: int,
                  started: Callable[[TrainConfig], None],
                  finished: Callable[[TrainConfig, dict], None],
-                 on_eval: OnEval | None = None) -> None:
+                 on_eval: OnEval | None = None, auto: Choice | None = None) -> None:
     """Train configs, at most `jobs` at a time, in the order given; started and finished are
-    called in this process as each run starts and ends, on_eval (train()'s) in each run's.
+    called in this process as each run starts and ends, on_eval (train()'s) in each run's;
+    auto is train()'s.
     The first run to fail stops the others (each keeps its last checkpoint) and its error is
     raised here."""
     ctx = multiprocessing.get_context("spawn")
@@ -96,8 +99,8 @@ def run_parallel(configs: list[TrainConfig], jobs: int,
             while pending and len(running) < jobs:
                 cfg = pending.pop(0)
                 ours, theirs = ctx.Pipe(duplex=False)
-                process = ctx.Process(target=_worker, args=(cfg, theirs, os.getpid(), on_eval),
-                                  daemon=True)
+                process = ctx.Process(target=_worker, daemon=True,
+                                      args=(cfg, theirs, os.getpid(), on_eval, auto))
                 process.start()
                 theirs.close()
                 running[ours] = (cfg, process)

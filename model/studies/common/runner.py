@@ -18,11 +18,14 @@ from ...errors import UserError, make_dir
 from ...files import machine, read_json, write_json
 from ...nn.gpt import flops_per_token, n_nonemb_formula
 from ...train.device import pick_device
+from ...train.precision import study_precision
 from ...train.train_config import TrainConfig
 from ...train.runlog import fmt_time
 from ...train.trainer import train
 from .plan import RunSpec, StudyPlan, check_evaluations, config_hash
 from .pool import LOG, run_parallel
+
+PRECISION = "precision.json"  # a study's one decision of what dtype=auto means for its runs
 
 
 def run_flops(plan: StudyPlan, spec: RunSpec) -> float:
@@ -126,7 +129,9 @@ class Ledger:
 def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "disabled",
               threads: int = 0, jobs: int = 1) -> list[dict]:
     """Train the given runs under root/, skipping finished ones and resuming a broken one;
-    `jobs` of them at a time (0: as many as suit this machine, share_cores)."""
+    `jobs` of them at a time (0: as many as suit this machine, share_cores). Every run of the
+    plan (given here or not) that says dtype=auto trains in one precision, decided once and
+    kept in root/precision.json (study_precision)."""
     make_dir(root, "out")
     todo = [s for s in specs if not (root / s.name / "summary.json").exists()]
     device = pick_device(plan.train.get("device", "auto"))
@@ -136,11 +141,13 @@ def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "d
                  for s in specs if s not in todo}
     configs = {s.name: plan.train_config(s, root / s.name, wandb=wandb, threads=threads)
                for s in todo}
+    auto = study_precision([plan.train_config(s, root / s.name, threads=threads)
+                            for s in plan.runs()], root / PRECISION) if todo else None
     spec_of = {s.name: s for s in todo}
     if jobs == 1:
         for spec in todo:
             ledger.started(spec)
-            result = train(configs[spec.name])
+            result = train(configs[spec.name], auto=auto)
             summaries[spec.name] = ledger.finished(spec, configs[spec.name], result)
     else:
         print(f"{len(todo)} runs, {jobs} at a time with {threads} thread(s) each, the largest "
@@ -152,7 +159,7 @@ def run_specs(plan: StudyPlan, specs: list[RunSpec], root: Path, wandb: str = "d
             summaries[cfg.run_name] = ledger.finished(spec_of[cfg.run_name], cfg, result)
 
         run_parallel([configs[s.name] for s in by_size], jobs,
-                     lambda cfg: ledger.started(spec_of[cfg.run_name]), finished)
+                     lambda cfg: ledger.started(spec_of[cfg.run_name]), finished, auto=auto)
     print(f"{plan.name}: {len(specs)} runs done ({fmt_time(time.perf_counter() - ledger.t0)} "
           f"in this session)", flush=True)
     return [summaries[s.name] for s in specs]

@@ -15,11 +15,12 @@ from ...data.prepare import Batches, held_out_text, prepare
 from ...errors import UserError, make_dir
 from ...files import machine, read_json, write_json
 from ...train.device import pick_device
-from ...train.train_config import TrainConfig
+from ...train.precision import study_precision
 from ...train.runlog import fmt_time, read_metrics
+from ...train.train_config import TrainConfig
 from ...train.trainer import train
 from ..common.pool import LOG, run_parallel
-from ..common.runner import share_cores
+from ..common.runner import PRECISION, share_cores
 from ..common.task_scoring import Options
 from .plan import EmergencePlan
 from .probes import Probes
@@ -56,6 +57,8 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
                   flush=True)
     configs = {r.name: plan.train_config(r, root / r.name, wandb=wandb, threads=threads)
                for r in todo}
+    auto = study_precision([plan.train_config(r, root / r.name, threads=threads) for r in runs],
+                           root / PRECISION) if todo else None
     of = {r.name: r for r in todo}
 
     def started(cfg: TrainConfig) -> None:
@@ -77,9 +80,9 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
     if jobs == 1:
         for run in order:
             started(configs[run.name])
-            finished(configs[run.name], train(configs[run.name], probes))
+            finished(configs[run.name], train(configs[run.name], probes, auto))
     else:
-        run_parallel([configs[r.name] for r in order], jobs, started, finished, probes)
+        run_parallel([configs[r.name] for r in order], jobs, started, finished, probes, auto)
     print(f"{plan.name}: {len(runs)} runs done ({fmt_time(time.perf_counter() - t0)} in this "
           "session)", flush=True)
     return [read_json(root / r.name / "summary.json") for r in runs]

@@ -217,17 +217,20 @@ def precision_finding(runs: list[dict]) -> str:
     for r in runs:
         sizes[r.get("dtype", "?")][r["name"].split("-")[0]] = None
         if "dtype_why" in r:  # (runs from before the choice was recorded have none)
-            whys[r["dtype"]][r["dtype_why"].split(" [")[0]] = None  # the rule, not its numbers
+            whys[r["dtype"]][r["dtype_why"]] = None
     if len(sizes) == 1:
         dtype = next(iter(sizes))
-        why = f" ({'; '.join(whys[dtype])})" if whys[dtype] else ""
+        told = list(whys[dtype])  # one reason, a study's decision for all its runs, in full;
+        if len(told) > 1:  # several (a probe per size, in studies before that): their rules
+            told = list(dict.fromkeys(w.split(" [")[0] for w in told))
+        why = f" ({'; '.join(told)})" if told else ""
         return f"- Precision: {dtype} at every size{why}."
     parts = "; ".join(f"{d} for {', '.join(s)}" for d, s in sizes.items())
     return (f"- Precision: **mixed** ({parts}). bf16 can move a size's loss by about the seed "
-            "noise, so the curve can kink where it switches (see the residuals). With "
-            "`dtype = \"auto\"` each size's probe chose (the runs table's dtype column; its "
-            "speed ratio is in each run's summary.json); `dtype` under `[train]`, or a "
-            "`[dtype]` table per size, names one.")
+            "noise, so the curve can kink where it switches (see the residuals). Each run's "
+            "summary.json says why (dtype_why): a `dtype` under `[train]` or in a `[dtype]` "
+            "table per size names one; `dtype = \"auto\"` takes one for the whole study, "
+            "but chose per size in studies trained before that rule.")
 
 
 def floor_cells(fit: F.PowerLawFit) -> str:
