@@ -32,8 +32,8 @@ from ..nn.gpt import GPT, flops_per_token
 from .device import pick_device, pick_dtype, set_threads
 from .optim import fused_adamw
 from .runtime import Runtime
-from .train_config import TrainConfig
 from .step import Batch, StepTimer, interleaved, micro_batches
+from .train_config import TrainConfig
 
 
 class Choice(NamedTuple):
