@@ -32,7 +32,8 @@ def row(folder: Path, run: Path) -> str:
     crossed = next((e["step"] for e in probes if e["step"] >= first["step"]
                     and e["copy_loss"] < first["copy_loss"] / 2), None)
     train = plan.get("train", {})
-    other = [f"{k}={train[k]}" for k in ("optimizer", "qk_norm", "pos") if k in train]
+    keys = ("optimizer", "qk_norm", "pos", "zero_init", "tie_embeddings")
+    other = [f"{k}={train[k]}" for k in keys if k in train]
     other += [f"dtype={train.get('dtype')}"] * (train.get("dtype") != "float32")
     other += [f"head_dim={plan['head_dim']}"] * (plan["head_dim"] != 16)
     other += ["smeared keys"] * ("-smear" in run.name)
