@@ -24,7 +24,8 @@ from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
 from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
 from .lock import owns_out_dir
-from .optim import fused_adamw, load_keeping_rates, lr_at, make_optimizer, set_rates
+from .optim import (fused_adamw, load_keeping_rates, lr_at, make_optimizer, optimizer_settings,
+                    schedule_of, set_rates)
 from .train_config import TrainConfig, as_dict
 from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
@@ -149,7 +150,7 @@ def setup(cfg: TrainConfig, auto: Choice | None = None
         choice = fresh_run_precision(cfg, raw, batches, device.split(":")[0], dist.enabled,
                                      auto)
     rt = Runtime(device, choice.dtype, dist, why=choice.why)
-    opt = make_optimizer(raw, cfg, fused_adamw(rt.device_type))
+    opt = make_optimizer(raw, optimizer_settings(cfg), fused_adamw(rt.device_type))
     if state is not None:
         restore(state, raw, opt, rt)
     return rt, batches, raw, opt, state
@@ -231,10 +232,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
             notes.append(f"Muon orthogonalising in {fastest_matmul_dtype(rt.device_type)}")
         print(f"tinygpt: {', '.join(notes)}, starting at step {step}/{cfg.max_iters}", flush=True)
         if cfg.warmup_iters > cfg.max_iters:  # legal, but the rate then never reaches lr
+            top = lr_at(cfg.max_iters - 1, schedule_of(cfg), cfg.lr)
             print(f"tinygpt: warning: warmup_iters={cfg.warmup_iters} is longer than the run "
                   f"(max_iters={cfg.max_iters}): the learning rate rises only to "
-                  f"{lr_at(cfg.max_iters - 1, cfg, cfg.lr):.2g} of lr={cfg.lr:g}; lower "
-                  "--warmup_iters", file=sys.stderr, flush=True)
+                  f"{top:.2g} of lr={cfg.lr:g}; lower --warmup_iters", file=sys.stderr, flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):
@@ -252,7 +253,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
         raw.train()
         return readings
 
-    t0 = time.perf_counter()
+    t0, schedule = time.perf_counter(), schedule_of(cfg)
     progress, watch, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), \
         LossWatch(step), None
     while True:
@@ -281,7 +282,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
             log.log({"step": step, **instruments(full=False)})
         if step >= cfg.max_iters:
             break
-        lr = set_rates(opt, step, cfg)
+        lr = set_rates(opt, step, schedule)
         loss = train_step(model, opt, rt, micro_batches(batches, cfg, step, dist.rank),
                           cfg.grad_clip)
         watch.add(loss)
