@@ -24,8 +24,7 @@ from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
 from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
 from .lock import owns_out_dir
-from .optim import (fused_adamw, load_keeping_rates, lr_at, make_optimizer, optimizer_settings,
-                    schedule_of, set_rates)
+from .optim import fused_adamw, lr_at, make_optimizer, optimizer_settings, schedule_of, set_rates
 from .train_config import TrainConfig, as_dict
 from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
@@ -159,22 +158,15 @@ def setup(cfg: TrainConfig, auto: Choice | None = None
 def snapshot(raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> dict:
     """What a resumed run needs besides its config: weights, optimizer, the random streams,
     the precision and the loss scale."""
-    state = {"model": raw.state_dict(), "optimizer": opt.state_dict(),
-             "rng": torch.get_rng_state(), "dtype": str(rt.dtype).removeprefix("torch."),
-             "dtype_why": rt.why}
-    if rt.device_type == "cuda":  # dropout on a GPU draws from the GPU's own generator
-        state["cuda_rng"] = torch.cuda.get_rng_state(rt.device)
+    state = {**checkpoint.training_state({"model": raw}, opt, rt.device),
+             "dtype": str(rt.dtype).removeprefix("torch."), "dtype_why": rt.why}
     if rt.scaler is not None:
         state["scaler"] = rt.scaler.state_dict()
     return state
 
 
 def restore(state: dict, raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> None:
-    raw.load_state_dict(state["model"])
-    load_keeping_rates(opt, state["optimizer"])
-    torch.set_rng_state(state["rng"].cpu())
-    if rt.device_type == "cuda" and "cuda_rng" in state:  # (none in a checkpoint from a CPU)
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), rt.device)
+    checkpoint.restore_training(state, {"model": raw}, opt, rt.device)
     if rt.scaler is not None and "scaler" in state:  # (none from a float16 run before scaling)
         rt.scaler.load_state_dict(state["scaler"])
 
