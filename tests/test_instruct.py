@@ -2,6 +2,7 @@
 strings, and the whole pipeline on the quick preset (smoke run, resume after a kill)."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,7 +191,7 @@ def test_a_killed_stage_resumes_exactly(tmp_path, monkeypatch):
     assert [r["step"] for r in metrics if "demo_loss" in r] == [0, 10, 20]
 
 
-def tiny_stage(out, crash_at: int = -1, steps: int = 20):
+def tiny_stage(out: Path, crash_at: int = -1, steps: int = 20) -> tuple[dict, list[dict]]:
     """A 1-layer GPT with dropout trained through loop.run on tokens from torch's generator:
     every step draws from it, as dropout does, and so does every evaluation."""
     from model.nn.config import GPTConfig
