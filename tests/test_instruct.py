@@ -2,6 +2,7 @@
 strings, and the whole pipeline on the quick preset (smoke run, resume after a kill)."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,6 +189,61 @@ def test_a_killed_stage_resumes_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
     metrics = [json.loads(l) for l in (tmp_path / "b" / "sft-2x32" / "metrics.jsonl").open()]
     assert [r["step"] for r in metrics if "demo_loss" in r] == [0, 10, 20]
+
+
+def tiny_stage(out: Path, crash_at: int = -1, steps: int = 20) -> tuple[dict, list[dict]]:
+    """A 1-layer GPT with dropout trained through loop.run on tokens from torch's generator:
+    every step draws from it, as dropout does, and so does every evaluation."""
+    from model.nn.config import GPTConfig
+    from model.nn.gpt import GPT
+    from model.studies.instruct import loop
+    from model.train.runlog import read_metrics
+    torch.manual_seed(0)
+    net = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11,
+                        dropout=0.1)).train()
+    torch.manual_seed(crash_at)  # what ran before the stage differs; the stage seeds itself
+    opt = loop.optimizer(net, 3e-3)
+    stage = loop.Stage(out, {"model": net}, opt, steps, eval_every=10, seed=5)
+
+    def step(s):
+        if s == crash_at:
+            raise KeyboardInterrupt
+        x = torch.randint(0, 11, (4, 9))
+        loss = net(x[:, :-1], x[:, 1:])[1]
+        loop.descend(loss, opt, net)
+        return {"train_loss": loss.item()}
+
+    def evaluate(s):
+        return {"draw": torch.rand(()).item()}
+
+    loop.run(stage, step, evaluate, "tiny")
+    return net.state_dict(), read_metrics(out)
+
+
+def test_a_killed_stage_drawing_from_torchs_generator_resumes_bitwise(tmp_path):
+    """Killed after its step-10 checkpoint and run again, a stage whose steps draw from torch's
+    generator ends with the very weights and records of an uninterrupted one: the checkpoint
+    holds the random streams, a fresh stage seeds them, and evaluations do not shift them."""
+    whole, whole_log = tiny_stage(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        tiny_stage(tmp_path / "b", crash_at=15)
+    resumed, resumed_log = tiny_stage(tmp_path / "b")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert resumed_log == whole_log
+
+
+def test_the_stages_train_with_the_trainers_schedule_and_optimizer_under_their_settings():
+    """Warmup over 10 steps, cosine to 10% of the peak; AdamW with β2 0.95 and no decay."""
+    from model.nn.config import GPTConfig
+    from model.nn.gpt import GPT
+    from model.studies.instruct import loop
+    from model.train.optim import lr_at
+    rates = [lr_at(s, loop.schedule(110), 2.0) for s in (0, 9, 10, 60, 110)]
+    assert rates == [0.2, 2.0, 2.0, pytest.approx(1.1), pytest.approx(0.2)]
+    opt = loop.optimizer(GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8,
+                                       vocab_size=11)), 3e-3)
+    assert all(g["betas"] == (0.9, 0.95) and g["weight_decay"] == 0.0 and g["initial_lr"] == 3e-3
+               for g in opt.param_groups)
 
 
 def test_bad_settings_are_one_line(capsys):

@@ -100,11 +100,11 @@ def test_a_checkpoint_from_before_muon_resumes(corpus, tmp_path):
 
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(corpus, tmp_path):
     from model.nn.gpt import GPT
-    from model.train.optim import Paired, make_optimizer
+    from model.train.optim import Paired, make_optimizer, optimizer_settings
 
     cfg = tiny_config(corpus, tmp_path / "m", optimizer="muon", lr=3e-3, muon_lr=0.05)
     model = GPT(cfg.gpt_config(45))
-    opt = make_optimizer(model, cfg, fused=True)
+    opt = make_optimizer(model, optimizer_settings(cfg), fused=True)
     adamw, muon = opt.parts
     assert isinstance(opt, Paired) and isinstance(muon, torch.optim.Muon)
     mats = {id(p) for p in model.blocks.parameters() if p.dim() == 2}

@@ -14,12 +14,14 @@ import zipfile
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from ..data.tokenizer import Tokenizer, from_meta, vocab_hash
 from ..errors import UserError
 from ..files import write_atomic
 from ..nn.config import GPTConfig
 from ..nn.gpt import GPT
+from .optim import load_keeping_rates
 
 FORMAT = 1
 RECOVER = ("use the previous checkpoint (a ckpt_<step>.pt if the run kept them), or start again "
@@ -28,6 +30,30 @@ RECOVER = ("use the previous checkpoint (a ckpt_<step>.pt if the run kept them),
 
 def save(path: str | Path, state: dict) -> None:
     write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def training_state(modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
+                   device: str) -> dict:
+    """What a resumed loop needs of what it trains, to continue exactly: each module's weights
+    under its name, the optimizer state, and the random streams (dropout draws from them, and
+    anything else a step samples from torch's generator)."""
+    state = {name: m.state_dict() for name, m in modules.items()}
+    state.update(optimizer=opt.state_dict(), rng=torch.get_rng_state())
+    if device.startswith("cuda"):  # dropout on a GPU draws from the GPU's own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_training(state: dict, modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
+                     device: str) -> None:
+    """Put back what training_state saved. Each optimizer group keeps the rate this run's
+    settings give it (load_keeping_rates), not the one the checkpoint was written with."""
+    for name, m in modules.items():
+        m.load_state_dict(state[name])
+    load_keeping_rates(opt, state["optimizer"])
+    torch.set_rng_state(state["rng"].cpu())
+    if device.startswith("cuda") and "cuda_rng" in state:  # (none in a checkpoint from a CPU)
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
 
 
 def file_of(path: str | Path) -> Path:

@@ -1,35 +1,70 @@
-"""AdamW with decay on matrices only, and the learning-rate schedules."""
+"""AdamW with decay on matrices only, and the learning-rate schedules: the one optimizer
+factory and the one schedule of every loop that trains (the trainer's, and the fine-tuning
+stages' of studies/instruct), each loop passing its own settings."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
-from ..nn.gpt import GPT
 from .device import fastest_matmul_dtype
 from .train_config import TrainConfig
 
 
-def make_optimizer(model: GPT, cfg: TrainConfig, fused: bool
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """What make_optimizer builds, apart from any loop's config (TrainConfig's are
+    optimizer_settings(cfg); a fine-tuning stage has its own)."""
+    lr: float                         # AdamW's rate, before the schedule
+    betas: tuple[float, float]        # AdamW's moment decays
+    weight_decay: float               # on weight matrices only (and Muon's)
+    optimizer: str = "adamw"          # "adamw" | "muon" (Muon over a GPT's block matrices)
+    muon_lr: float = 0.02             # Muon's rate, before the schedule
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The learning-rate schedule's settings, apart from any loop's config (TrainConfig's are
+    schedule_of(cfg); a fine-tuning stage has its own)."""
+    steps: int                        # the run's length: the cosine ends, wsd cools down, here
+    warmup: int                       # steps of linear warm-up
+    min_frac: float                   # the final rate as a fraction of a group's own rate
+    kind: str = "cosine"              # "cosine" | "wsd" (constant, then a linear cooldown)
+    cooldown_frac: float = 0.2        # wsd: the fraction of steps spent cooling down
+
+
+def optimizer_settings(cfg: TrainConfig) -> OptimizerSettings:
+    return OptimizerSettings(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.optimizer,
+                             cfg.muon_lr)
+
+
+def schedule_of(cfg: TrainConfig) -> Schedule:
+    return Schedule(cfg.max_iters, cfg.warmup_iters, cfg.min_lr_frac, cfg.schedule,
+                    cfg.cooldown_frac)
+
+
+def make_optimizer(model: nn.Module, s: OptimizerSettings, fused: bool
                    ) -> "torch.optim.Optimizer | Paired":
-    """AdamW over every parameter, or with optimizer="muon" Muon over the blocks' weight
-    matrices and AdamW over the rest. Each group keeps its own rate as "initial_lr" (lr or
-    muon_lr), which the schedule scales (set_rates)."""
+    """AdamW over every trainable parameter of model, or with optimizer="muon" (model a GPT)
+    Muon over the blocks' weight matrices and AdamW over the rest. Each group keeps its own
+    rate as "initial_lr" (lr or muon_lr), which the schedule scales (set_rates)."""
     # Weight decay pulls matrices toward small norms; applied to gains, biases
     # or (1-D) norm weights it only fights the normalisation.
     # Muon orthogonalises an update matrix, which suits the blocks' linear maps; the
     # embedding (tied to the head) is a lookup table, and vectors have no matrix to orthogonalise.
-    muon = [p for p in model.blocks.parameters() if cfg.optimizer == "muon" and p.dim() == 2
-            and p.requires_grad]
+    muon = ([p for p in model.blocks.parameters() if p.dim() == 2 and p.requires_grad]
+            if s.optimizer == "muon" else [])
     taken = {id(p) for p in muon}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
     groups = [
-        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": s.weight_decay},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    opt = torch.optim.AdamW(groups, lr=s.lr, betas=s.betas, fused=fused)
     if muon:
-        opt = Paired(opt, Muon(muon, lr=cfg.muon_lr, weight_decay=cfg.weight_decay))
+        opt = Paired(opt, Muon(muon, lr=s.muon_lr, weight_decay=s.weight_decay))
     for g in opt.param_groups:
         g["initial_lr"] = g["lr"]
     return opt
@@ -45,11 +80,11 @@ def load_keeping_rates(opt: "torch.optim.Optimizer | Paired", saved: dict) -> No
         g["initial_lr"] = rate
 
 
-def set_rates(opt: "torch.optim.Optimizer | Paired", step: int, cfg: TrainConfig) -> float:
+def set_rates(opt: "torch.optim.Optimizer | Paired", step: int, schedule: Schedule) -> float:
     """Every group's rate at step: the schedule applied to the group's own rate. Returns the
     first group's (AdamW's, of lr), the rate a run logs."""
     for g in opt.param_groups:
-        g["lr"] = lr_at(step, cfg, g["initial_lr"])
+        g["lr"] = lr_at(step, schedule, g["initial_lr"])
     return opt.param_groups[0]["lr"]
 
 
@@ -132,19 +167,19 @@ def fused_adamw(device: str) -> bool:
     return device in ("cuda", "cpu")
 
 
-def lr_at(step: int, cfg: TrainConfig, peak: float) -> float:
+def lr_at(step: int, s: Schedule, peak: float) -> float:
     """The rate at step of a group whose own rate is peak: linear warmup, then cosine to
-    min_lr_frac·peak, or (wsd) constant then a linear cooldown over the last cooldown_frac of
+    min_frac·peak, or (wsd) constant then a linear cooldown over the last cooldown_frac of
     the run. (The schedule is written on the rate itself, not as a multiplier of it, so that
     each step's rate is the same float it always was.)"""
-    floor = peak * cfg.min_lr_frac
-    if step < cfg.warmup_iters:
-        return peak * (step + 1) / cfg.warmup_iters
-    if cfg.schedule == "wsd":
-        start = int(cfg.max_iters * (1 - cfg.cooldown_frac))
+    floor = peak * s.min_frac
+    if step < s.warmup:
+        return peak * (step + 1) / s.warmup
+    if s.kind == "wsd":
+        start = int(s.steps * (1 - s.cooldown_frac))
         if step < start:
             return peak
-        frac = (step - start) / max(cfg.max_iters - start, 1)
+        frac = (step - start) / max(s.steps - start, 1)
         return peak + (floor - peak) * frac
-    frac = min((step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1), 1.0)
+    frac = min((step - s.warmup) / max(s.steps - s.warmup, 1), 1.0)
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * frac))

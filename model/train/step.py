@@ -14,7 +14,7 @@ import torch
 
 from ..data.prepare import Batches
 from ..nn.gpt import GPT
-from .optim import make_optimizer
+from .optim import make_optimizer, optimizer_settings
 from .train_config import TrainConfig
 from .runtime import Runtime
 from .timing import medians_in_turn, sync
@@ -86,7 +86,7 @@ class StepTimer:
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, rt: Runtime,
                  micro: list[Batch], fused: bool, warmup: int = 3):
         self.rt, self.micro, self.grad_clip = rt, micro, cfg.grad_clip
-        self.opt = make_optimizer(model, cfg, fused)
+        self.opt = make_optimizer(model, optimizer_settings(cfg), fused)
         self.model = Compiled(model) if cfg.compile else model
         self.tokens = sum(x.numel() for x, _ in micro)  # per step
         self.run(warmup)  # compilation, kernel selection, allocator warm-up

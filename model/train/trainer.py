@@ -24,7 +24,7 @@ from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
 from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
 from .lock import owns_out_dir
-from .optim import fused_adamw, load_keeping_rates, lr_at, make_optimizer, set_rates
+from .optim import fused_adamw, lr_at, make_optimizer, optimizer_settings, schedule_of, set_rates
 from .train_config import TrainConfig, as_dict
 from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
@@ -149,7 +149,7 @@ def setup(cfg: TrainConfig, auto: Choice | None = None
         choice = fresh_run_precision(cfg, raw, batches, device.split(":")[0], dist.enabled,
                                      auto)
     rt = Runtime(device, choice.dtype, dist, why=choice.why)
-    opt = make_optimizer(raw, cfg, fused_adamw(rt.device_type))
+    opt = make_optimizer(raw, optimizer_settings(cfg), fused_adamw(rt.device_type))
     if state is not None:
         restore(state, raw, opt, rt)
     return rt, batches, raw, opt, state
@@ -158,22 +158,15 @@ def setup(cfg: TrainConfig, auto: Choice | None = None
 def snapshot(raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> dict:
     """What a resumed run needs besides its config: weights, optimizer, the random streams,
     the precision and the loss scale."""
-    state = {"model": raw.state_dict(), "optimizer": opt.state_dict(),
-             "rng": torch.get_rng_state(), "dtype": str(rt.dtype).removeprefix("torch."),
-             "dtype_why": rt.why}
-    if rt.device_type == "cuda":  # dropout on a GPU draws from the GPU's own generator
-        state["cuda_rng"] = torch.cuda.get_rng_state(rt.device)
+    state = {**checkpoint.training_state({"model": raw}, opt, rt.device),
+             "dtype": str(rt.dtype).removeprefix("torch."), "dtype_why": rt.why}
     if rt.scaler is not None:
         state["scaler"] = rt.scaler.state_dict()
     return state
 
 
 def restore(state: dict, raw: GPT, opt: torch.optim.Optimizer, rt: Runtime) -> None:
-    raw.load_state_dict(state["model"])
-    load_keeping_rates(opt, state["optimizer"])
-    torch.set_rng_state(state["rng"].cpu())
-    if rt.device_type == "cuda" and "cuda_rng" in state:  # (none in a checkpoint from a CPU)
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), rt.device)
+    checkpoint.restore_training(state, {"model": raw}, opt, rt.device)
     if rt.scaler is not None and "scaler" in state:  # (none from a float16 run before scaling)
         rt.scaler.load_state_dict(state["scaler"])
 
@@ -231,10 +224,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
             notes.append(f"Muon orthogonalising in {fastest_matmul_dtype(rt.device_type)}")
         print(f"tinygpt: {', '.join(notes)}, starting at step {step}/{cfg.max_iters}", flush=True)
         if cfg.warmup_iters > cfg.max_iters:  # legal, but the rate then never reaches lr
+            top = lr_at(cfg.max_iters - 1, schedule_of(cfg), cfg.lr)
             print(f"tinygpt: warning: warmup_iters={cfg.warmup_iters} is longer than the run "
                   f"(max_iters={cfg.max_iters}): the learning rate rises only to "
-                  f"{lr_at(cfg.max_iters - 1, cfg, cfg.lr):.2g} of lr={cfg.lr:g}; lower "
-                  "--warmup_iters", file=sys.stderr, flush=True)
+                  f"{top:.2g} of lr={cfg.lr:g}; lower --warmup_iters", file=sys.stderr, flush=True)
 
     def save(val_loss: float | None) -> None:
         if not (dist.master and cfg.save_checkpoints):
@@ -252,7 +245,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
         raw.train()
         return readings
 
-    t0 = time.perf_counter()
+    t0, schedule = time.perf_counter(), schedule_of(cfg)
     progress, watch, val_loss = Progress(step, cfg.max_iters, tokens_per_step, fpt, peak), \
         LossWatch(step), None
     while True:
@@ -281,7 +274,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[GPT, int, bool], dict] | None = N
             log.log({"step": step, **instruments(full=False)})
         if step >= cfg.max_iters:
             break
-        lr = set_rates(opt, step, cfg)
+        lr = set_rates(opt, step, schedule)
         loss = train_step(model, opt, rt, micro_batches(batches, cfg, step, dist.rank),
                           cfg.grad_clip)
         watch.add(loss)

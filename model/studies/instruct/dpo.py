@@ -42,10 +42,10 @@ def run_dpo(ctx: Context) -> dict:
     data = run_comparisons(ctx)
     policy, state = ctx.sft_model(cfg.policy_size)
     sft = frozen(policy)
-    opt = loop.optimizer(policy.parameters(), cfg.dpo_lr)
+    opt = loop.optimizer(policy, cfg.dpo_lr)
     train, test = pairs(ctx.rm_items, data["train"]), pairs(ctx.rm_test_items, data["test"])
     stage = loop.Stage(ctx.stage(name), {"model": policy}, opt, cfg.dpo_steps, cfg.eval_every,
-                       cfg.dpo_lr, loop.policy_meta(state))
+                       cfg.seed, loop.policy_meta(state))
 
     def loss_on(chosen) -> tuple[torch.Tensor, torch.Tensor]:
         items, wins, losses = zip(*chosen)
@@ -57,7 +57,7 @@ def run_dpo(ctx: Context) -> dict:
     def step(s: int) -> dict:
         pick = np.random.default_rng([cfg.seed, s]).integers(0, len(train), cfg.dpo_batch)
         loss, acc = loss_on([train[i] for i in pick])
-        loop.descend(loss, opt)
+        loop.descend(loss, opt, policy)
         return {"train_loss": loss.item(), "train_accuracy": acc.item()}
 
     def evaluate(s: int) -> dict:

@@ -1,15 +1,15 @@
 """The loop every fine-tuning stage runs in (SFT, reward model, PPO, DPO): resumable, logged,
-one run per folder.
+one run per folder, with the trainer's mechanisms (model/train): its schedule, optimizer
+factory, checkpoint state, lock and run log, under the stages' own settings.
 
-A stage's step is a pure function of (seed, step): its batch and any sampling draw from
-generators seeded by both, and no model uses dropout. So the checkpoint written at each
-evaluation (the weights of every trained module, the optimizer, the step) is all a resumed
-stage needs to continue exactly as if it had never stopped; metrics.jsonl loses only the
-records written after that checkpoint, which the resumed stage writes again.
+A stage's batches and sampling draw from generators seeded by (seed, step), and anything else
+drawn from torch's generator (dropout) is restored with it. So the checkpoint written at each
+evaluation (the weights of every trained module, the optimizer, the random streams, the step)
+is all a resumed stage needs to continue exactly as if it had never stopped; metrics.jsonl
+loses only the records written after that checkpoint, which the resumed stage writes again.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch.nn as nn
 from ...errors import UserError, make_dir
 from ...train import checkpoint
 from ...train.lock import OutDirLock
+from ...train.optim import OptimizerSettings, Schedule, make_optimizer, set_rates
 from ...train.runlog import RunLog, fmt_time, read_metrics
 from .task import PROMPT_FORMAT
 
@@ -29,28 +30,34 @@ from .task import PROMPT_FORMAT
 class Stage:
     out: Path                      # the stage's folder: ckpt.pt, metrics.jsonl
     modules: dict[str, nn.Module]  # what it trains; "model" is saved where `tinygpt sample` looks
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # from optimizer(): each group's peak is its initial_lr
     steps: int
     eval_every: int
-    lr: float                      # the peak; warmup over WARMUP steps, cosine down to 10%
+    seed: int                      # seeds torch's generator when the stage starts fresh
     meta: dict = field(default_factory=dict)  # saved beside the weights (model_config, ...)
     log_every: int = 10
 
 
-WARMUP = 10
+def schedule(steps: int) -> Schedule:
+    """The trainer's schedule with the stages' own settings, those the committed report was
+    trained with: warmup over 10 steps (a stage is 6 to 600 steps, the trainer's default warmup
+    100), then cosine down to 10% of the peak."""
+    return Schedule(steps, warmup=10, min_frac=0.1)
 
 
-def optimizer(params, lr: float) -> torch.optim.Optimizer:
-    """AdamW as every stage uses it: β2 0.95 and no weight decay (fine-tuning moves the weights
-    little; decay would pull them toward 0, away from the model being tuned)."""
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+def optimizer(trained: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The trainer's AdamW (make_optimizer) with the stages' settings: β2 0.95 and no weight
+    decay (fine-tuning moves the weights little; decay would pull them toward 0, away from
+    the model being tuned). Unfused, the arithmetic the stages were measured with."""
+    return make_optimizer(trained, OptimizerSettings(lr, betas=(0.9, 0.95), weight_decay=0.0),
+                          fused=False)
 
 
-def descend(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-    """One step down loss: backward, gradients clipped to norm 1 over what opt trains, step."""
+def descend(loss: torch.Tensor, opt: torch.optim.Optimizer, trained: nn.Module) -> None:
+    """One step down loss: backward, trained's gradients clipped to norm 1 (taken over its
+    parameters in their own order, as the trainer's step takes them), step."""
     loss.backward()
-    params = [p for group in opt.param_groups for p in group["params"]]
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
@@ -66,32 +73,30 @@ def policy_meta(state: dict) -> dict:
     return {**meta_of(state), "prompt_format": PROMPT_FORMAT}
 
 
-def lr_at(step: int, steps: int, peak: float) -> float:
-    if step < WARMUP:
-        return peak * (step + 1) / WARMUP
-    progress = (step - WARMUP) / max(steps - WARMUP, 1)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+def device_of(stage: Stage) -> str:
+    return str(next(stage.modules["model"].parameters()).device)
 
 
 def restore(stage: Stage) -> int:
-    """Load the stage's checkpoint, if it has one; returns the step to continue from."""
+    """Load the stage's checkpoint, if it has one; returns the step to continue from. A fresh
+    stage seeds torch's generator, so what it draws there is a function of its seed."""
     path = stage.out / "ckpt.pt"
     if not path.exists():
+        torch.manual_seed(stage.seed)
         return 0
     state = checkpoint.load(path)
     try:
-        for name, module in stage.modules.items():
-            module.load_state_dict(state[name])
-        stage.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.restore_training(state, stage.modules, stage.optimizer, device_of(stage))
     except (KeyError, RuntimeError, ValueError) as e:
-        raise UserError(f"{path} does not belong to this stage's models "
-                        f"({str(e).splitlines()[0][:100]}); delete {stage.out} to redo it") from None
+        raise UserError(f"{path} cannot resume this stage: not its models', or from an older "
+                        f"version ({str(e).splitlines()[0][:100]}); delete {stage.out} to redo "
+                        "it") from None
     return state["step"]
 
 
 def save(stage: Stage, step: int, record: dict) -> None:
-    state = {name: m.state_dict() for name, m in stage.modules.items()}
-    state.update(stage.meta, optimizer=stage.optimizer.state_dict(), step=step, metrics=record)
+    state = checkpoint.training_state(stage.modules, stage.optimizer, device_of(stage))
+    state.update(stage.meta, step=step, metrics=record)
     checkpoint.save(stage.out / "ckpt.pt", state)
 
 
@@ -104,9 +109,13 @@ def run(stage: Stage, step_fn: Callable[[int], dict], eval_fn: Callable[[int], d
         step = restore(stage)
         log = RunLog(stage.out, {}, resume_step=step if step else None, eval_key="eval")
         t0 = last = time.perf_counter()
+        rates = schedule(stage.steps)
         while True:
             if step % stage.eval_every == 0 or step == stage.steps:
-                record = {"step": step, "eval": True, **eval_fn(step)}
+                # (under a forked generator: a resumed stage evaluates its first step again, so
+                # an evaluation that drew from it would shift what the steps after it draw)
+                with torch.random.fork_rng():
+                    record = {"step": step, "eval": True, **eval_fn(step)}
                 save(stage, step, record)  # before the log line, as the trainer does
                 log.log(record)
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
@@ -114,8 +123,7 @@ def run(stage: Stage, step_fn: Callable[[int], dict], eval_fn: Callable[[int], d
                 print(f"{name} step {step}/{stage.steps}: {shown}", flush=True)
             if step >= stage.steps:
                 break
-            for group in stage.optimizer.param_groups:
-                group["lr"] = lr_at(step, stage.steps, stage.lr)
+            set_rates(stage.optimizer, step, rates)
             record = step_fn(step)
             step += 1
             if step % stage.log_every == 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from ...files import write_json
 from . import loop
@@ -56,7 +57,9 @@ class PPO:
         self.rm, _ = load_scalar(ctx.stage(f"rm-{rm_size}") / "ckpt.pt")
         rm_summary = ctx.finished(f"rm-{rm_size}")
         self.norm = (rm_summary["reward_mean"], rm_summary["reward_std"])
-        self.opt = loop.optimizer([*self.policy.parameters(), *self.value.parameters()], self.lr)
+        # one optimizer over both: a minibatch's loss holds the policy's and the value's terms
+        self.trained = nn.ModuleList([self.policy, self.value])
+        self.opt = loop.optimizer(self.trained, self.lr)
 
     @torch.no_grad()
     def rollouts(self, it: int) -> tuple[Rollout, dict]:
@@ -100,7 +103,7 @@ class PPO:
             ptx = self.policy(x, y)[1]
             loss = loss + cfg.ptx_coef * ptx
             losses["ptx_loss"] = ptx.item()
-        loop.descend(loss, self.opt)
+        loop.descend(loss, self.opt, self.trained)
         ratio = torch.exp(logp.detach() - batch["logp"][rows])
         losses["clip_frac"] = masked_mean(((ratio - 1).abs() > cfg.clip).float(), sub.mask).item()
         return losses
@@ -136,7 +139,7 @@ def run_ppo(ctx: Context, rm_size: str, variant: str = "") -> dict:
         ctx.needs(f"rm-{size}", f"tinygpt rm --size={size}")
     ppo = PPO(ctx, rm_size, variant)
     stage = loop.Stage(ctx.stage(name), {"model": ppo.policy, "value": ppo.value}, ppo.opt,
-                       cfg.ppo_iters, cfg.ppo_eval_every, ppo.lr, loop.policy_meta(ppo.state),
+                       cfg.ppo_iters, cfg.ppo_eval_every, cfg.seed, loop.policy_meta(ppo.state),
                        log_every=1)
     records = loop.run(stage, ppo.iteration, ppo.evaluate, name)
     curve = [r for r in records if "sqrt_kl" in r]

@@ -53,11 +53,11 @@ def run_rm(ctx: Context, size: str) -> dict:
     data = run_comparisons(ctx)
     body, state = ctx.sft_model(size)
     rm = ScalarModel(body)
-    opt = loop.optimizer(rm.parameters(), cfg.rm_lr)
+    opt = loop.optimizer(rm, cfg.rm_lr)
     per_epoch = math.ceil(len(ctx.rm_items) / cfg.rm_batch)
     steps = cfg.rm_epochs * per_epoch
     stage = loop.Stage(ctx.stage(name), {"model": rm}, opt, steps,
-                       max(steps // 4, 1), cfg.rm_lr, loop.meta_of(state))
+                       max(steps // 4, 1), cfg.seed, loop.meta_of(state))
 
     def step(s: int) -> dict:
         epoch, i = divmod(s, per_epoch)
@@ -66,7 +66,7 @@ def run_rm(ctx: Context, size: str) -> dict:
         r, labels = ranked_batch(ctx, [ctx.rm_items[i] for i in pick],
                                  [data["train"][i] for i in pick])
         loss, acc = pairwise_loss(rewards(rm, r, cfg.k), labels)
-        loop.descend(loss, opt)
+        loop.descend(loss, opt, rm)
         return {"train_loss": loss.item(), "train_accuracy": acc.item()}
 
     records = loop.run(stage, step, lambda s: accuracy(ctx, rm, ctx.rm_test_items, data["test"]),

@@ -40,16 +40,16 @@ def run_sft(ctx: Context, size: str) -> dict:
                         f"prompt and its completion take up to {need} tokens ({PROMPT_CHARS} + "
                         f"max_new_tokens {cfg.max_new_tokens}); use a base study with a "
                         f"block_size of at least {need}, or lower --max_new_tokens")
-    opt = loop.optimizer(model.parameters(), cfg.sft_lr)
+    opt = loop.optimizer(model, cfg.sft_lr)
     stage = loop.Stage(ctx.stage(name), {"model": model}, opt, cfg.sft_steps, cfg.eval_every,
-                       cfg.sft_lr, loop.policy_meta(state))
+                       cfg.seed, loop.policy_meta(state))
     items = ctx.sft_items
     held_out = demonstrations(ctx, ctx.eval_items)
 
     def step(s: int) -> dict:
         pick = np.random.default_rng([cfg.seed, s]).integers(0, len(items), cfg.sft_batch)
         loss = demo_loss(model, demonstrations(ctx, [items[i] for i in pick]))
-        loop.descend(loss, opt)
+        loop.descend(loss, opt, model)
         return {"train_loss": loss.item()}
 
     @torch.no_grad()
