@@ -90,7 +90,7 @@ def test_a_second_run_without_checkpoints_keeps_the_firsts_metrics(corpus, tmp_p
     assert (out / "metrics.jsonl").read_bytes() == before
 
 
-@pytest.mark.parametrize("preset", ["quick", "emergence"])
+@pytest.mark.parametrize("preset", ["quick", "emergence-synthetic"])
 @pytest.mark.parametrize("edit,message", [
     (("seeds = [1337]", "seeds = [true]"), "seeds must be a list of whole numbers"),
     (("seeds = [1337]", "seeds = [-1]"), "seeds must be a list of whole numbers"),

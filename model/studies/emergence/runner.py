@@ -75,8 +75,9 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
               f"{'at step %d' % t['step'] if t['step'] is not None else 'none'} "
               f"({fmt_time(result['wall_s'])})", flush=True)
 
-    # the widest and deepest first: the last to finish is then a small run, not a big one alone
-    order = sorted(todo, key=lambda r: -r.n_layer * r.n_embd ** 2)
+    # A seed at a time, so a study trained in parts has whole ladders to report; within it the
+    # widest and deepest first: the last to finish is then a small run, not a big one alone
+    order = sorted(todo, key=lambda r: (plan.seeds.index(r.seed), -r.n_layer * r.n_embd ** 2))
     if jobs == 1:
         for run in order:
             started(configs[run.name])
