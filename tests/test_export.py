@@ -132,3 +132,20 @@ def test_each_modern_option_alone_is_refused(tmp_path):
         if field != "zero_init":  # (an initialisation: the trained function is still GPT-2's)
             assert refusal(replace(base, **{field: value})) is not None, field
     assert refusal(replace(base, smear_keys=True)) is not None
+
+
+def test_an_option_the_export_does_not_list_is_refused_by_name():
+    """A new network option (here grouped-query attention) needs no entry in the export: any field
+    away from GPT-2's default, other than shapes and init, is refused and named."""
+    import dataclasses
+
+    from model.export.hf_folder import refusal
+    from model.nn.config import GPTConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class WithKvHeads(GPTConfig):
+        n_kv_head: int = 0  # 0: as many as n_head
+
+    assert refusal(WithKvHeads()) is None
+    assert refusal(WithKvHeads(zero_init=True, dropout=0.1)) is None
+    assert "n_kv_head=1" in refusal(WithKvHeads(n_kv_head=1))

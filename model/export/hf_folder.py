@@ -12,6 +12,7 @@ nothing); and the head is tied to the token table, so only the table is stored.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -23,17 +24,23 @@ from ..nn.gpt import GPT
 from ..train import checkpoint
 from .tokenizer_files import read_tokenizer, tokenizer_files
 
-# What GPT2LMHeadModel computes; each other value names what transformers' GPT-2 lacks for it.
-GPT2_BLOCK = {"pos": ("learned", "rotary positions"), "norm": ("layernorm", "RMSNorm"),
-              "qk_norm": (False, "QK-norm"), "mlp": ("gelu", "the squared-ReLU MLP"),
-              "softcap": (0.0, "a logit softcap"), "smear_keys": (False, "smeared keys")}
+# GPTConfig's defaults are GPT-2's block, which GPT2LMHeadModel computes. These fields may take
+# any value (shapes, and what changes only training or the initial weights); any other field
+# away from its default is something transformers' GPT-2 lacks, so a new option of the network
+# is refused here without being listed.
+ANY_VALUE = {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias",
+             "zero_init"}
+# How the refusal names the options a user meets most (the modern arch's); others by field
+SAID = {"pos": "rotary positions", "norm": "RMSNorm", "qk_norm": "QK-norm",
+        "mlp": "the squared-ReLU MLP", "softcap": "a logit softcap", "smear_keys": "smeared keys"}
 LN_EPS = 1e-5  # nn.LayerNorm's default, which the model uses
 WEIGHTS = "model.safetensors"
 
 
 def refusal(cfg: GPTConfig) -> str | None:
     """Why transformers' GPT-2 cannot compute this model, or None when it can."""
-    lacks = [why for field, (gpt2, why) in GPT2_BLOCK.items() if getattr(cfg, field) != gpt2]
+    lacks = [SAID.get(f.name, f"{f.name}={getattr(cfg, f.name)!r}") for f in fields(cfg)
+             if f.name not in ANY_VALUE and getattr(cfg, f.name) != f.default]
     if not lacks:
         return None
     return (f"its block has {', '.join(lacks)}, which transformers' GPT2LMHeadModel lacks "
