@@ -43,8 +43,8 @@ def refusal(cfg: GPTConfig) -> str | None:
              if f.name not in ANY_VALUE and getattr(cfg, f.name) != f.default]
     if not lacks:
         return None
-    return (f"its block has {', '.join(lacks)}, which transformers' GPT2LMHeadModel lacks "
-            "(the modern arch); only --arch=gpt2 models can be exported")
+    return (f"its block has {', '.join(lacks)}, which transformers' GPT2LMHeadModel lacks"
+            "; only models with GPT-2's block (--arch=gpt2, no options beside it) can be exported")
 
 
 def names(n_layer: int) -> list[tuple[str, str, bool]]:
