@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The README's CPU-class table, measured: `make test`, `tinygpt bench --speedrun` and
-# `make study`, each in its own fresh clone of this checkout (its venv set up on the way, an
-# empty torch.compile cache), each timed by the wall clock.
+# The README's CPU-class table, measured: `make test`, `tinygpt bench --speedrun`, `make study`
+# and `make emergence`, each in its own fresh clone of this checkout (its venv set up on the
+# way, an empty torch.compile cache), each timed by the wall clock.
 #
 #   bash scripts/cpu_class.sh [native|avx2] [RESULTS]   (defaults: native, out/cpu-class)
 #
 # avx2 limits oneDNN, ATen (and the code inductor generates) and MKL to the kernels of an
 # AVX2-only CPU, which has no bf16 units: bf16 is then emulated, as on an AMD EPYC of that
 # class. The clock, caches and memory stay this machine's, so name both the machine and the
-# limit beside its figures. PARTS (default "test speedrun study") picks the parts. OpenMP
-# threads busy-wait: run nothing else meanwhile.
+# limit beside its figures. PARTS (default "test speedrun study"; "emergence" is a fourth)
+# picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CLASS=${1:-native}
@@ -45,3 +45,4 @@ timed test make test
 timed speedrun bash -c "make .venv/bin/.installed && .venv/bin/tinygpt bench --speedrun \
   && cp out/speedrun/result.json $RESULTS/speedrun.json"
 timed study bash -c "make study && cp out/study-laptop/report.md $RESULTS/study-report.md"
+timed emergence bash -c "make emergence && cp out/emergence/report.md $RESULTS/emergence-report.md"
