@@ -2,7 +2,7 @@
 # all a fresh machine needs), then runs.
 #   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
 #   make test   the test suite (what CI runs), with the [hf] and [eval] extras its export tests load
-#   make emergence  the emergence study: in-context copying switching on (~32 min)
+#   make emergence  in-context copying on text: 1x64 vs 2x64, 2 seeds (~22 min, AVX2 class)
 #   make instruct   the third act: SFT, reward models, PPO and DPO on laptop-study base models
 #   make demo   prepare the corpus, train the default char model (~2 min), print samples
 #               (run again, it reuses the trained model and only samples)
