@@ -139,3 +139,18 @@ def test_the_phase_change_line_labels_transition_fall_width_and_floor_step_apart
     assert ("2x64 (1/1 seeds): transition at step 1,832; 10→90% fall 272 steps wide "
             "(2 copy-probe readings inside it) after a plateau of 1,616 steps; floor 0.27 nats, "
             "first reached at step 2,900") in line
+
+
+def test_transfer_to_text_is_judged_by_the_gains_interval():
+    """A run whose gain clears 1 nat/char only at its point, not over its 95% interval, does not
+    count; a run from before intervals were recorded is judged at its point and says so."""
+    def run(gain, ci=None):
+        last = {"text_copy_gain": gain, **({"text_copy_gain_ci": ci} if ci else {})}
+        return {"transition": {"step": 1200}, "evals": [last]}
+
+    clear = verdicts.transfer([run(1.8, [1.7, 1.9]), run(1.5, [1.2, 1.8])])
+    assert "**holds**" in clear and "+1.80 [+1.70, +1.90]" in clear
+    shaky = verdicts.transfer([run(1.8, [1.7, 1.9]), run(1.1, [0.8, 1.4])])
+    assert "**does not hold**" in shaky and "1/2" in shaky
+    old = verdicts.transfer([run(1.3)])
+    assert "**holds**" in old and "+1.30 (no interval)" in old
