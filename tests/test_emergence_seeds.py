@@ -154,3 +154,25 @@ def test_transfer_to_text_is_judged_by_the_gains_interval():
     assert "**does not hold**" in shaky and "1/2" in shaky
     old = verdicts.transfer([run(1.3)])
     assert "**holds**" in old and "+1.30 (no interval)" in old
+
+
+def test_learning_a_rule_from_demonstrations_is_judged_against_the_shuffled_control():
+    """Demonstrations that make the answer likelier than no demonstrations but no likelier than
+    the same demonstrations shuffled teach the format, not the rule: the verdict reads the gain
+    over the shuffled control, in every seed of a model."""
+    plan = {"fewshot_tasks": ["uppercase", "pair_recall"], "fewshot_k": [0, 4]}
+
+    def seeded(seed: int, over_shuffled: float) -> dict:
+        r = run(2, 64, seed, None)
+        cell = lambda ll: {"loglik_per_char": ll, "exact_match": 0.0, "exact_ci": [0, 0.04]}
+        r["evals"][-1]["fewshot"] = {"uppercase": {
+            "k": {"0": cell(-3.0), "4": cell(-2.0)}, "shuffled": {"4": cell(-2.0 - over_shuffled)}}}
+        return r
+
+    assert verdicts.rule_gains(seeded(1, 0.3), "uppercase") == pytest.approx((0.3, 1.0))
+    format_only = verdicts.rule_learning([seeded(1, 0.0), seeded(2, 0.02)], plan)
+    assert "**does not hold**" in format_only and "+0.010" in format_only
+    assert "**holds**" in verdicts.rule_learning([seeded(1, 0.3), seeded(2, 0.2)], plan)
+    one_seed = verdicts.rule_learning([seeded(1, 0.3), seeded(2, 0.0)], plan)
+    assert "**undetermined**" in one_seed and "2x64 uppercase" in one_seed
+    assert "**not measured**" in verdicts.rule_learning([run(2, 64, 1, None)], plan)

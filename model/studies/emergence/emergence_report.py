@@ -22,7 +22,7 @@ from ..common.tasks import TASKS
 from .seeds import by_model, curve_steps, seed_band, transitioned_by
 from .transition import FORMED, copy_transition, readings
 from .verdicts import (COPY_TASKS, CONTROLS, EM_K, best_prefix, em_at, final_fewshot, name,
-                       span, verdicts)
+                       rule_gains, rule_tasks, shaped, span, verdicts)
 
 LIGHT = ("copy_loss", "prefix_matching")  # also read between evaluations (probe_every)
 PANELS = (("copy_loss", "copy loss, synthetic probes (nats)"),
@@ -287,8 +287,9 @@ def runs_table(runs: list[dict]) -> list[str]:
     seeded = len({r["seed"] for r in runs}) > 1
     lines = ["| run | N | copy loss: first → last (min, max) | plateau | floor reached at step | "
              "transition step | 10→90% fall width (steps) | plateau before the fall (steps) | "
-             "phase change | best prefix matching (max) | held-out text gain, last [95% CI] | val loss |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "phase change | best prefix matching (max) | held-out text gain, last [95% CI] | "
+             "ICL score, last | val loss |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     num = lambda v: "—" if v is None else f"{v:,.0f}"
     for r in runs:
         t, ev = r["transition"], r["evals"]
@@ -298,8 +299,13 @@ def runs_table(runs: list[dict]) -> list[str]:
                      f"{num(t['floor_step'])} | {num(t['step'])} | {num(t['fall_steps'])} | "
                      f"{num(t['plateau_steps'])} | {'yes' if t['phase_change'] else 'no'} | "
                      f"{best_prefix(r):.2f} | "
-                     f"{gain(ev[-1])} | {r['val_loss']:.3f} |")
+                     f"{gain(ev[-1])} | {icl(ev[-1])} | {r['val_loss']:.3f} |")
     return lines
+
+
+def icl(record: dict) -> str:
+    """Olsson et al.'s ICL score on held-out plays; runs from before it was recorded have none."""
+    return f"{record['icl_score']:+.3f}" if "icl_score" in record else "—"
 
 
 def gain(record: dict) -> str:
@@ -323,6 +329,30 @@ def fewshot_table(runs: list[dict], plan: dict) -> list[str]:
                 s = em_at(r, t, k)
                 cells.append("skipped" if s is None else f"{s['exact_match']:.2f}")
         lines.append(f"| {label(r, seeded)} | {r['n_nonemb']:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def rule_table(runs: list[dict], plan: dict) -> list[str]:
+    """Per model over its seeds, on each task whose answer is not in the prompt: what k = EM_K
+    demonstrations add to the answer's log-likelihood per character over their shuffled
+    control and over none; then character accuracy, the exact match it predicts and the exact
+    match measured, each the mean over these tasks and seeds."""
+    tasks = rule_tasks(plan)
+    if not tasks or EM_K not in plan["fewshot_k"] or 0 not in plan["fewshot_k"]:
+        return []
+    lines = ["| model | " + " | ".join(tasks) + " | char accuracy | exact match predicted | "
+             "exact match |", "|---|" + "---:|" * (len(tasks) + 3)]
+    mean = lambda values: f"{np.mean(values):+.2f}" if values else "—"
+    for rs in by_model(shaped(runs)).values():
+        cells = []
+        for t in tasks:
+            g = [x for r in rs if (x := rule_gains(r, t)) is not None]
+            cells.append(f"{mean([a for a, _ in g])} ({mean([b for _, b in g])})")
+        at = [s for r in rs for t in tasks if (s := em_at(r, t)) is not None]
+        for key in ("char_accuracy", "exact_from_chars", "exact_match"):
+            values = [s[key] for s in at if key in s]  # older runs lack the prediction
+            cells.append(f"{np.mean(values):.3f}" if values else "—")
+        lines.append(f"| {name(rs[0])} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -351,9 +381,8 @@ def seeds_table(runs: list[dict], plan: dict) -> list[str]:
 def reading(runs: list[dict], plan: dict) -> list[str]:
     """What the measurements say about which data, in words, with the numbers they rest on."""
     shape = shape_of(plan)
-    shaped = [r for r in runs if not r.get("natural")]
     natural = [r for r in runs if r.get("natural")]
-    val = [r["val_loss"] for r in shaped]
+    val = [r["val_loss"] for r in shaped(runs)]
     chance = runs[0]["evals"][0]["copy_chance"]
     unit = "nats/char" if plan.get("tokenizer", "char") == "char" else "nats/token"
     if plan["synthetic"] >= 1:
@@ -395,6 +424,24 @@ def reading(runs: list[dict], plan: dict) -> list[str]:
                  "and no induction heads. On natural text the circuit needs far more tokens "
                  "(Olsson et al. 2022: about 1-3 billion).")
     return lines + [""]
+
+
+def rule_section(runs: list[dict], plan: dict) -> list[str]:
+    table = rule_table(runs, plan)
+    if not table:
+        return []
+    return ["## Tasks whose answer is not in the prompt", "",
+            "A transformation shown only by its examples, in the plays' own words (listed "
+            "below the table). Each cell: "
+            f"what k={EM_K} demonstrations add to the answer's log-likelihood, nats/char, over "
+            "the same prompts with the demonstrations' answers shuffled among them (the rule "
+            f"broken, the format kept) and, in brackets, over k=0; the mean over seeds at the "
+            "last evaluation. A model that learns the rule from its examples gains over the "
+            "shuffled control; a model that learns only the format gains over k=0 alone. The "
+            "last three columns: mean character accuracy at k=4 over these tasks, the exact "
+            "match it predicts (accuracy to the power of the answer's length, Schaeffer et "
+            "al. 2023) and the exact match measured.", "", *table, "",
+            *(f"- {t}: {TASKS[t].about}" for t in rule_tasks(plan)), ""]
 
 
 def write_report(root: Path, command: str = "") -> Path:
@@ -455,7 +502,7 @@ def write_report(root: Path, command: str = "") -> Path:
              "Exact match on the last few-shot evaluation of each run (greedy answer and end of "
              f"line, {plan['fewshot_items']} items per cell), k >= 4; chance in the header where "
              "it is not about 0 (the recall tasks' answer is one of the k demonstrations'):", "",
-             *fewshot_table(runs, plan), "", *reading(runs, plan)]
+             *fewshot_table(runs, plan), "", *rule_section(runs, plan), *reading(runs, plan)]
     path = root / "report.md"
     text = ("\n".join(lines) + "\n").encode()
     write_atomic(path, lambda f: f.write(text), "report")

@@ -12,6 +12,10 @@
    FLAT across all evaluations).
 5. Over seeds: the depth threshold by Fisher's exact test, the share of 2+ layer runs that
    transitioned against TRANSITION_BAR, and the slope of exact match at k = EM_K against N.
+6. Learning from demonstrations: on a task whose answer is not in the prompt (a transformation
+   shown only by its examples), k = EM_K demonstrations make the answer at least RULE_GAIN
+   nats/char likelier than the same demonstrations with their answers shuffled among them
+   (format kept, rule broken), in every seed of some model.
 
 A verdict is worded no stronger than its data: "not measured" when no run bears on it,
 "undetermined" when its interval spans the threshold, and counts as k/n with their interval;
@@ -19,7 +23,10 @@ run names appear once, grouped by model, never listed twice.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..common.icl import INDUCTION_FORMED
+from ..common.tasks import TASKS
 from .seeds import by_model, clears, depth_test, em_slope, plain, share
 from .transition import FORMED
 
@@ -30,6 +37,7 @@ FLAT = 0.1          # a control's exact match may vary this much across runs and
 TRANSITION_BAR = 0.8  # issue #27: a transition in >= 80% of seeds at depth >= 2
 EM_K = 4            # demonstrations at which exact match is compared across N
 ALPHA = 0.05        # the exact test's level
+RULE_GAIN = 0.1     # nats/char: demonstrations beat their shuffled control by this much
 
 
 COPY_TASKS = ("copy", "pair_recall", "speaker_recall")
@@ -212,6 +220,50 @@ def fewshot(runs: list[dict], plan: dict) -> str:
                                         for t, s in spread.items()) + ".")
 
 
+def rule_gains(run: dict, task: str, k: int = EM_K) -> tuple[float, float] | None:
+    """On the run's last few-shot evaluation, the answer's log-likelihood per character with k
+    demonstrations minus (the shuffled-demonstration control, no demonstrations); None where
+    either was not run."""
+    t = final_fewshot(run).get(task, {})
+    cells = [t.get(part, {}).get(str(kk)) for part, kk in (("k", k), ("shuffled", k), ("k", 0))]
+    if any(c is None for c in cells):
+        return None
+    k_ll, shuffled_ll, zero_ll = (c["loglik_per_char"] for c in cells)
+    return k_ll - shuffled_ll, k_ll - zero_ll
+
+
+def rule_tasks(plan: dict) -> list[str]:
+    """The planned tasks whose answer is not in the prompt: transformations, seen or not."""
+    return [t for t in plan["fewshot_tasks"] if t in TASKS and TASKS[t].kind == "transform"]
+
+
+def rule_learning(runs: list[dict], plan: dict) -> str:
+    claim = (f"- Learning a rule from its demonstrations (tasks whose answer is not in the "
+             f"prompt; the answer's log-likelihood per character at k={EM_K} >= {RULE_GAIN} "
+             "nats/char above the same prompts with the demonstrations' answers shuffled among "
+             "them, in every seed of a model)")
+    found = {}  # (model, task) -> each seed's gain over the shuffled control
+    for model, rs in by_model(shaped(runs)).items():
+        for task in rule_tasks(plan):
+            gains = [g[0] for r in rs if (g := rule_gains(r, task)) is not None]
+            if gains:
+                found[(name(rs[0]), task)] = gains
+    if not found:
+        return f"{claim}: {word('not measured')}."
+    clear = [f"{m} {t}" for (m, t), g in found.items() if min(g) >= RULE_GAIN and len(g) > 1]
+    some = [f"{m} {t}" for (m, t), g in found.items() if max(g) >= RULE_GAIN]
+    verdict = ("holds" if clear else "undetermined" if some else "does not hold")
+    (bm, bt), best = max(found.items(), key=lambda kv: np.mean(kv[1]))
+    ems = [s["exact_match"] for r in shaped(runs) for t in rule_tasks(plan)
+           if (s := em_at(r, t)) is not None]
+    return (f"{claim}: {word(verdict)}; {len(found)} model x task cells over "
+            f"{len(rule_tasks(plan))} tasks; largest mean gain {np.mean(best):+.3f} nats/char "
+            f"({bm} {bt}, seeds {span(best, '{:+.3f}')}); "
+            + (f"above the bar in some seeds only: {', '.join(some)}; " if some and not clear
+               else f"in every seed: {', '.join(clear)}; " if clear else "")
+            + f"exact match at k={EM_K} at most {max(ems, default=0):.2f} on these tasks.")
+
+
 def em_at(run: dict, task: str, k: int = EM_K) -> dict | None:
     """Exact match (and its Wilson interval) at one task and k on the run's last few-shot
     evaluation; None where it was not run there."""
@@ -259,4 +311,5 @@ def verdicts(runs: list[dict], plan: dict) -> list[str]:
     chance = runs[0]["evals"][0]["copy_chance"]
     return [phase_changes(runs), stay_at_chance(runs, chance), depth_threshold(runs),
             transition_rate(runs, plan["steps"]), *smeared_keys(runs), transfer(runs),
-            fewshot(runs, plan), em_vs_n(runs, plan), *natural_control(runs)]
+            fewshot(runs, plan), em_vs_n(runs, plan), rule_learning(runs, plan),
+            *natural_control(runs)]
