@@ -31,7 +31,7 @@ study: $(BIN)/.installed
 	$(BIN)/tinygpt study --preset=laptop
 
 emergence: $(BIN)/.installed
-	$(BIN)/tinygpt study --preset=emergence
+	$(BIN)/tinygpt emergence --preset=emergence
 
 instruct: $(BIN)/.installed
 	$(BIN)/tinygpt instruct --preset=laptop

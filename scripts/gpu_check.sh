@@ -60,7 +60,7 @@ if [[ " $PARTS " == *" 4 "* ]]; then
         >"$RESULTS/4-test-suite.log" 2>&1 &
     suite=$!
 fi
-part 3-icl-natural-text "$left" "${tinygpt[@]}" study --preset=gpu-icl --out=out/gpu-icl
+part 3-icl-natural-text "$left" "${tinygpt[@]}" emergence --preset=gpu-icl --out=out/gpu-icl
 [[ -d out/gpu-icl ]] && tar czf "$RESULTS/gpu-icl.tgz" --exclude='*.pt' out/gpu-icl
 if [[ -n $suite ]]; then
     wait "$suite"

@@ -172,7 +172,7 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "em"
-    assert main(["study", "--preset=emergence-quick", f"--out={out}"]) == 0
+    assert main(["emergence", "--preset=emergence-quick", f"--out={out}"]) == 0
     report = (out / "report.md").read_text()
     assert "Data shape: 50% synthetic copy sequences" in report
     for stem in ("phase_change", "transition_vs_width", "fewshot_vs_n", "survival", "em_seeds"):
@@ -193,7 +193,7 @@ def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert summary["transition"]["formed"] is False
     # run again: every run is finished, nothing retrains, the report is the same
     before = (out / "1x16-s1337" / "metrics.jsonl").read_text()
-    assert main(["study", "--preset=emergence-quick", f"--out={out}"]) == 0
+    assert main(["emergence", "--preset=emergence-quick", f"--out={out}"]) == 0
     assert (out / "1x16-s1337" / "metrics.jsonl").read_text() == before
     assert main(["report", str(out)]) == 0
 
@@ -216,3 +216,19 @@ def test_fewshot_points_split_by_the_copy_loss_at_each_evaluation():
     assert "pair_recall at k=4 (0 in 3 evaluations" in fewshot([late, never], plan)
     lucky = run({3000: (4.4, 0.1)})  # a model without the circuit that scores breaks the claim
     assert "Emerged: none" in fewshot([late, never, lucky], plan)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["study", "--preset=emergence-quick"], "is an emergence plan: run it with tinygpt emergence"),
+    (["emergence", "--preset=quick"], "is a scaling plan (no kind = \"emergence\"): run it with "
+                                      "tinygpt study --preset=quick"),
+])
+def test_each_study_has_its_own_verb_and_a_plan_given_to_the_other_is_one_line(
+        tmp_path, monkeypatch, capsys, argv, message):
+    from model.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, f"--out={tmp_path / 'o'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -116,7 +116,7 @@ class StudyArgs:
     preset: str = "laptop"   # a preset of configs/study (laptop, quick, emergence, ...) or a plan .toml
     dataset: str = ""        # train on this text file, folder or hf:<name> (default: the plan's)
     out: str = ""            # folder of the runs (default: out/study-<plan>, out/sweep-<plan>;
-                             # out/<plan> for emergence)
+                             # out/<plan> for tinygpt emergence)
     wandb: str = "disabled"  # "disabled" | "offline" | "online"
     threads: int = 0         # CPU threads; 0 keeps torch's default (or, with --jobs, shares cores)
     jobs: int = 0            # runs trained at once, each its own process; 0: one per core
@@ -151,17 +151,14 @@ def study_root(plan, a: StudyArgs, default: str) -> Path:
     return root
 
 
-def study_command(a: StudyArgs) -> str:
+def study_command(a: StudyArgs, verb: str = "study") -> str:
     """The command that reruns the study, for its report (threads and wandb change no result)."""
     given = [f"--{k}={getattr(a, k)}" for k in ("dataset", "out") if getattr(a, k)]
-    return " ".join(["tinygpt study", f"--preset={a.preset}", *given])
+    return " ".join([f"tinygpt {verb}", f"--preset={a.preset}", *given])
 
 
 def cmd_study(a: StudyArgs) -> None:
-    from ..studies.common.plan import load_plan, read_plan
-
-    if read_plan(a.preset)[1].get("kind") == "emergence":
-        return emergence_study(a)
+    from ..studies.common.plan import load_plan
     from ..studies.common.runner import run_study
     from ..studies.scaling.scaling_report import write_report
 
@@ -171,8 +168,14 @@ def cmd_study(a: StudyArgs) -> None:
     print(f"report: {write_report(root, plan, command=study_command(a))}")
 
 
-def emergence_study(a: StudyArgs) -> None:
-    """tinygpt study --preset=emergence: the grid of depths and widths, then its report."""
+@dataclass
+class EmergenceArgs(StudyArgs):
+    preset: str = "emergence"  # an emergence plan of configs/study (emergence, emergence-text,
+                               # emergence-synthetic, emergence-quick) or a plan .toml
+
+
+def cmd_emergence(a: EmergenceArgs) -> None:
+    """The grid of depths and widths over seeds, then its verdicts and report."""
     from ..studies.common.plan import read_plan
     from ..studies.emergence.plan import load_emergence_plan
     from ..studies.emergence.emergence_report import write_report
@@ -181,7 +184,7 @@ def emergence_study(a: StudyArgs) -> None:
     plan = load_emergence_plan(*read_plan(a.preset))
     root = study_root(plan, a, "out/{name}")
     run_emergence(plan, root, a.wandb, a.threads, a.jobs)
-    print(f"report: {write_report(root, command=study_command(a))}")
+    print(f"report: {write_report(root, command=study_command(a, 'emergence'))}")
 
 
 def cmd_sweep(a: StudyArgs) -> None:
@@ -317,8 +320,9 @@ COMMANDS: dict[str, Command] = {
                       ExportArgs),
     "bench": Command(bench_main, "training and decoding speed, MFU; or a fixed-time comparison; "
                                  "or the speedrun", BenchArgs),
-    "study": Command(cmd_study, "the scaling study, or with an emergence preset the in-context "
-                                "copying study", StudyArgs),
+    "study": Command(cmd_study, "the scaling study: sizes, fits, plots and report", StudyArgs),
+    "emergence": Command(cmd_emergence, "the in-context copying study: depths and widths over "
+                                        "seeds, its verdicts and report", EmergenceArgs),
     "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",
                      StudyArgs),
     "report": Command(cmd_report, "fits, plots and report of a study or instruct folder, again",

@@ -118,8 +118,8 @@ def read_plan(preset_or_path: str) -> tuple[Path, dict]:
 def load_plan(preset_or_path: str) -> StudyPlan:
     path, raw = read_plan(preset_or_path)
     if raw.get("kind") == "emergence":
-        raise UserError(f"{path} is an emergence plan: run it with tinygpt study --preset="
-                        f"{preset_or_path}; sweeps are for scaling plans")
+        raise UserError(f"{path} is an emergence plan: run it with tinygpt emergence --preset="
+                        f"{preset_or_path}")
     unknown = set(raw) - set(PLAN_VALUES)
     if unknown:
         raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "

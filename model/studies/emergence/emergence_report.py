@@ -465,7 +465,7 @@ def write_report(root: Path, command: str = "") -> Path:
     wall = sum(r["wall_s"] for r in runs)
     lines = [f"# Emergence of in-context copying: {plan['name']}", "",
              f"**Data shape: {shape}.** {plan['description']}", "",
-             f"Command: `{command or 'tinygpt study --preset=' + plan['name']}`. "
+             f"Command: `{command or 'tinygpt emergence --preset=' + plan['name']}`. "
              f"{len(runs)} runs of {plan['steps']} steps, batch {plan['batch_size']} x "
              f"{plan['block_size']} tokens, lr {plan['lr']:g}, {plan['arch']} block; "
              f"{fmt_time(wall)} of training in all. Machine: {runs[0]['machine']}. Seeds: "

@@ -147,6 +147,9 @@ VALUES = {
 
 def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
     """The plan in raw (the parsed TOML of path), every value checked before training."""
+    if raw.get("kind") != "emergence":
+        raise UserError(f"{path} is a scaling plan (no kind = \"emergence\"): run it with "
+                        f"tinygpt study --preset={path.stem}")
     unknown = set(raw) - set(VALUES)
     if unknown:
         raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
