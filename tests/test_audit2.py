@@ -98,7 +98,7 @@ def test_a_second_run_without_checkpoints_keeps_the_firsts_metrics(corpus, tmp_p
 ])
 def test_plan_values_a_run_cannot_take_are_refused(tmp_path, preset, edit, message):
     """Item 5: seeds = [true] ran as -sTrue, and name = "../../escaped" wrote outside out/."""
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
     from model.studies.common.plan import load_plan, read_plan
 
     text = (ROOT / "configs" / "study" / f"{preset}.toml").read_text()
@@ -285,7 +285,7 @@ def test_disk_full_while_saving_a_figure_keeps_the_previous_one(small_disk):
 
 def test_fewshot_into_the_run_folder_it_evaluates_is_refused(capsys, corpus, tmp_path):
     """Item 10: `fewshot RUN --out=RUN` left out the only checkpoint (as the output folder),
-    then failed with an IndexError in plots.py."""
+    then failed with an IndexError in the few-shot figures."""
     run = tmp_path / "r"
     train(tiny_config(corpus, run, max_iters=2))
     err = one_line_error(capsys, "fewshot", str(run), f"--out={run}")

@@ -100,7 +100,7 @@ def test_a_light_reading_is_the_copy_probe_and_prefix_matching_of_a_full_one(cor
 
 def test_emergence_presets_load_and_name_their_data_shape():
     from model.studies.common.plan import read_plan
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
 
     plan = load_emergence_plan(*read_plan("emergence-quick"))
     assert plan.shape == "50% synthetic copy sequences + 50% natural text (50% of windows with " \
@@ -116,7 +116,7 @@ def test_emergence_presets_load_and_name_their_data_shape():
 
 def test_a_curriculum_is_named_and_kept_from_natural_controls():
     from model.studies.common.plan import read_plan
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
 
     path, raw = read_plan("emergence-quick")
     plan = load_emergence_plan(path, {**raw, "synthetic_until": 20})
@@ -131,7 +131,7 @@ def test_plans_from_before_the_new_fields_keep_their_fingerprint():
     """A study folder's plan.json holds the fingerprint it was trained under: a field added
     since, at its default, must not change it, or the folder would no longer resume."""
     from model.studies.common.plan import read_plan
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
 
     folder = ROOT / "docs/emergence/pilots/p17-s50-lr1e3-8k"
     saved = json.loads((folder / "plan.json").read_text())
@@ -156,7 +156,7 @@ def test_plans_from_before_the_new_fields_keep_their_fingerprint():
 def test_bad_emergence_plans_are_named(tmp_path, line, message):
     from model.errors import UserError
     from model.studies.common.plan import read_plan
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
 
     text = (ROOT / "configs/study/emergence-quick.toml").read_text()
     key = line.split(" =")[0]

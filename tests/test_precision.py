@@ -204,8 +204,8 @@ def test_where_auto_already_gives_one_precision_a_study_decides_nothing(monkeypa
 
 def test_an_emergence_study_decides_once_for_its_grid(monkeypatch, tmp_path, corpus):
     from model.studies.common.plan import read_plan
-    from model.studies.emergence import runner
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence import emergence_runner as runner
+    from model.studies.emergence.emergence_plan import load_emergence_plan
 
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
     asked = fake_probe(monkeypatch, torch.bfloat16, 1.3)

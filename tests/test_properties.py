@@ -91,7 +91,7 @@ def test_an_emergence_plan_is_refused_in_one_line_or_every_run_can_be_built(tmp_
                                                                            train):
     from pathlib import Path
 
-    from model.studies.emergence.plan import load_emergence_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
     from model.errors import plain_name
     from model.studies.common.plan import read_plan
 

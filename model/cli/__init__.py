@@ -177,9 +177,9 @@ class EmergenceArgs(StudyArgs):
 def cmd_emergence(a: EmergenceArgs) -> None:
     """The grid of depths and widths over seeds, then its verdicts and report."""
     from ..studies.common.plan import read_plan
-    from ..studies.emergence.plan import load_emergence_plan
+    from ..studies.emergence.emergence_plan import load_emergence_plan
     from ..studies.emergence.emergence_report import write_report
-    from ..studies.emergence.runner import run_emergence
+    from ..studies.emergence.emergence_runner import run_emergence
 
     plan = load_emergence_plan(*read_plan(a.preset))
     root = study_root(plan, a, "out/{name}")

@@ -110,7 +110,7 @@ def config_hash(cfg: TrainConfig) -> str:
 
 def read_plan(preset_or_path: str) -> tuple[Path, dict]:
     """The plan file of a preset name or path, and its parsed TOML. A file that says
-    kind = "emergence" is an emergence plan (model/studies/emergence/plan.py)."""
+    kind = "emergence" is an emergence plan (model/studies/emergence/emergence_plan.py)."""
     path = preset_file("study", preset_or_path, "study plan")
     return path, read_toml(str(path), "study plan")
 

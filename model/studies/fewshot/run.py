@@ -25,7 +25,7 @@ from ...train.train_config import TrainConfig
 from ..common.icl import icl_score, induction_probe, loss_by_position, probe_pool, text_repeat_loss
 from ..common.task_scoring import Options, evaluate_tasks
 from .fewshot_options import FewshotArgs, parse_tasks
-from .plots import write_figures
+from .fewshot_plots import write_figures
 from .fewshot_section import write_section
 
 

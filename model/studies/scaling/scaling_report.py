@@ -16,7 +16,7 @@ from ...train.runlog import fmt_time, read_metrics
 from ..common.plan import StudyPlan
 from ..common.runner import clock_time, runs_folder
 from . import fit as F
-from . import plots
+from . import scaling_plots
 from .ngram import baselines
 
 PREDICTION_TOLERANCE = 0.03  # nats: the bar for predicting the largest size
@@ -333,10 +333,10 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
     N, L = a["N"], a["L"]
     held = (N[-1], a["held_out"].predicted) if "held_out" in a else None
     seeds = [(r["n_nonemb"], r["val_loss"]) for r in ladder_runs(runs)]
-    plots.loss_vs_n(root, N, L, a["fit"], a["line"], base, unit, held, seeds)
+    scaling_plots.loss_vs_n(root, N, L, a["fit"], a["line"], base, unit, held, seeds)
     curves = {r["name"]: tuple(map(np.array, zip(*r["curve"]))) for r in runs if r["curve"]}
-    plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
-    plots.residuals(root, N, L, a["fit"])
+    scaling_plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
+    scaling_plots.residuals(root, N, L, a["fit"])
     wall = study_time(root, runs)
     text = [f"# Scaling study `{plan.name}`", "", plan.description, "",
             f"- Data: `{plan.dataset}` ({plan.tokenizer} tokens), validation on held-out "

@@ -22,7 +22,7 @@ from ...train.trainer import train
 from ..common.pool import LOG, run_parallel
 from ..common.runner import PRECISION, share_cores
 from ..common.task_scoring import Options
-from .plan import EmergencePlan
+from .emergence_plan import EmergencePlan
 from .probes import Probes
 from .transition import copy_transition, readings
 
