@@ -161,13 +161,23 @@ def _cis(boot: np.ndarray, E: float) -> list[CI]:
     if len(boot) == 0:
         return [(float("nan"), float("nan"))] * boot.shape[1]
     nat = _natural(boot)
-    lo, hi = np.percentile(nat, [2.5, 97.5], axis=0)
-    out = [(float(x), float(y)) for x, y in zip(lo, hi)]
+    out = [_interval(column) for column in nat.T]
     if E <= _AT_BOUND:
         out[-1] = (0.0, float(np.percentile(nat[:, -1], 95)))
-    elif lo[-1] <= _AT_BOUND:
-        out[-1] = (0.0, float(hi[-1]))
+    elif out[-1][0] <= _AT_BOUND:
+        out[-1] = (0.0, out[-1][1])
     return out
+
+
+def _interval(samples: np.ndarray) -> CI:
+    """Percentile 95% interval of bootstrap samples, the one rule every interval here uses;
+    (nan, nan) without any finite sample (no refits, or every one undefined)."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if len(samples) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
@@ -222,10 +232,16 @@ def _power_law_fit(theta: np.ndarray, boot: np.ndarray, skipped: int,
                        E_at_bound=at_bound, skipped=skipped, noise=noise, boot=_natural(boot))
 
 
-def _residual_sd(theta: np.ndarray, logX: np.ndarray, logL: np.ndarray) -> float:
-    """SD of the log-residuals on their n - parameters degrees of freedom."""
-    r = _log_model(theta, logX)[0] - logL
-    return float(np.sqrt(r @ r / (len(r) - _n_params(logX))))
+def _residual_sd(residuals: np.ndarray, df: int) -> float:
+    """SD of residuals on their df degrees of freedom (points less fitted parameters)."""
+    return float(np.sqrt(residuals @ residuals / df))
+
+
+def _noise_sds(sd: float, df: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n noise SDs for a parametric bootstrap: a residual SD on df degrees of freedom, drawn as
+    sd * sqrt(df / chi2_df) so that resamples carry the uncertainty of the SD itself (plugging
+    it in makes intervals too narrow on few points: 7-8 points covered ~81%)."""
+    return sd * np.sqrt(df / rng.chisquare(df, n))
 
 
 def fit_power_law(N: np.ndarray, L: np.ndarray, *, delta: float = LN_DELTA, n_boot: int = 1000,
@@ -248,7 +264,7 @@ def fit_power_law(N: np.ndarray, L: np.ndarray, *, delta: float = LN_DELTA, n_bo
         sigmas = np.full(n_boot, noise)
     elif _determined(logX):
         df = len(logL) - _n_params(logX)
-        sigmas = _residual_sd(theta, logX, logL) * np.sqrt(df / rng.chisquare(df, n_boot))
+        sigmas = _noise_sds(_residual_sd(_log_model(theta, logX)[0] - logL, df), df, n_boot, rng)
     else:
         sigmas = np.empty(0)
     fitted = _log_model(theta, logX)[0]
@@ -302,9 +318,35 @@ def leave_largest_out(N: np.ndarray, L: np.ndarray, **kw) -> HeldOut:
                    float(np.polyval(local, np.log(N[i])) - L[i]))
 
 
+def allocation(alpha: np.ndarray | float,
+               beta: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Compute-optimal exponents of L = E + A/N^alpha + B/D^beta under C = 6ND (Hoffmann et al.
+    2022, eq. 4): N_opt ∝ C^a, a = beta/(alpha + beta), and D_opt ∝ C^b, b = alpha/(alpha + beta).
+    Elementwise, so that one formula gives the estimate and every bootstrap refit's (nan where
+    alpha + beta = 0)."""
+    alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return beta / (alpha + beta), alpha / (alpha + beta)
+
+
+def optimal_n(params: np.ndarray, C: np.ndarray | float) -> np.ndarray:
+    """N_opt(C) = G (C/6)^a with G = (alpha A / (beta B))^(1/(alpha + beta)), for natural
+    parameters (A, alpha, B, beta, E) in the last axis of params: one row per fit, one column per
+    C. The frontier a fit implies, so that refits give its band (nan where undefined)."""
+    A, alpha, B, beta = (np.asarray(params, dtype=float).reshape(-1, 5)[:, k, None]
+                         for k in range(4))
+    a = allocation(alpha, beta)[0]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+        return G * (np.asarray(C, dtype=float).reshape(1, -1) / 6) ** a
+
+
 @dataclass(frozen=True)
 class ChinchillaFit:
-    """L(N, D) = E + A / N**alpha + B / D**beta, with percentile-bootstrap 95% CIs."""
+    """L(N, D) = E + A / N**alpha + B / D**beta, with percentile-bootstrap 95% CIs, and the
+    compute-optimal exponents a (N_opt ∝ C^a) and b (D_opt ∝ C^b) with theirs, taken from the
+    same refits (a and b are ratios of alpha and beta, whose errors are correlated: propagating
+    their marginal CIs would misstate them). boot: the refits' (A, alpha, B, beta, E)."""
     E: float
     A: float
     B: float
@@ -316,10 +358,30 @@ class ChinchillaFit:
     alpha_ci: CI
     beta_ci: CI
     skipped: int = 0
+    a_ci: CI = (float("nan"), float("nan"))
+    b_ci: CI = (float("nan"), float("nan"))
+    boot: np.ndarray = field(default_factory=lambda: np.empty((0, 5)), repr=False, compare=False)
+
+    @property
+    def a(self) -> float:
+        return float(allocation(self.alpha, self.beta)[0])
+
+    @property
+    def b(self) -> float:
+        return float(allocation(self.alpha, self.beta)[1])
 
     def predict(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
         N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
         return self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
+
+    def optimal_n(self, C: np.ndarray | float) -> np.ndarray:
+        """The compute-optimal model size at each C (C = 6ND), from the point estimate."""
+        return optimal_n(np.array([self.A, self.alpha, self.B, self.beta, self.E]), C)[0]
+
+    def optimal_n_band(self, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise 95% band of N_opt(C) over the bootstrap refits."""
+        curves = optimal_n(self.boot, C)
+        return tuple(np.array([_interval(col) for col in curves.T]).T)
 
 
 def _resampled_points(logX: np.ndarray, logL: np.ndarray, n_boot: int, seed: int) -> Datasets:
@@ -332,7 +394,8 @@ def _resampled_points(logX: np.ndarray, logL: np.ndarray, n_boot: int, seed: int
 def fit_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float = 1e-3,
                    n_boot: int = 1000, seed: int = 0) -> ChinchillaFit:
     """Chinchilla approach 3 (Hoffmann et al. 2022, as corrected by Besiroglu et al. 2024),
-    with a percentile bootstrap over points.
+    with a percentile bootstrap over points; the exponents a and b get their intervals from the
+    same refits.
 
     Five parameters: fewer than 5 distinct (N, D) pairs raise ValueError; exactly 5 give nan CIs.
     """
@@ -343,8 +406,19 @@ def fit_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float 
     boot, skipped = _refits(starts, datasets, delta)
     A, alpha, B, beta, E = map(float, _natural(theta))
     A_ci, alpha_ci, B_ci, beta_ci, E_ci = _cis(boot, E)
+    nat = _natural(boot)
+    a_boot, b_boot = allocation(nat[:, 1], nat[:, 3])
     return ChinchillaFit(E=E, A=A, B=B, alpha=alpha, beta=beta, E_ci=E_ci, A_ci=A_ci, B_ci=B_ci,
-                         alpha_ci=alpha_ci, beta_ci=beta_ci, skipped=skipped)
+                         alpha_ci=alpha_ci, beta_ci=beta_ci, skipped=skipped,
+                         a_ci=_interval(a_boot), b_ci=_interval(b_boot), boot=nat)
+
+
+def _vertex(x: np.ndarray, L: np.ndarray) -> tuple[float, float] | None:
+    """Least-squares parabola of L in x: its minimum (x_opt, L_min), None if it has none."""
+    p2, p1, p0 = np.polyfit(x, L, 2)
+    if p2 <= 0:
+        return None
+    return float(-p1 / (2 * p2)), float(p0 - p1 * p1 / (4 * p2))
 
 
 def isoflop_parabolas(N: np.ndarray, C: np.ndarray,
@@ -363,13 +437,10 @@ def isoflop_parabolas(N: np.ndarray, C: np.ndarray,
         if sel.sum() < 3:
             continue
         x = np.log(N[sel])
-        p2, p1, p0 = np.polyfit(x, L[sel], 2)
-        if p2 <= 0:
+        vertex = _vertex(x, L[sel])
+        if vertex is None or not x.min() <= vertex[0] <= x.max():
             continue
-        x_opt = -p1 / (2 * p2)
-        if not x.min() <= x_opt <= x.max():
-            continue
-        out.append((float(c), float(np.exp(x_opt)), float(p0 - p1 * p1 / (4 * p2))))
+        out.append((float(c), float(np.exp(vertex[0])), vertex[1]))
     return out
 
 
@@ -377,6 +448,55 @@ def fit_optimal_allocation(C_list: np.ndarray, N_opt_list: np.ndarray) -> float:
     """Exponent a of N_opt ∝ C^a: the slope of the log-log line through the IsoFLOP optima."""
     slope, _ = fit_loglog_line(C_list, N_opt_list)
     return slope
+
+
+@dataclass(frozen=True)
+class IsoFlopFit:
+    """Chinchilla approach 2: the isoFLOP optima [(C, N_opt, L_min)] and the exponent a of
+    N_opt ∝ C^a through them, with a 95% interval (nan with fewer than 2 optima, when a is
+    undetermined). noise: the SD of L about the parabolas the resamples drew (nan: none drawn);
+    skipped: resamples in which a budget's parabola lost its minimum; boot: the kept ones' a."""
+    optima: list[tuple[float, float, float]]
+    a: float
+    a_ci: CI
+    noise: float = float("nan")
+    df: int = 0
+    skipped: int = 0
+    boot: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+
+
+def fit_isoflop(N: np.ndarray, C: np.ndarray, L: np.ndarray, *, n_boot: int = 1000,
+                seed: int = 0) -> IsoFlopFit:
+    """Approach 2's exponent with a 95% interval from a parametric bootstrap of the runs' losses.
+
+    Not a t interval: through 3-4 optima the log-log slope has 1-2 degrees of freedom, and the
+    interval ignores how uncertain each vertex is. Not a bootstrap over runs: resampling a
+    budget's 4-5 runs often leaves 3 distinct sizes, a parabola that interpolates them. Each
+    resample is every interior budget's parabola plus normal noise of the pooled residual SD
+    (chi-square drawn, as for L(N)); its vertices may fall outside the sampled sizes (the
+    resample's wobble, not an estimate), and one that loses a minimum is counted as skipped."""
+    N, C, L = _check(N, C, L, min_points=1)
+    optima = isoflop_parabolas(N, C, L)
+    if len(optima) < 2:
+        return IsoFlopFit(optima, float("nan"), (float("nan"), float("nan")))
+    budgets = [c for c, _, _ in optima]
+    a = fit_optimal_allocation(budgets, [n for _, n, _ in optima])
+    groups = [(np.log(N[C == c]), L[C == c]) for c in budgets]
+    fitted = [np.polyval(np.polyfit(x, y, 2), x) for x, y in groups]
+    residuals = np.concatenate([y - f for (_, y), f in zip(groups, fitted)])
+    df = len(residuals) - 3 * len(groups)
+    if df <= 0:  # every parabola interpolates its points: no noise to resample
+        return IsoFlopFit(optima, a, (float("nan"), float("nan")))
+    noise, rng = _residual_sd(residuals, df), np.random.default_rng(seed)
+    boot, skipped = [], 0
+    for sd in _noise_sds(noise, df, n_boot, rng):
+        vertices = [_vertex(x, f + sd * rng.standard_normal(len(f)))
+                    for (x, _), f in zip(groups, fitted)]
+        if any(v is None for v in vertices):
+            skipped += 1
+            continue
+        boot.append(fit_optimal_allocation(budgets, [np.exp(v[0]) for v in vertices]))
+    return IsoFlopFit(optima, a, _interval(np.array(boot)), noise, df, skipped, np.array(boot))
 
 
 def frontier(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
