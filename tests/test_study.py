@@ -33,6 +33,43 @@ def test_presets_load_and_the_laptop_ladder_spans_two_decades():
         load_plan(name)
 
 
+def test_the_data_axis_preset_is_the_design_its_comment_states():
+    """configs/study/data-axis.toml: >= 3 sizes x >= 3 FLOP budgets a factor >= 4 apart, each
+    budget with >= 3 sizes for approach 2, plus a shared token budget for the L(N) section; the
+    token table in its comment is what the plan trains."""
+    from model.studies.common.plan import check_evaluations, read_plan
+
+    plan = load_plan("data-axis")
+    plan.vocab_size = 84  # the char vocabulary of the Shakespeare corpus
+    check_evaluations(plan)
+    assert list(plan.lr) == ["2x24", "2x32", "2x48", "3x56"]
+    laptop = load_plan("laptop")
+    assert all(plan.lr[s] == laptop.lr[s] for s in plan.lr)  # the laptop sweep's rates
+    assert len(plan.flops) >= 3 and all(b / a >= 4 for a, b in zip(plan.flops, plan.flops[1:]))
+    assert plan.tokens == [1_000_000] and len(plan.runs()) == 16
+    # The comment's table: tokens (M) per size at each FLOP budget, then at 1M
+    path, _ = read_plan("data-axis")
+    table = {m[1]: [float(x) for x in m[2].split()] for m in
+             re.finditer(r"^#\s+(\dx\d+)\s+([\d. ]+)$", path.read_text(), re.M)}
+    assert set(table) == set(plan.lr)
+    per_token = {s: flops_per_token(plan.model(s), n_nonemb_formula(plan.model(s)))
+                 for s in plan.lr}
+    for size, row in table.items():
+        want = [int(c / per_token[size]) for c in plan.flops] + plan.tokens
+        assert row == pytest.approx([t / 1e6 for t in want], abs=0.005)
+        assert sorted(want) == plan.tokens_for(size)
+    # analyse groups runs by their recorded FLOPs to 2 significant figures (a run trains whole
+    # steps): each FLOP budget is one group of every size, and no 1M-token run joins one
+    steps = plan.block_size * plan.batch_size
+    groups = {}
+    for spec in plan.runs():
+        flops = spec.tokens // steps * steps * per_token[spec.size]
+        groups.setdefault(float(f"{flops:.2g}"), []).append(spec.size)
+    for c in plan.flops:
+        assert groups.pop(c) == list(plan.lr)
+    assert all(len(sizes) == 1 for sizes in groups.values())
+
+
 def test_run_flops_follow_the_formula():
     from model.studies.common.runner import run_flops
 
