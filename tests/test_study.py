@@ -295,9 +295,43 @@ def test_analysis_fits_chinchilla_and_isoflops_when_runs_give_several_d():
     a = analyse(runs, n_boot=20)
     ch = a["chinchilla"]
     assert ch.alpha == pytest.approx(0.34, abs=0.02) and ch.beta == pytest.approx(0.37, abs=0.02)
-    assert [round(c) for c, _, _ in a["isoflop"]] == [1e16, 1e17]
-    n_opt = [n for _, n, _ in a["isoflop"]]
+    assert [round(c) for c, _, _ in a["isoflop"].optima] == [1e16, 1e17]
+    n_opt = [n for _, n, _ in a["isoflop"].optima]
     assert n_opt[1] > n_opt[0]  # more compute, bigger optimal model
+
+
+def test_the_data_axis_report_compares_exponents_and_draws_the_frontier(tmp_path):
+    """A one-seed study of several budgets a size, as the data-axis preset trains: the other
+    budgets are not seeds, approach 3's a and b and approach 2's a are printed with intervals,
+    each interval checked against the published values, and the figure is drawn."""
+    from model.studies.scaling import scaling_plots
+    from model.studies.scaling.scaling_report import allocation_section, analyse, fit_table
+
+    sizes = np.geomspace(1e5, 1e8, 5)
+    runs = [synthetic_run(n, d, 6 * n * d) for n in sizes for d in (1e8, 1e9)]
+    runs += [synthetic_run(n, int(c / (6 * n)), 6 * n * int(c / (6 * n))) for c in (1e16, 1e17)
+             for n in sizes]
+    rng = np.random.default_rng(0)
+    for r in runs:  # seed-sized noise, so that the intervals are not points
+        r["val_loss"] *= np.exp(0.003 * rng.standard_normal())
+    a = analyse(runs, n_boot=20)
+    assert a["noise"] is None  # one seed a size: no seed noise, whatever the budgets
+    ch = a["chinchilla"]
+    assert ch.a == pytest.approx(0.37 / 0.71, abs=0.03) and ch.a_ci[0] < ch.a < ch.a_ci[1]
+    table = "\n".join(fit_table(a))
+    assert f"| a in N_opt ∝ C^a (C = 6ND) | {ch.a:.3f} | [" in table
+    assert "| Chinchilla approach 2 (2 isoFLOP parabolas with an interior minimum) |" in table
+    text = "\n".join(allocation_section(a))
+    verdict = next(line for line in text.splitlines() if line.startswith("- Approach 3's a"))
+    inside = ch.a_ci[0] <= 0.46 <= ch.a_ci[1]
+    assert "Hoffmann et al. 2022 approach 3 0.46" in verdict.split("excludes")[not inside]
+    assert "Besiroglu et al.'s 0.35" in text and "non-embedding" in text
+    drawn = scaling_plots.chinchilla(tmp_path, *a["chinchilla_points"], ch, "nats/char")
+    assert [p.name for p in drawn] == ["chinchilla.png", "chinchilla.svg"]
+    # a single isoFLOP budget: approach 2 undetermined, said so, no comparison made
+    a = analyse([r for r in runs if r["flops"] < 5e16 or r["tokens"] in (1e8, 1e9)], n_boot=20)
+    assert "| a in N_opt ∝ C^a | undetermined (fewer than 2 optima) |" in "\n".join(fit_table(a))
+    assert "- Approach 2's a: no interval, so no comparison." in allocation_section(a)
 
 
 def test_report_names_a_precision_switch_along_the_ladder():

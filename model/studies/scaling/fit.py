@@ -329,6 +329,17 @@ def allocation(alpha: np.ndarray | float,
         return beta / (alpha + beta), alpha / (alpha + beta)
 
 
+# Besiroglu et al. 2024's refit of Chinchilla's approach 3 (tests/test_fit.py reproduces it)
+BESIROGLU = {"alpha": 0.3478, "beta": 0.3658}
+# Published compute-optimal exponents (a in N_opt ∝ C^a, b in D_opt ∝ C^b) to compare with
+PUBLISHED_ALLOCATION = {
+    "Hoffmann et al. 2022 approach 1": (0.50, 0.50),
+    "Hoffmann et al. 2022 approach 2": (0.49, 0.51),
+    "Hoffmann et al. 2022 approach 3": (0.46, 0.54),
+    "Besiroglu et al. 2024 (approach 3)": tuple(float(x) for x in allocation(**BESIROGLU)),
+}
+
+
 def optimal_n(params: np.ndarray, C: np.ndarray | float) -> np.ndarray:
     """N_opt(C) = G (C/6)^a with G = (alpha A / (beta B))^(1/(alpha + beta)), for natural
     parameters (A, alpha, B, beta, E) in the last axis of params: one row per fit, one column per

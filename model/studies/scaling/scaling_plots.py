@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..common.figures import save
-from .fit import PowerLawFit
+from .fit import PUBLISHED_ALLOCATION, ChinchillaFit, PowerLawFit
 
 BASELINE_STYLE = {"unigram": ":", "bigram": "--", "trigram": "-."}
 
@@ -93,3 +93,47 @@ def residuals(folder: Path, N, L, fit: PowerLawFit) -> list[Path]:
     ax.set_ylabel("loss / fit - 1 (%)")
     ax.grid(alpha=0.3, which="both")
     return save(fig, folder, "residuals")
+
+
+def chinchilla(folder: Path, N, D, L, fit: ChinchillaFit, unit: str) -> list[Path]:
+    """Approach 3 on its own runs: loss against D per size with the fitted L(N, D), and the
+    compute-optimal size N_opt(C) it implies, with its band over the refits and the published
+    slopes beside it (anchored at our curve's middle: their units differ, so only slopes
+    compare)."""
+    N, D, L = (np.asarray(x, dtype=float) for x in (N, D, L))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    sizes = np.unique(N)
+    grid = np.geomspace(D.min() / 1.3, D.max() * 1.3, 200)
+    for i, n in enumerate(sizes):
+        color = plt.get_cmap("viridis")(i / max(len(sizes) - 1, 1))
+        left.plot(D[N == n], L[N == n], "o", color=color, label=f"N = {n:,.0f}")
+        left.plot(grid, fit.predict(n, grid), color=color, lw=1)
+    left.set_xscale("log")
+    left.set_xlabel("training tokens D (characters)")
+    left.set_ylabel(f"final val loss ({unit})")
+    left.set_title(f"L = {fit.E:.2f} + {fit.A:.3g}/N^{fit.alpha:.3f} + {fit.B:.3g}/D^{fit.beta:.3f}",
+                   fontsize=9)
+    left.legend(fontsize=8)
+    C6 = 6 * N * D
+    cgrid = np.geomspace(C6.min() / 2, C6.max() * 2, 100)
+    if len(fit.boot):
+        lo, hi = fit.optimal_n_band(cgrid)
+        right.fill_between(cgrid, lo, hi, color="C0", alpha=0.2, lw=0, label="95% band (refits)")
+    ours = fit.optimal_n(cgrid)
+    right.plot(cgrid, ours, "C0", label=f"ours: N_opt ∝ C^{fit.a:.2f} [{fit.a_ci[0]:.2f}, "
+               f"{fit.a_ci[1]:.2f}]")
+    mid = len(cgrid) // 2
+    for (name, (slope, _)), style in zip(list(PUBLISHED_ALLOCATION.items())[2:], ("--", ":")):
+        right.plot(cgrid, ours[mid] * (cgrid / cgrid[mid]) ** slope, "k" + style, lw=1,
+                   label=f"{name}: slope {slope:.2f}")
+    right.plot(C6, N, ".", color="grey", label="our runs (C = 6ND, N)")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("compute C = 6·N·D (FLOPs)")
+    right.set_ylabel("compute-optimal non-embedding parameters N_opt")
+    right.set_title("published slopes through our curve's middle: slopes only (units differ)",
+                    fontsize=9)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+    return save(fig, folder, "chinchilla")

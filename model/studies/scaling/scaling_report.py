@@ -131,7 +131,7 @@ def late_curves(runs: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def analyse(runs: list[dict], n_boot: int = 1000) -> dict:
     N, L, L_std = ladder(runs)
-    noise = seed_noise(runs, N)
+    noise = seed_noise(ladder_runs(runs), N)  # not all runs: a size's other budgets are not seeds
     out = {"N": N, "L": L, "L_std": L_std, "noise": noise,
            "falls_everywhere": bool(np.all(np.diff(L) < 0))}
     sigma = None if noise is None else noise.se
@@ -153,10 +153,11 @@ def analyse(runs: list[dict], n_boot: int = 1000) -> dict:
         n, d, l = (np.array([r[k] for r in runs], dtype=float) for k in ("n_nonemb", "tokens",
                                                                           "val_loss"))
         out["chinchilla"] = F.fit_chinchilla(n, d, l, n_boot=min(n_boot, 400))
+        out["chinchilla_points"] = (n, d, l)
         # A FLOP budget becomes a whole number of steps, so runs of one budget differ in
         # the last digits: group them by the budget to two significant figures.
         budgets_c = np.array([float(f"{r['flops']:.2g}") for r in runs])
-        out["isoflop"] = F.isoflop_parabolas(n, budgets_c, l)
+        out["isoflop"] = F.fit_isoflop(n, budgets_c, l, n_boot=n_boot)
     return out
 
 
@@ -179,7 +180,10 @@ def runs_table(runs: list[dict]) -> list[str]:
 def held_out_finding(held: F.HeldOut, noise: SeedNoise | None) -> str:
     """The largest size predicted: the law's error and prediction interval, and the baselines'."""
     lo, hi = held.interval
-    inside = lo <= held.actual <= hi
+    verdict = (f"**{'inside' if lo <= held.actual <= hi else 'outside'}** the law's 95% "
+               f"prediction interval {ci(held.interval)}" if np.isfinite(lo) else
+               "with no prediction interval (the law through 3 sizes leaves no residual to "
+               "draw its noise from)")
     passing = [name for name, err in (("the law", held.error),
                                       ("the floor-free log-log line", held.loglog_error),
                                       ("a straight line through the 3 next-largest sizes",
@@ -189,8 +193,7 @@ def held_out_finding(held: F.HeldOut, noise: SeedNoise | None) -> str:
              "so the interval's noise is the fit's residual SD.")
     return (f"- The largest size predicted from the others: {held.predicted:.4f} vs "
             f"{held.actual:.4f} measured, error {held.error:+.4f} nats, "
-            f"**{'inside' if inside else 'outside'}** the law's 95% prediction interval "
-            f"{ci(held.interval)}. Baselines: floor-free log-log line {held.loglog_error:+.4f}, "
+            f"{verdict}. Baselines: floor-free log-log line {held.loglog_error:+.4f}, "
             f"straight line in log N through the 3 next-largest sizes {held.local_error:+.4f}. "
             f"Within the {PREDICTION_TOLERANCE}-nat bar: {', '.join(passing) or 'none'}; a bar the baselines pass does not single out "
             f"the law. {seeds}")
@@ -257,15 +260,77 @@ def fit_table(a: dict) -> list[str]:
     if ff is not None:
         lines += [f"| frontier L(C) = E + A·C^-alpha | E | {floor_cells(ff)} |",
                   f"| | alpha | {ff.alpha:.4f} | {ci(ff.alpha_ci)} |"]
-    iso = a.get("isoflop") or []
-    if len(iso) >= 2:
-        exponent = F.fit_optimal_allocation([c for c, _, _ in iso], [n for _, n, _ in iso])
-        lines.append(f"| Chinchilla approach 2 ({len(iso)} isoFLOP parabolas) | a in N_opt ∝ C^a "
-                     f"| {exponent:.3f} | |")
+    iso = a.get("isoflop")
+    if iso is not None:
+        lines.append(f"| Chinchilla approach 2 ({len(iso.optima)} isoFLOP parabolas with an "
+                     f"interior minimum) | a in N_opt ∝ C^a | {' | '.join(exponent_cells(iso.a, iso.a_ci))} |")
     ch = a.get("chinchilla")
     if ch is not None:
         lines += [f"| Chinchilla approach 3 L(N, D) | {k} | {getattr(ch, k):.4g} | "
                   f"{ci(getattr(ch, k + '_ci'))} |" for k in ("E", "A", "B", "alpha", "beta")]
+        lines += [f"| Chinchilla approach 3 L(N, D) | {k} in {opt}_opt ∝ C^{k} (C = 6ND) | "
+                  f"{' | '.join(exponent_cells(getattr(ch, k), getattr(ch, k + '_ci')))} |"
+                  for k, opt in (("a", "N"), ("b", "D"))]
+    return lines
+
+
+def exponent_cells(value: float, interval: F.CI) -> tuple[str, str]:
+    """Estimate and 95% CI of an exponent as text, which too few optima leave undetermined."""
+    if np.isnan(value):
+        return "undetermined (fewer than 2 optima)", ""
+    return f"{value:.3f}", ci(interval) if np.all(np.isfinite(interval)) else "none"
+
+
+UNITS_NOTE = (
+    "Units differ, so only the exponents compare, not where N_opt sits: N here counts "
+    "non-embedding parameters and D characters, at 1e11-1e13 FLOPs; Hoffmann et al. count all "
+    "parameters and BPE tokens, at 1e18-1e24. Counting non-embedding parameters at small scale "
+    "biases a upward, towards Kaplan et al.'s 0.73 (Pearce & Song 2024).")
+
+
+def contains(interval: F.CI, value: float) -> bool:
+    return bool(interval[0] <= value <= interval[1])
+
+
+def against_published(name: str, interval: F.CI, theirs: dict[str, float]) -> str:
+    """One line: which published values an interval of ours contains, and which it excludes."""
+    if not np.all(np.isfinite(interval)):
+        return f"- {name}: no interval, so no comparison."
+    inside = [f"{k} {v:.2f}" for k, v in theirs.items() if contains(interval, v)]
+    outside = [f"{k} {v:.2f}" for k, v in theirs.items() if not contains(interval, v)]
+    return (f"- {name} {ci(interval)}: contains {', '.join(inside) or 'none of theirs'}; "
+            f"excludes {', '.join(outside) or 'none'}.")
+
+
+def allocation_section(a: dict) -> list[str]:
+    """Our compute-optimal exponents beside Hoffmann et al.'s and Besiroglu et al.'s, and
+    which published values each of our 95% intervals contains: containing one is being
+    consistent with it at that level, not equal to it; excluding one is differing from it."""
+    ch, iso = a["chinchilla"], a["isoflop"]
+    rows = [("ours, approach 3 (L(N, D) over every run)", f"{ch.a:.3f} {ci(ch.a_ci)}",
+             f"{ch.b:.3f} {ci(ch.b_ci)}"),
+            (f"ours, approach 2 ({len(iso.optima)} isoFLOP parabolas)",
+             " ".join(exponent_cells(iso.a, iso.a_ci)).strip(), "")]
+    pub = F.PUBLISHED_ALLOCATION
+    rows += [(k, f"{x:.2f}", f"{y:.2f}") for k, (x, y) in pub.items()]
+    lines = ["## Compute-optimal allocation", "",
+             "| | a in N_opt ∝ C^a (95% CI) | b in D_opt ∝ C^b (95% CI) |", "|---|---|---|",
+             *(f"| {n} | {x} | {y} |" for n, x, y in rows), "",
+             against_published("Approach 3's a", ch.a_ci, {k: v[0] for k, v in pub.items()}),
+             against_published("Approach 3's b", ch.b_ci, {k: v[1] for k, v in pub.items()}),
+             against_published("Approach 2's a", iso.a_ci, {k: v[0] for k, v in pub.items()}),
+             *(against_published(f"Approach 3's {k}", getattr(ch, k + "_ci"),
+                                 {"Besiroglu et al.'s": v}) for k, v in F.BESIROGLU.items()),
+             "- Containing a published value is consistency with it at 95%, not equality; "
+             "an interval wide enough to contain every published value tells them apart from "
+             "none. " + UNITS_NOTE, "",
+             "![approach 3: loss against D per size, and the compute-optimal size](chinchilla.png)",
+             "", "*Left: final val loss against training characters D per size, with approach "
+             "3's fitted L(N, D). Right: the compute-optimal size N_opt(C) it implies (C = 6ND), "
+             "with the 95% band of its bootstrap refits, and Hoffmann et al.'s and Besiroglu "
+             "et al.'s slopes drawn through our curve's middle for slope comparison only: their N "
+             "is all parameters and D BPE tokens, ours non-embedding parameters and "
+             "characters.*", ""]
     return lines
 
 
@@ -294,7 +359,18 @@ def method_notes(a: dict) -> list[str]:
     if ch is not None:
         skipped = f" ({ch.skipped} degenerate resamples skipped)" if ch.skipped else ""
         lines.append(f"- Chinchilla approach 3: Huber delta 1e-3 as published, bootstrap over "
-                     f"points{skipped}.")
+                     f"points{skipped}; a and b get their intervals from the same refits (their "
+                     "ratio of alpha and beta per refit), not from alpha's and beta's own.")
+    iso = a.get("isoflop")
+    if iso is not None and not np.isnan(iso.a):
+        drawn = (f"normal noise of the parabolas' pooled residual SD ({iso.noise:.4f} nats on "
+                 f"{iso.df} degrees of freedom, chi-square drawn; it also holds the parabolas' "
+                 f"misfit), {iso.skipped} resamples that lost a minimum skipped"
+                 if iso.df > 0 else "none: every parabola passes through its 3 points")
+        lines.append("- Chinchilla approach 2: runs grouped by FLOP budget (2 significant "
+                     "figures), a parabola of L in log N per budget, a budget kept where its "
+                     "vertex lies inside its sizes; a is the slope of log N_opt on log C. Its "
+                     "95% CI: a parametric bootstrap, every kept parabola plus " + drawn + ".")
     return lines
 
 
@@ -337,6 +413,8 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
     curves = {r["name"]: tuple(map(np.array, zip(*r["curve"]))) for r in runs if r["curve"]}
     scaling_plots.curves_vs_flops(root, curves, a["frontier"], a["frontier_fit"], base, unit)
     scaling_plots.residuals(root, N, L, a["fit"])
+    if "chinchilla" in a:
+        scaling_plots.chinchilla(root, *a["chinchilla_points"], a["chinchilla"], unit)
     wall = study_time(root, runs)
     text = [f"# Scaling study `{plan.name}`", "", plan.description, "",
             f"- Data: `{plan.dataset}` ({plan.tokenizer} tokens), validation on held-out "
@@ -350,7 +428,9 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
             "n-gram baselines on the same split (" + unit + "): "
             + ", ".join(f"{k} {v:.3f}" for k, v in base.items()), "",
             "![loss vs N](loss_vs_n.png)", "", "![learning curves](curves_vs_flops.png)", "",
-            "![residuals](residuals.png)", "", "## Runs", "", *runs_table(runs), "",
+            "![residuals](residuals.png)", "",
+            *(allocation_section(a) if "chinchilla" in a else []),
+            "## Runs", "", *runs_table(runs), "",
             *fewshot_section(root)]
     path = root / "report.md"
     path.write_text("\n".join(text))
