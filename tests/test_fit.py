@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.studies.scaling.fit import (_objective, allocation, fit_chinchilla, fit_frontier,
+from model.studies.scaling.fit import (_objective, _vertex, allocation, fit_chinchilla, fit_frontier,
                                        fit_isoflop, fit_loglog_line, fit_optimal_allocation,
                                        fit_power_law, frontier, isoflop_parabolas,
                                        leave_largest_out, optimal_n)
@@ -320,3 +320,11 @@ def test_isoflop_exponent_is_undetermined_without_two_interior_optima():
     N, C, L = _isoflop_design(np.linspace(-1.0, 1.0, 3), np.array([1e12, 4e12]))
     three = fit_isoflop(N, C, L)
     assert three.a == pytest.approx(A_TRUE_ND, abs=1e-6) and all(np.isnan(three.a_ci))
+
+
+def test_a_parabola_too_flat_for_its_vertex_to_be_a_size_has_no_minimum():
+    # a bootstrap resample can be this flat: exp(x_opt) would overflow and break the slope
+    x = np.log(np.array([1e4, 3e4, 1e5, 3e5]))
+    assert _vertex(x, 1e-12 * x ** 2 - 1e-6 * x) is None
+    assert _vertex(x, -(x - 10) ** 2) is None  # a maximum
+    assert _vertex(x, (x - 10) ** 2 + 1.5) == (pytest.approx(10), pytest.approx(1.5))

@@ -425,9 +425,10 @@ def fit_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float 
 
 
 def _vertex(x: np.ndarray, L: np.ndarray) -> tuple[float, float] | None:
-    """Least-squares parabola of L in x: its minimum (x_opt, L_min), None if it has none."""
+    """Least-squares parabola of L in x = log N: its minimum (x_opt, L_min), None if it has
+    none, or one so flat that N_opt = exp(x_opt) overflows (a bootstrap resample can be)."""
     p2, p1, p0 = np.polyfit(x, L, 2)
-    if p2 <= 0:
+    if p2 <= 0 or abs(p1) >= 2 * p2 * 700:  # |x_opt| >= 700: exp overflows near 709
         return None
     return float(-p1 / (2 * p2)), float(p0 - p1 * p1 / (4 * p2))
 
@@ -485,7 +486,8 @@ def fit_isoflop(N: np.ndarray, C: np.ndarray, L: np.ndarray, *, n_boot: int = 10
     budget's 4-5 runs often leaves 3 distinct sizes, a parabola that interpolates them. Each
     resample is every interior budget's parabola plus normal noise of the pooled residual SD
     (chi-square drawn, as for L(N)); its vertices may fall outside the sampled sizes (the
-    resample's wobble, not an estimate), and one that loses a minimum is counted as skipped."""
+    resample's wobble, not an estimate), and one that loses a minimum (or has one so far out
+    that N_opt overflows) is counted as skipped."""
     N, C, L = _check(N, C, L, min_points=1)
     optima = isoflop_parabolas(N, C, L)
     if len(optima) < 2:
