@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.studies.scaling.fit import (_objective, _vertex, allocation, fit_chinchilla, fit_frontier,
-                                       fit_isoflop, fit_loglog_line, fit_optimal_allocation,
-                                       fit_power_law, frontier, isoflop_parabolas,
-                                       leave_largest_out, optimal_n)
+from model.studies.scaling.fit import (_objective, _vertex, allocation, fit_chinchilla,
+                                       fit_frontier, fit_isoflop, fit_loglog_line,
+                                       fit_optimal_allocation, fit_power_law, frontier,
+                                       isoflop_parabolas, leave_largest_out, optimal_n)
 
 # The data sits beside the repo, in the workspace's shared/ folder: <workspace>/shared/data/...
 CHINCHILLA_CSV = (Path(__file__).resolve().parents[2] / "shared" / "data"

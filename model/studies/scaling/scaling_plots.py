@@ -111,8 +111,8 @@ def chinchilla(folder: Path, N, D, L, fit: ChinchillaFit, unit: str) -> list[Pat
     left.set_xscale("log")
     left.set_xlabel("training tokens D (characters)")
     left.set_ylabel(f"final val loss ({unit})")
-    left.set_title(f"L = {fit.E:.2f} + {fit.A:.3g}/N^{fit.alpha:.3f} + {fit.B:.3g}/D^{fit.beta:.3f}",
-                   fontsize=9)
+    left.set_title(f"approach 3: L = {fit.E:.2f} + {fit.A:.3g}/N^{fit.alpha:.3f} + "
+                   f"{fit.B:.3g}/D^{fit.beta:.3f}", fontsize=9)
     left.legend(fontsize=8)
     C6 = 6 * N * D
     cgrid = np.geomspace(C6.min() / 2, C6.max() * 2, 100)

@@ -262,8 +262,9 @@ def fit_table(a: dict) -> list[str]:
                   f"| | alpha | {ff.alpha:.4f} | {ci(ff.alpha_ci)} |"]
     iso = a.get("isoflop")
     if iso is not None:
+        cells = " | ".join(exponent_cells(iso.a, iso.a_ci))
         lines.append(f"| Chinchilla approach 2 ({len(iso.optima)} isoFLOP parabolas with an "
-                     f"interior minimum) | a in N_opt ∝ C^a | {' | '.join(exponent_cells(iso.a, iso.a_ci))} |")
+                     f"interior minimum) | a in N_opt ∝ C^a | {cells} |")
     ch = a.get("chinchilla")
     if ch is not None:
         lines += [f"| Chinchilla approach 3 L(N, D) | {k} | {getattr(ch, k):.4g} | "
