@@ -174,5 +174,5 @@ def test_learning_a_rule_from_demonstrations_is_judged_against_the_shuffled_cont
     assert "**does not hold**" in format_only and "+0.010" in format_only
     assert "**holds**" in verdicts.rule_learning([seeded(1, 0.3), seeded(2, 0.2)], plan)
     one_seed = verdicts.rule_learning([seeded(1, 0.3), seeded(2, 0.0)], plan)
-    assert "**undetermined**" in one_seed and "2x64 uppercase" in one_seed
+    assert "**undetermined**" in one_seed and "2x64 uppercase (1/2 seeds)" in one_seed
     assert "**not measured**" in verdicts.rule_learning([run(2, 64, 1, None)], plan)

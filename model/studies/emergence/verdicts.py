@@ -251,7 +251,8 @@ def rule_learning(runs: list[dict], plan: dict) -> str:
     if not found:
         return f"{claim}: {word('not measured')}."
     clear = [f"{m} {t}" for (m, t), g in found.items() if min(g) >= RULE_GAIN and len(g) > 1]
-    some = [f"{m} {t}" for (m, t), g in found.items() if max(g) >= RULE_GAIN]
+    some = [f"{m} {t} ({sum(x >= RULE_GAIN for x in g)}/{len(g)} seeds)"
+            for (m, t), g in found.items() if max(g) >= RULE_GAIN]
     verdict = ("holds" if clear else "undetermined" if some else "does not hold")
     (bm, bt), best = max(found.items(), key=lambda kv: np.mean(kv[1]))
     ems = [s["exact_match"] for r in shaped(runs) for t in rule_tasks(plan)
@@ -259,7 +260,7 @@ def rule_learning(runs: list[dict], plan: dict) -> str:
     return (f"{claim}: {word(verdict)}; {len(found)} model x task cells over "
             f"{len(rule_tasks(plan))} tasks; largest mean gain {np.mean(best):+.3f} nats/char "
             f"({bm} {bt}, seeds {span(best, '{:+.3f}')}); "
-            + (f"above the bar in some seeds only: {', '.join(some)}; " if some and not clear
+            + (f"above the bar, not in 2+ seeds of a model: {', '.join(some)}; " if some and not clear
                else f"in every seed: {', '.join(clear)}; " if clear else "")
             + f"exact match at k={EM_K} at most {max(ems, default=0):.2f} on these tasks.")
 
