@@ -146,10 +146,12 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == ["base", "SFT", "PPO (RM 2x32)", "PPO-ptx (RM 2x32)", "DPO",
                                        "PPO sweep (RM 2x24)", "PPO sweep (RM 2x32)"]
-    for m in results["models"].values():
-        assert len(m["score"]) == 24 and all(0 <= s <= 1 for s in m["score"])
+    for m in results["models"].values():  # 24 prompts, 2 answers each
+        assert len(m["score"]) == 24 and {len(row) for row in m["score"]} == {2}
+        assert all(0 <= s <= 1 for row in m["score"] for s in row)
+        assert {len(row) for row in m["texts"]} == {2} and m["texts"][0][0] != m["texts"][0][1]
     assert results["kl_estimator"] == "k3"
-    assert all(kl >= 0 for m in results["models"].values() for kl in m["kl"])
+    assert all(kl >= 0 for m in results["models"].values() for row in m["kl"] for kl in row)
     sweep = [json.loads(l) for l in (out / "ppo-rm2x24-sweep" / "metrics.jsonl").open()]
     assert all(r["kl"] >= 0 for r in sweep if "kl" in r)
     report = (out / "report.md").read_text()

@@ -1,8 +1,10 @@
-"""The final comparison: every model of the pipeline answers the same held-out prompts once
-(sampled at temperature 1 with one seed), graded by the labeller, scored by the largest reward
-model, measured for KL from SFT and for loss on the held-out plays."""
+"""The final comparison: every model of the pipeline answers the same held-out prompts
+eval_samples times (sampled at temperature 1; answer j of every model with the same seed, so the
+models' differences are paired), graded by the labeller, scored by the largest reward model,
+measured for KL from SFT and for loss on the held-out plays. results.json keeps every answer's
+numbers as a row per prompt, [prompt][answer], so that intervals can treat a prompt's answers
+as the one unit they are (they share the prompt)."""
 from __future__ import annotations
-
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from .models import frozen, load_policy, load_scalar
 from .ppo import ppo_name
 from .judge import PARTS, answers, held_out_loss
 
-SEED = 31337
+SEED = 31337  # answer j samples with SEED + j: the first is the one answer of older results
 
 
 def models(ctx: Context) -> dict[str, str]:
@@ -28,6 +30,13 @@ def models(ctx: Context) -> dict[str, str]:
     return found
 
 
+def by_prompt(draws: list[dict]) -> dict:
+    """answers() of several draws over the same items as JSON rows per item, [item][draw];
+    numbers to 5 decimals, far below any difference the report reads, to keep the file small."""
+    return {k: [list(row) for row in zip(*(d[k] for d in draws))] if k == "texts"
+            else np.round(np.stack([d[k] for d in draws], 1), 5).tolist() for k in draws[0]}
+
+
 def run_evaluation(ctx: Context) -> dict:
     path = ctx.root / "results.json"
     if path.exists():
@@ -40,10 +49,9 @@ def run_evaluation(ctx: Context) -> dict:
     results = {}
     for label, ckpt in models(ctx).items():
         policy, _ = load_policy(ckpt)
-        got = answers(ctx, policy, ctx.eval_items, SEED, sft, rm, norm)
-        results[label] = {"checkpoint": ckpt, "held_out_loss": held_out_loss(ctx, policy),
-                          **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                             for k, v in got.items()}}
+        got = by_prompt([answers(ctx, policy, ctx.eval_items, SEED + j, sft, rm, norm)
+                         for j in range(cfg.eval_samples)])
+        results[label] = {"checkpoint": ckpt, "held_out_loss": held_out_loss(ctx, policy), **got}
         print(f"instruct: {label}: labeller score {np.mean(got['score']):.3f}, keyword "
               f"{np.mean(got['keyword']):.2f}, KL {np.mean(got['kl']):.2f}", flush=True)
     data = {"prompts": [{"prompt": it.prompt.lstrip("\n"), "keyword": it.keyword,

@@ -20,16 +20,36 @@ from .task import LINE_CHARS, WEIGHTS
 SAMPLES = 6  # held-out prompts shown side by side
 
 
+def per_prompt(values) -> np.ndarray:
+    """A results.json entry as (prompts, answers a prompt): rows of answers, or one answer a
+    prompt in results from before eval_samples."""
+    a = np.asarray(values, dtype=float)
+    return a.reshape(len(a), -1)
+
+
 def fmt_ci(values) -> str:
-    lo, hi = mean_ci(np.asarray(values))
-    return f"{np.mean(values):.3f} [{lo:.3f}, {hi:.3f}]"
+    """The mean and its 95% interval over prompts, each prompt's answers averaged first (they
+    share the prompt, so they are not independent draws)."""
+    means = per_prompt(values).mean(1)
+    lo, hi = mean_ci(means)
+    return f"{means.mean():.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def paired(a, b) -> str:
     """mean(a - b) over the same prompts with its paired bootstrap 95% interval."""
-    d = np.asarray(a) - np.asarray(b)
+    d = per_prompt(a).mean(1) - per_prompt(b).mean(1)
     lo, hi = bootstrap_ci(d)
     return f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def share_ci(scores, bar: float = 0.9) -> str:
+    """The share of answers scoring ≥ bar with Wilson's 95% interval over prompts, each prompt
+    counting its share of answers: a prompt's answers are one unit, so a count of answers
+    would be too narrow, and a share in [0, 1] varies no more than one 0/1 answer does, so this
+    is conservative (and, unlike a normal interval, not zero-width at 0 of n)."""
+    met = (per_prompt(scores) >= bar).mean(1)
+    lo, hi = wilson(float(met.sum()), len(met))
+    return f"{met.mean():.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def curves(ctx: Context) -> dict[str, list[dict]]:
@@ -122,7 +142,7 @@ def plot_scores(results: dict, folder: Path) -> None:
     labels = list(results["models"])
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for i, label in enumerate(labels):
-        s = np.asarray(results["models"][label]["score"])
+        s = per_prompt(results["models"][label]["score"]).mean(1)
         lo, hi = mean_ci(s)
         ax.errorbar(i, s.mean(), yerr=[[s.mean() - lo], [hi - s.mean()]], fmt="o", capsize=4)
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
@@ -168,10 +188,8 @@ def score_table(results: dict) -> list[str]:
              "KL(π ‖ SFT), nats an answer | held-out loss |", "|---|---|---|---|---|---|---|---|"
              "---|---|---|---|"]
     for label, m in results["models"].items():
-        met = int(np.sum(np.asarray(m["score"]) >= 0.9))
-        lo, hi = wilson(met, len(m["score"]))
         keyword = np.asarray(m["keyword"])
-        cells = [fmt_ci(m["score"]), f"{met / len(m['score']):.3f} [{lo:.3f}, {hi:.3f}]",
+        cells = [fmt_ci(m["score"]), share_ci(m["score"]),
                  f"{keyword.mean():.2f}", f"{np.mean(keyword == 1):.2f}",
                  f"{np.mean(keyword > 0):.2f}"]
         cells += [f"{np.mean(m[p]):.2f}" for p in ("length", "words", "variety")]
@@ -179,7 +197,10 @@ def score_table(results: dict) -> list[str]:
                   f"{m['held_out_loss']:.4f}"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     estimator = KL_ESTIMATORS[results.get("kl_estimator", "k1")]
-    return lines + ["", f"Intervals over the {len(results['prompts'])} prompts: the normal "
+    answers = per_prompt(next(iter(results["models"].values()))["score"]).shape[1]
+    each = "" if answers == 1 else (f", each prompt's {answers} answers averaged first (a "
+                                    "prompt's share counting as its successes in Wilson's)")
+    return lines + ["", f"Intervals over the {len(results['prompts'])} prompts{each}: the normal "
                     "approximation for the mean score, Wilson's for the share. The keyword part "
                     "is 1 for the keyword once as a word, ½ for it repeated or inside another "
                     "word, 0 without it; \"once\" counts the 1s, \"at all\" the 1s and ½s. KL: "
@@ -241,10 +262,11 @@ def samples(results: dict) -> list[str]:
         prompt = p["prompt"].strip().replace("\n", " ⏎ ")
         lines += [f"**Prompt {i + 1}** — `{prompt}` (the play's own line: "
                   f"*{p['demonstration']}*)", "", "| model | answer | score |", "|---|---|---|"]
-        for label in labels:
+        for label in labels:  # (the first answer, where the models answered several)
             m = results["models"][label]
-            text = m["texts"][i].rstrip("\n").replace("|", "\\|") or "(empty)"
-            lines.append(f"| {label} | {text} | {m['score'][i]:.2f} |")
+            text = m["texts"][i] if isinstance(m["texts"][i], str) else m["texts"][i][0]
+            text = text.rstrip("\n").replace("|", "\\|") or "(empty)"
+            lines.append(f"| {label} | {text} | {per_prompt(m['score'])[i, 0]:.2f} |")
         lines.append("")
     return lines
 
@@ -255,7 +277,9 @@ def write_report(ctx: Context, command: str = "") -> Path:
     plot_scores(results, ctx.root)
     plot_overoptimisation(ctx, ctx.root)
     cfg = ctx.cfg
-    sft_se = np.std(results["models"]["SFT"]["score"], ddof=1) / np.sqrt(cfg.ppo_eval_prompts)
+    # (the evaluations along PPO answer each prompt once: the SD is of single answers)
+    sft_scores = per_prompt(results["models"]["SFT"]["score"])
+    sft_se = np.std(sft_scores, ddof=1) / np.sqrt(cfg.ppo_eval_prompts)
     fine_tuning = sum(t for stage, t in timings.items() if not stage.startswith("base-"))
     lines = [
         f"# The third act: SFT, reward models, PPO and DPO ({ctx.name} preset)", "",
@@ -271,7 +295,8 @@ def write_report(ctx: Context, command: str = "") -> Path:
         f"line of {LINE_CHARS[0]}–{LINE_CHARS[1]} characters, the share of real words (words of "
         f"the training plays), distinct words over words. Prompts and demonstrations come from "
         f"the training plays; the {len(results['prompts'])} evaluation prompts from the "
-        f"held-out plays. Every answer is sampled at temperature 1, one per prompt, one seed.", "",
+        f"held-out plays. Every answer is sampled at temperature 1, "
+        f"{sft_scores.shape[1]} per prompt, one training seed.", "",
         "## Scores, held-out prompts", "", *score_table(results), "",
         "![scores](scores.png)", "",
         "Paired differences (the same prompts; bootstrap over prompts):", "",

@@ -28,6 +28,7 @@ class InstructConfig:
     rm_prompts: int = 2000           # prompts whose K samples the labeller ranks for the RM
     k: int = 4                       # completions ranked per prompt (InstructGPT: 4 to 9)
     eval_prompts: int = 256          # held-out prompts every model is scored on
+    eval_samples: int = 4            # answers sampled per held-out prompt and model
     max_new_tokens: int = 64         # a completion's length; a line must end within it
     # SFT
     sft_steps: int = 600             # optimizer steps of supervised fine-tuning
@@ -82,11 +83,10 @@ class InstructConfig:
 
 RULES = {
     **{k: (whole, "a whole number, at least 1") for k in (
-        "sft_prompts", "rm_prompts", "eval_prompts", "max_new_tokens", "sft_steps", "sft_batch",
-        "rm_epochs",
-        "rm_batch", "ppo_iters", "ppo_batch", "ppo_epochs", "ppo_minibatch", "ptx_batch",
-        "ppo_eval_every", "ppo_eval_prompts", "dpo_steps", "dpo_batch", "eval_every",
-        "val_batches")},
+        "sft_prompts", "rm_prompts", "eval_prompts", "eval_samples", "max_new_tokens",
+        "sft_steps", "sft_batch", "rm_epochs", "rm_batch", "ppo_iters", "ppo_batch",
+        "ppo_epochs", "ppo_minibatch", "ptx_batch", "ppo_eval_every", "ppo_eval_prompts",
+        "dpo_steps", "dpo_batch", "eval_every", "val_batches")},
     "k": (lambda v: whole(v) and v >= 2, "at least 2 (a ranking needs two completions)"),
     **{k: (positive, "a positive number") for k in (
         "sft_lr", "rm_lr", "ppo_lr", "sweep_lr", "dpo_lr", "dpo_beta", "clip")},
