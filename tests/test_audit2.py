@@ -213,6 +213,7 @@ def state_readers(root: Path) -> dict:
     from model.studies.emergence.emergence_report import load as emergence_load
     from model.studies.common.task_scoring import Options
     from model.studies.fewshot.run import checkpoint_identity, previous_results
+    from model.studies.instruct.bon import run_bon
     from model.studies.instruct.comparisons import run_comparisons
     from model.studies.instruct.context import Context
     from model.studies.instruct.evaluate import run_evaluation
@@ -228,6 +229,7 @@ def state_readers(root: Path) -> dict:
         "timings.json": lambda: timed(ctx, "sft", lambda: None),
         "comparisons.json": lambda: run_comparisons(ctx),
         "results.json": lambda: run_evaluation(ctx),
+        "bon.json": lambda: run_bon(ctx),
         "sft-2x24/summary.json": lambda: Context.finished(ctx, "sft-2x24"),
         "fewshot/results.json": lambda: previous_results(root / "fewshot" / "results.json",
                                                          Options()),

@@ -1,8 +1,12 @@
 """Gao et al.'s over-optimisation fits on synthetic data with known coefficients: they recover
-them, their 95% intervals cover the truth at close to 95%, and the verdicts follow the intervals."""
+them, their 95% intervals cover the truth at close to 95%, and the verdicts follow the intervals;
+best-of-n's estimator against every subset counted by hand."""
+import itertools
+
 import numpy as np
 import pytest
 
+from model.studies.instruct.bon import best_of_n, bon_kl, subset_weights
 from model.studies.instruct.gao import (UNBOUNDED, GaoFit, fit_gao, overoptimised, peak_of,
                                         pushed_out)
 
@@ -62,3 +66,21 @@ def test_verdicts_follow_the_intervals():
 def test_too_few_points_is_an_error():
     with pytest.raises(ValueError, match="distinct"):
         fit_gao([0.0, 1.0, 1.0, 1.0], [0.5, 0.6, 0.6, 0.6], "rl")
+
+
+def test_best_of_n_is_the_mean_over_every_n_subset_of_the_answers():
+    """The estimator equals, for each prompt, the gold score of the proxy's pick averaged over
+    all C(N, n) subsets: what drawing n fresh answers gives on average."""
+    rng = np.random.default_rng(3)
+    proxy, gold = rng.standard_normal((5, 7)), rng.random((5, 7))
+    for n in range(1, 8):
+        by_hand = [np.mean([gold[p, list(s)][np.argmax(proxy[p, list(s)])]
+                            for s in itertools.combinations(range(7), n)]) for p in range(5)]
+        np.testing.assert_allclose(best_of_n(proxy, gold, n), by_hand)
+        assert subset_weights(7, n).sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(best_of_n(proxy, gold, 1), gold.mean(1))  # n = 1: any answer
+    np.testing.assert_allclose(best_of_n(proxy, gold, 7), gold[range(5), proxy.argmax(1)])
+
+
+def test_best_of_n_kl_by_hand():
+    np.testing.assert_allclose(bon_kl([1, 2, 4]), [0.0, np.log(2) - 0.5, np.log(4) - 0.75])

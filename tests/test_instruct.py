@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,6 +147,10 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == ["base", "SFT", "PPO (RM 2x32)", "PPO-ptx (RM 2x32)", "DPO",
                                        "PPO sweep (RM 2x24)", "PPO sweep (RM 2x32)"]
+    bon = json.loads((out / "bon.json").read_text())  # 24 prompts, max(n) = 8 answers each
+    assert bon["n"] == [1, 2, 4, 8] and np.shape(bon["gold"]) == (24, 8)
+    assert {size: np.shape(p) for size, p in bon["proxy"].items()} == {"2x24": (24, 8),
+                                                                       "2x32": (24, 8)}
     for m in results["models"].values():  # 24 prompts, 2 answers each
         assert len(m["score"]) == 24 and {len(row) for row in m["score"]} == {2}
         assert all(0 <= s <= 1 for row in m["score"] for s in row)
@@ -156,7 +161,8 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
     assert all(r["kl"] >= 0 for r in sweep if "kl" in r)
     report = (out / "report.md").read_text()
     assert "## Reward over-optimisation against reward-model size" in report
-    assert "## The alignment tax, stage by stage" in report and "Gao et al.'s RL form" in report
+    assert "## The alignment tax, stage by stage" in report and "Gao et al.'s forms" in report
+    assert "| best-of-n | 2x24 | 4 |" in report and "| 8 | 1.10 |" in report
     assert (out / "overoptimisation.png").exists() and (out / "scores.png").exists()
     (out / "report.md").unlink()
     run(["report", str(out)])  # redrawn from the folder, with the settings it recorded
@@ -255,3 +261,5 @@ def test_bad_settings_are_one_line(capsys):
     assert "no instruct preset 'nosuch'" in capsys.readouterr().err
     assert main(["dpo", "--preset=quick", "--policy_size=9x9"]) == 2
     assert "size '9x9' is unknown" in capsys.readouterr().err
+    assert main(["instruct", "--preset=quick", "--bon_n=0,4"]) == 2
+    assert "bon_n must be whole numbers of 1 or more" in capsys.readouterr().err

@@ -50,7 +50,8 @@ class GaoFit:
     alpha_ci: CI
     beta_ci: CI
     peak_ci: CI   # of d*; UNBOUNDED when β cannot be told from 0
-    n: int
+    n: int        # points fitted (over all seeds)
+    seeds: int = 1  # training seeds the intervals are over; 1: OLS intervals of one run's points
 
     @property
     def peak(self) -> float:

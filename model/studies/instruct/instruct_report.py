@@ -13,6 +13,7 @@ from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
 from ..common.task_scoring import bootstrap_ci, mean_ci, wilson
 from .context import Context
+from .bon import best_of_n, bon_curve
 from .gao import GaoFit, fit_gao, overoptimised, pushed_out
 from .ppo import ppo_name
 from .task import LINE_CHARS, WEIGHTS
@@ -74,32 +75,54 @@ def score_at(curve: list[dict], sqrt_kl: float) -> float | None:
     return None
 
 
-# Where the fits read √KL and the gold score: the evaluations on held-out prompts (the same
-# prompts and sampling seed each time) and every iteration's rollouts (fresh training prompts).
-SOURCES = {"held-out evaluations": ("sqrt_kl", "score"), "rollouts": ("kl", "true_score")}
+# Where the fits read d = √KL and the gold score, and the form of Gao et al. each follows:
+# best-of-n on the held-out prompts, and PPO's sweep, read at its evaluations on held-out prompts
+# (the same prompts and sampling seed each time) or at every iteration's rollouts (fresh
+# training prompts).
+SOURCES = {"best-of-n": "bon", "PPO, held-out evaluations": "rl", "PPO, rollouts": "rl"}
+SWEEP_KEYS = {"PPO, held-out evaluations": ("sqrt_kl", "score"),
+              "PPO, rollouts": ("kl", "true_score")}
+
+
+def bon_data(ctx: Context) -> dict | None:
+    """bon.json of the folder; None in folders from before best-of-n."""
+    path = ctx.root / "bon.json"
+    return read_json(path, keys=("n", "gold", "proxy")) if path.exists() else None
+
+
+def sources(ctx: Context) -> dict[str, str]:
+    """The SOURCES this folder has points for."""
+    has_bon = (ctx.root / "bon.json").exists()
+    return {k: form for k, form in SOURCES.items() if has_bon or k != "best-of-n"}
 
 
 def gao_points(ctx: Context, size: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(d = √KL, gold score) along the sweep against one reward model."""
-    kl_key, gold_key = SOURCES[source]
+    """(d = √KL, gold score) of one source against the reward model of size."""
+    if source == "best-of-n":
+        d, gold = bon_curve(bon_data(ctx), size)
+        return d, gold.mean(0)
+    kl_key, gold_key = SWEEP_KEYS[source]
     rows = [r for r in read_metrics(ctx.stage(ppo_name(size, "sweep"))) if gold_key in r]
     # max(·, 0): metrics written before k3 hold the plain log-ratio's KL, which can be below 0
     d = [r[kl_key] if kl_key == "sqrt_kl" else np.sqrt(max(r[kl_key], 0.0)) for r in rows]
     return np.asarray(d, dtype=float), np.array([r[gold_key] for r in rows], dtype=float)
 
 
-def gao_fits(ctx: Context) -> dict[str, dict[str, GaoFit | None]]:
-    """Gao et al.'s RL form fitted to each source's points, per reward model (None: too few)."""
-    fits = {}
-    for source in SOURCES:
-        fits[source] = {}
-        for size in ctx.cfg.sizes():
-            d, gold = gao_points(ctx, size, source)
-            try:
-                fits[source][size] = fit_gao(d, gold, "rl")
-            except ValueError:
-                fits[source][size] = None
-    return fits
+def fit_or_none(d: np.ndarray, gold: np.ndarray, form: str) -> GaoFit | None:
+    """Gao's form fitted to the points; None when they are too few to fit."""
+    try:
+        return fit_gao(d, gold, form)
+    except ValueError:
+        return None
+
+
+Fits = dict[str, dict[str, GaoFit | None]]  # source -> reward-model size -> fit
+
+
+def gao_fits(ctx: Context) -> Fits:
+    """Gao et al.'s form fitted to each source's points, per reward model."""
+    return {source: {size: fit_or_none(*gao_points(ctx, size, source), form)
+                     for size in ctx.cfg.sizes()} for source, form in sources(ctx).items()}
 
 
 def interval(value: float, ci: tuple[float, float]) -> str:
@@ -114,28 +137,67 @@ def peak_cell(fit: GaoFit) -> str:
     return f"{fit.peak:.2f} [{fit.peak_ci[0]:.2f}, {fit.peak_ci[1]:.2f}]"
 
 
-def gao_lines(ctx: Context) -> list[str]:
-    """The fits' table and the verdicts read from their intervals."""
-    fits = gao_fits(ctx)
-    lines = ["| points | reward model | n | α [95% CI] | β [95% CI] | gold peaks, then falls "
-             "(β > 0) | peak √KL d* [95% CI] |", "|---|---|---|---|---|---|---|"]
+def fit_table(fits: Fits) -> list[str]:
+    """The fits' table, then whether larger reward models push the peak out, per source, read
+    from the peaks' intervals."""
+    lines = ["| points | reward model | points fitted | α [95% CI] | β [95% CI] | gold peaks, "
+             "then falls (β > 0) | peak √KL d* [95% CI] |", "|---|---|---|---|---|---|---|"]
     verdicts = []
     for source, by_size in fits.items():
         for size, fit in by_size.items():
             if fit is None:
-                lines.append(f"| {source} | {size} | too few points to fit | | | | |")
+                lines.append(f"| {source} | {size} | too few to fit | | | | |")
                 continue
-            lines.append(f"| {source} | {size} | {fit.n} | {interval(fit.alpha, fit.alpha_ci)} | "
+            n = f"{fit.n}" if fit.seeds == 1 else f"{fit.n} ({fit.seeds} seeds)"
+            lines.append(f"| {source} | {size} | {n} | {interval(fit.alpha, fit.alpha_ci)} | "
                          f"{interval(fit.beta, fit.beta_ci)} | {overoptimised(fit)} | "
                          f"{peak_cell(fit)} |")
         if all(by_size.values()):
-            verdicts.append(f"**{pushed_out(list(by_size.values()))}** from the {source}")
-    accuracy = [ctx.finished(f"rm-{size}")["test_accuracy"] for size in ctx.cfg.sizes()]
+            verdicts.append(f"**{pushed_out(list(by_size.values()))}** from {source}")
     return lines + ["", "Larger reward models push the peak out (Gao et al.): "
-                    + ("; ".join(verdicts) or "undetermined (too few points)")
-                    + f". Reward models {', '.join(ctx.cfg.sizes())}, held-out pairwise accuracy "
-                    f"{', '.join(f'{a:.3f}' for a in accuracy)}: Gao et al.'s grow more accurate "
-                    "with size; one seed of these need not."]
+                    + ("; ".join(verdicts) or "undetermined (too few points)") + "."]
+
+
+def gao_lines(ctx: Context) -> list[str]:
+    """The fits' table, the verdicts, and the reward models' accuracy beside them."""
+    accuracy = [ctx.finished(f"rm-{size}")["test_accuracy"] for size in ctx.cfg.sizes()]
+    return fit_table(gao_fits(ctx)) + [
+        "", f"Reward models {', '.join(ctx.cfg.sizes())}, held-out pairwise accuracy "
+        f"{', '.join(f'{a:.3f}' for a in accuracy)}: Gao et al.'s grow more accurate with size; "
+        "one seed of these need not."]
+
+
+FORMS_TEXT = ("best-of-n's gold(d) = gold(0) + d·(α − β·d), the peak at d* = α/(2β), and RL's "
+              "gold(d) = gold(0) + d·(α − β·log d), the peak at d* = exp(α/β − 1), d = √KL")
+
+
+def bon_section(ctx: Context) -> list[str]:
+    """What best-of-n is and its table; nothing in folders from before it."""
+    data = bon_data(ctx)
+    if data is None:
+        return []
+    return [f"Best-of-n beside PPO: the SFT policy answers each of the {len(data['gold'])} "
+            f"held-out prompts {len(data['gold'][0])} times; best of n keeps the answer the "
+            "reward model scores highest, and the labeller grades it (every n is estimated "
+            "without bias from the same answers, over all their n-subsets). Its KL from SFT "
+            "is log n − (n − 1)/n (Gao et al.).", "", *bon_lines(ctx, data), ""]
+
+
+def bon_lines(ctx: Context, data: dict) -> list[str]:
+    """Best-of-n's gold score at each n against each reward model, mean over the prompts with
+    its 95% interval, and the proxy's score of the answers picked at the largest n."""
+    sizes = ctx.cfg.sizes()
+    gold = {size: bon_curve(data, size) for size in sizes}
+    d = gold[sizes[0]][0]
+    lines = ["| n | √KL d | " + " | ".join(f"gold, best of n by RM {s} [95% CI]" for s in sizes)
+             + " |", "|---|---|" + "---|" * len(sizes)]
+    for j, n in enumerate(data["n"]):
+        cells = [fmt_ci(gold[s][1][:, j]) for s in sizes]
+        lines.append(f"| {n} | {d[j]:.2f} | " + " | ".join(cells) + " |")
+    top, proxy = data["n"][-1], {s: np.asarray(data["proxy"][s]) for s in sizes}
+    picked = [best_of_n(proxy[s], proxy[s], top).mean() for s in sizes]
+    return lines + [f"| proxy at n = {top} (normalised) | | "
+                    + " | ".join(f"{p:+.2f}" for p in picked) + " |"]
 
 
 def plot_scores(results: dict, folder: Path) -> None:
@@ -152,26 +214,51 @@ def plot_scores(results: dict, folder: Path) -> None:
     save(fig, folder, "scores")
 
 
+FORM_CURVES = {"bon": "d(α − βd)", "rl": "d(α − β log d)"}
+
+
+def gold_panel(ax, points: dict[str, tuple], fits: dict[str, GaoFit | None], title: str) -> None:
+    """The gold score against d = √KL per reward model: the points (d, gold), with a shaded
+    band where given as (d, gold, low, high), and the fitted form dashed."""
+    for i, (size, series) in enumerate(points.items()):
+        order = np.argsort(series[0])  # (a band is drawn along d)
+        d, gold, *band = (np.asarray(x, dtype=float)[order] for x in series)
+        ax.plot(d, gold, "o", ms=3, color=f"C{i}", label=f"RM {size}")
+        if band:
+            ax.fill_between(d, *band, color=f"C{i}", alpha=0.2, lw=0)
+        if fits.get(size) is not None:
+            grid = np.linspace(0, d.max(), 100)
+            ax.plot(grid, fits[size].predict(grid), "--", lw=1, color=f"C{i}")
+    form = next((f.form for f in fits.values() if f is not None), None)
+    ax.set_title(title + (f"; dashed: Gao's {FORM_CURVES[form]}" if form else ""), fontsize=9)
+    ax.set_ylabel("labeller score (the gold reward)")
+    ax.set_xlabel("√KL(policy ‖ SFT), nats^½")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_overoptimisation(ctx: Context, folder: Path) -> None:
-    fig, (gold, proxy) = plt.subplots(1, 2, figsize=(10, 4))
-    fits = gao_fits(ctx)["held-out evaluations"]
-    for i, (size, curve) in enumerate(curves(ctx).items()):
-        x = [r["sqrt_kl"] for r in curve]
-        n = ctx.finished(f"rm-{size}")["n_nonemb"]
-        gold.plot(x, [r["score"] for r in curve], "o", ms=3, color=f"C{i}",
-                  label=f"RM {size} ({n / 1e3:.0f}k)")
-        if fits[size] is not None:
-            grid = np.linspace(0, max(x), 100)
-            gold.plot(grid, fits[size].predict(grid), "--", lw=1, color=f"C{i}")
-        proxy.plot(x, [r["reward"] for r in curve], "o-", ms=3, label=f"RM {size}")
-    gold.set_ylabel("labeller score (the true reward); dashed: Gao's RL form")
+    """Best-of-n's gold score (where the folder has it), PPO's gold and proxy scores."""
+    fits, sizes = gao_fits(ctx), ctx.cfg.sizes()
+    has_bon = "best-of-n" in fits
+    fig, axes = plt.subplots(1, 2 + has_bon, figsize=(5.5 * (2 + has_bon), 4))
+    if has_bon:
+        gold_panel(axes[0], {s: gao_points(ctx, s, "best-of-n") for s in sizes},
+                   fits["best-of-n"], f"best-of-n, n = {ctx.cfg.bon_n}")
+    gold, proxy = axes[-2:]
+    ppo = curves(ctx)
+    gold_panel(gold, {s: ([r["sqrt_kl"] for r in c], [r["score"] for r in c])
+                      for s, c in ppo.items()}, fits["PPO, held-out evaluations"],
+               f"PPO sweep (β = {ctx.cfg.sweep_beta:g}), held-out evaluations")
+    for i, (size, curve) in enumerate(ppo.items()):
+        proxy.plot([r["sqrt_kl"] for r in curve], [r["reward"] for r in curve], "o-", ms=3,
+                   color=f"C{i}", label=f"RM {size}")
     proxy.set_ylabel("reward model's score (the proxy, normalised)")
-    for ax in (gold, proxy):
-        ax.set_xlabel("√KL(policy ‖ SFT), nats^½")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"PPO (β = {ctx.cfg.sweep_beta:g}) against reward models of "
-                 f"{len(ctx.cfg.sizes())} sizes, policy {ctx.cfg.policy_size}, held-out prompts")
+    proxy.set_xlabel("√KL(policy ‖ SFT), nats^½")
+    proxy.grid(alpha=0.3)
+    proxy.legend(fontsize=8)
+    fig.suptitle(f"Against reward models of {len(sizes)} sizes, policy {ctx.cfg.policy_size}, "
+                 "held-out prompts")
     save(fig, folder, "overoptimisation")
 
 
@@ -311,13 +398,14 @@ def write_report(ctx: Context, command: str = "") -> Path:
         f"standard error of a mean over {cfg.ppo_eval_prompts} prompts, from the SD of SFT's "
         f"scores above: {sft_se:.3f}.", "",
         *overoptimisation_lines(ctx), "",
-        "Gao et al.'s RL form, gold(d) = gold(0) + d·(α − β·log d) with d = √KL, fitted to each "
-        "run's points by ordinary least squares (model/studies/instruct/gao.py); 95% intervals "
-        "from the OLS standard errors with a t quantile on n − 3 degrees of freedom, the peak's "
-        "by Fieller's method. Each verdict reads an interval: holds when it excludes the "
-        "other answer, undetermined when it spans it. The held-out evaluations reuse the same "
-        "prompts and seed, so their errors are not independent; the rollouts are fresh "
-        "training prompts at each iteration. KL as in the table above: "
+        *bon_section(ctx),
+        f"Gao et al.'s forms fitted by ordinary least squares (model/studies/instruct/gao.py), "
+        f"{FORMS_TEXT}; 95% intervals from the OLS standard errors with a t quantile on n − 3 "
+        "degrees of freedom, the peak's by Fieller's method. Each verdict reads an interval: "
+        "holds when it excludes the other answer, undetermined when it spans it. The held-out "
+        "evaluations reuse the same prompts and seed, and best-of-n's points the same answers, "
+        "so their errors are not independent; the rollouts are fresh training prompts at each "
+        "iteration. PPO's KL as in the table above: "
         f"{KL_ESTIMATORS[results.get('kl_estimator', 'k1')].split(':')[0]}.", "",
         *gao_lines(ctx), "",
         "![overoptimisation](overoptimisation.png)", "",

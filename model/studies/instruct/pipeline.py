@@ -1,7 +1,7 @@
 """tinygpt instruct: the whole third act in order, each stage skipped once finished and resumed
 if it was cut short: SFT of the policy and of every reward-model size, the labeller's rankings,
 the reward models, PPO and PPO-ptx against the largest, the over-optimisation sweep (PPO with
-no KL penalty against each reward model), DPO, the final
+no KL penalty against each reward model), DPO, best-of-n against each reward model, the final
 comparison and its report."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...errors import make_dir
 from ...files import read_json, write_json
+from .bon import run_bon
 from .comparisons import run_comparisons
 from .context import Context, save_settings
 from .dpo import run_dpo
@@ -49,5 +50,6 @@ def run_pipeline(ctx: Context) -> Path:
     for size in cfg.sizes():
         timed(ctx, ppo_name(size, "sweep"), lambda: run_ppo(ctx, size, "sweep"))
     timed(ctx, "dpo", lambda: run_dpo(ctx))
+    timed(ctx, "best-of-n", lambda: run_bon(ctx))
     timed(ctx, "evaluation", lambda: run_evaluation(ctx))
     return write_report(ctx)

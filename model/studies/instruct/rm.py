@@ -33,6 +33,15 @@ def rewards(rm: ScalarModel, r: Rollout, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def scores_of(rm: ScalarModel, r: Rollout, chunk: int = 512) -> torch.Tensor:
+    """The reward model's raw score of every completion of r, (B,), chunk rows a pass (the
+    thousands of stored completions at once would hold every activation)."""
+    rm.eval()
+    return torch.cat([rm.at(r.tokens[i:i + chunk], r.last_index()[i:i + chunk])
+                      for i in range(0, len(r.tokens), chunk)])
+
+
+@torch.no_grad()
 def accuracy(ctx: Context, rm: ScalarModel, items: list[Instruction], rows: list[dict]) -> dict:
     """Held-out pairwise loss and accuracy; pairs the labeller ties are left out."""
     rm.eval()
@@ -71,11 +80,7 @@ def run_rm(ctx: Context, size: str) -> dict:
 
     records = loop.run(stage, step, lambda s: accuracy(ctx, rm, ctx.rm_test_items, data["test"]),
                        name)
-    with torch.no_grad():
-        rm.eval()
-        r, _ = ranked_batch(ctx, ctx.rm_items, data["train"])
-        scores = torch.cat([rm.at(r.tokens[i:i + 512], r.last_index()[i:i + 512])
-                            for i in range(0, len(r.tokens), 512)])
+    scores = scores_of(rm, ranked_batch(ctx, ctx.rm_items, data["train"])[0])
     summary = {"size": size, "n_nonemb": body.num_params(), "steps": steps,
                "test_accuracy": records[-1]["test_accuracy"], "test_loss": records[-1]["test_loss"],
                "reward_mean": scores.mean().item(), "reward_std": scores.std().item()}

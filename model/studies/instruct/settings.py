@@ -60,6 +60,8 @@ class InstructConfig:
     dpo_batch: int = 32              # pairs per step
     dpo_lr: float = 5e-5             # learning rate of DPO
     dpo_beta: float = 0.1            # β of DPO: how far the policy may move from SFT's
+    # best-of-n beside PPO (Gao et al.): the reward model keeps the best of n SFT answers
+    bon_n: str = "1,2,4,8,16"        # the n compared (comma-separated); max(n) answers a prompt
     # evaluation and system
     eval_every: int = 100            # steps between SFT, RM and DPO evaluations
     val_batches: int = 20            # windows of held-out plays for the alignment tax, x16
@@ -68,11 +70,23 @@ class InstructConfig:
     def sizes(self) -> list[str]:
         return [s.strip() for s in self.rm_sizes.split(",") if s.strip()]
 
+    def bon_ns(self) -> list[int]:
+        """bon_n as numbers, smallest first; a UserError for anything but whole numbers ≥ 1."""
+        try:
+            ns = sorted({int(n) for n in self.bon_n.split(",") if n.strip()})
+        except ValueError:
+            ns = []
+        if not ns or ns[0] < 1:
+            raise UserError(f"bon_n must be whole numbers of 1 or more, comma-separated, e.g. "
+                            f"1,2,4,8,16; got {self.bon_n!r}")
+        return ns
+
     def validate(self) -> "InstructConfig":
         check_values(asdict(self), RULES)
         for size in [self.policy_size, *self.sizes()]:
             if size not in SIZES:
                 raise UserError(f"size {size!r} is unknown; known sizes: {', '.join(SIZES)}")
+        self.bon_ns()
         if not self.sizes():
             raise UserError("rm_sizes is empty; name at least one size, e.g. 2x48,3x56,4x104")
         if self.ppo_batch % self.ppo_minibatch:
