@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from model.studies.instruct.bon import best_of_n, bon_kl, subset_weights
-from model.studies.instruct.gao import (UNBOUNDED, GaoFit, fit_gao, overoptimised, peak_of,
-                                        pushed_out)
+from model.studies.instruct.gao import (UNBOUNDED, GaoFit, fit_gao, over_seeds, overoptimised,
+                                        peak_of, pushed_out)
 
 TRUTH = {"bon": (0.40, 0.10), "rl": (0.30, 0.15)}  # (α, β): peaks at d* 2.0 and e^1 ≈ 2.72
 START = 0.6
@@ -45,6 +45,45 @@ def test_intervals_cover_the_truth_at_their_nominal_rate(form):
                  fit.beta_ci[0] <= beta <= fit.beta_ci[1],
                  fit.peak_ci[0] <= d_star <= fit.peak_ci[1]]
     assert np.all((0.90 <= hits / draws) & (hits / draws <= 0.98)), hits / draws
+
+
+def seeded_gold(form: str, spread: float, noise: float, rng) -> np.ndarray:
+    """One seed's points: Gao's curve with its own (α, β), drawn around the truth with SD
+    spread·(α, β) (what training draws), plus the points' own noise."""
+    alpha, beta = TRUTH[form]
+    fit = GaoFit(form, alpha * (1 + spread * rng.standard_normal()),
+                 beta * (1 + spread * rng.standard_normal()), START, (0, 0), (0, 0), UNBOUNDED,
+                 len(D))
+    return fit.predict(D) + noise * rng.standard_normal(len(D))
+
+
+@pytest.mark.parametrize("form", ["bon", "rl"])
+def test_a_fit_over_seeds_recovers_the_mean_coefficients(form):
+    rng = np.random.default_rng(4)
+    fits = [fit_gao(D, seeded_gold(form, 0.0, 1e-9, rng), form) for _ in range(3)]
+    pooled = over_seeds(fits)
+    assert (pooled.alpha, pooled.beta) == pytest.approx(TRUTH[form], abs=1e-6)
+    assert pooled.seeds == 3 and pooled.n == 3 * len(D)
+    with pytest.raises(ValueError, match="2 seeds or more"):
+        over_seeds(fits[:1])
+
+
+@pytest.mark.parametrize("form", ["bon", "rl"])
+@pytest.mark.parametrize("spread, noise", [(0.3, 0.005), (0.0, 0.05)])
+def test_intervals_over_three_seeds_cover_at_their_nominal_rate(form, spread, noise):
+    """Three seeds, the noise mostly the seeds' own coefficients or mostly the points': either
+    way α's, β's and the peak's 95% intervals cover the truth about 95% of the time."""
+    rng = np.random.default_rng(5)
+    alpha, beta = TRUTH[form]
+    d_star = peak_of(alpha / beta, form)
+    hits, draws = np.zeros(3), 400
+    for _ in range(draws):
+        fit = over_seeds([fit_gao(D, seeded_gold(form, spread, noise, rng), form)
+                          for _ in range(3)])
+        hits += [fit.alpha_ci[0] <= alpha <= fit.alpha_ci[1],
+                 fit.beta_ci[0] <= beta <= fit.beta_ci[1],
+                 fit.peak_ci[0] <= d_star <= fit.peak_ci[1]]
+    assert np.all((0.91 <= hits / draws) & (hits / draws <= 0.99)), hits / draws
 
 
 def test_verdicts_follow_the_intervals():

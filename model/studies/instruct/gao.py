@@ -9,6 +9,9 @@ subtracted: its own sampling noise then counts once, as any point's, instead of 
 point alike. 95% intervals: OLS standard errors with the t quantile on n − 3 degrees of freedom
 (exact for independent Gaussian noise of one variance; tests/test_gao.py checks their coverage).
 
+Over training seeds (over_seeds), each seed's run is fitted alone and the intervals come from
+the coefficients' spread over the seeds, with the t quantile on seeds − 1 degrees of freedom.
+
 The gold score peaks where R'(d) = 0: d* = α/(2β) for best-of-n, d* = exp(α/β − 1) for RL, a
 maximum only when β > 0. Its interval is Fieller's for the ratio α/β (exact under the same noise),
 mapped through d*(α/β), which rises with the ratio; it is bounded exactly when β's own t-test
@@ -85,14 +88,36 @@ def fit_gao(d: np.ndarray, gold: np.ndarray, form: str) -> GaoFit:
     coef, *_ = np.linalg.lstsq(X, gold, rcond=None)
     df = len(d) - 3
     resid = gold - X @ coef
-    cov = (resid @ resid / df) * np.linalg.inv(X.T @ X)
+    return fitted(form, coef, (resid @ resid / df) * np.linalg.inv(X.T @ X), df, len(d))
+
+
+def fitted(form: str, coef: np.ndarray, cov: np.ndarray, df: int, n: int,
+           seeds: int = 1) -> GaoFit:
+    """The fit of coefficients (start, α, β) whose estimate has covariance cov with df degrees
+    of freedom: 95% t intervals, and Fieller's for the peak."""
     t = float(stats.t.ppf(0.975, df))
     se = np.sqrt(np.diag(cov))
     ci = [(float(c - t * s), float(c + t * s)) for c, s in zip(coef, se)]
     lo, hi = fieller(coef[1], coef[2], cov[1:, 1:], t)
     peak_ci = UNBOUNDED if (lo, hi) == UNBOUNDED else (peak_of(lo, form), peak_of(hi, form))
     return GaoFit(form, float(coef[1]), float(coef[2]), float(coef[0]), ci[1], ci[2],
-                  peak_ci, len(d))
+                  peak_ci, n, seeds)
+
+
+def over_seeds(fits: list[GaoFit]) -> GaoFit:
+    """One fit from the fits of several training seeds (each its own run, prompts and noise):
+    the mean of their coefficients, with 95% t intervals on seeds − 1 degrees of freedom from
+    the coefficients' spread over the seeds, and the peak's by Fieller's method on the same
+    spread. A seed's coefficients carry both what its training drew and its points' sampling
+    noise, so the spread counts both, and the intervals are exact when the seeds' coefficients
+    are Gaussian, however the noise splits between the two; tests/test_gao.py checks their
+    coverage. The OLS intervals of each seed's fit are not used: they miss the training seed's
+    part, and its points' shared noise (the same prompts at every evaluation)."""
+    if len(fits) < 2:
+        raise ValueError(f"a fit over seeds needs 2 seeds or more; got {len(fits)}")
+    coef = np.array([[f.start, f.alpha, f.beta] for f in fits])
+    return fitted(fits[0].form, coef.mean(0), np.cov(coef.T) / len(fits), len(fits) - 1,
+                  sum(f.n for f in fits), len(fits))
 
 
 def overoptimised(fit: GaoFit) -> str:
