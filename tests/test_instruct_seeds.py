@@ -50,3 +50,50 @@ def test_a_mean_over_seeds_by_hand():
     assert m.within_se == pytest.approx(np.sqrt(0.01 / 3))  # only the first seed's varies
     with pytest.raises(ValueError, match="2 seeds or more"):
         seed_mean([np.array([0.5])])
+
+
+def test_quick_pipeline_over_two_seeds_resumes_and_reports(tmp_path, capsys, monkeypatch):
+    """Two seeds of the quick preset, each a whole pipeline in its own folder: cut short in the
+    second seed's DPO, the pooled report refuses one seed; run again, the first seed and the
+    second's finished stages are kept, and the pooled report reads both; `tinygpt report`
+    redraws it as it was."""
+    from model.studies.instruct import pipeline
+
+    out, base = tmp_path / "seeded", tmp_path / "base"
+    args = ["instruct", "--preset=quick", f"--out={out}", f"--base={base}", "--seeds=2",
+            "--threads=1"]
+    real_dpo = pipeline.run_dpo
+
+    def crash_in_second_seed(ctx):
+        if ctx.cfg.seed == 1338:
+            raise KeyboardInterrupt
+        return real_dpo(ctx)
+
+    monkeypatch.setattr(pipeline, "run_dpo", crash_in_second_seed)
+    assert main(args) == 130
+    first, second = out / "seed-1337", out / "seed-1338"
+    assert (first / "results.json").exists() and not (second / "results.json").exists()
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    assert "has 1 of 2 seeds finished; a report over seeds needs 2" in capsys.readouterr().err
+    kept = {p: p.stat().st_mtime_ns for p in (first / "results.json",
+                                             second / "sft-2x32" / "ckpt.pt")}
+
+    monkeypatch.setattr(pipeline, "run_dpo", real_dpo)
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert json.loads((second / "instruct.json").read_text())["seed"] == 1338
+    report = (out / "report.md").read_text()
+    for part in ("# The third act over 2 training seeds", "| SFT − base | ",
+                 "| SFT: base → SFT | ", "| best-of-n | 2x32 | 8 (2 seeds) |",
+                 "| stage | seed 1337 | seed 1338 |", "[seed 1338](seed-1338/report.md)"):
+        assert part in report, part
+    assert (out / "overoptimisation.png").exists() and (second / "report.md").exists()
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text() == report
+
+
+def test_a_stage_of_a_pipeline_over_seeds_is_one_line(capsys):
+    assert main(["sft", "--preset=quick", "--seeds=3"]) == 2
+    assert "add --seeds=1 --seed=S --out=out/instruct-quick/seed-S" in capsys.readouterr().err

@@ -208,10 +208,15 @@ def cmd_report(a: ReportArgs) -> None:
 
     root = Path(a.root)
     plan_file = root / "plan.json"
-    if not plan_file.exists() and (root / "results.json").exists():  # an instruct folder
+    # an instruct folder: one seed's (results.json), or one over seeds (instruct.json only)
+    if not plan_file.exists() and any((root / f).exists() for f in ("results.json",
+                                                                   "instruct.json")):
         from ..studies.instruct.context import recorded_context
         from ..studies.instruct.instruct_report import write_report as write_instruct_report
-        print(f"report: {write_instruct_report(recorded_context(root, a.preset))}")
+        from ..studies.instruct.seeded_report import write_seeded_report
+        ctx = recorded_context(root, a.preset)
+        write = write_seeded_report if ctx.cfg.seeds > 1 else write_instruct_report
+        print(f"report: {write(ctx)}")
         return
     if not a.preset and not plan_file.exists():
         raise UserError(f"{root} holds no study (plan.json missing); run tinygpt study first")
@@ -278,32 +283,44 @@ def instruct_context(a: InstructArgs, overrides: dict[str, str]):
     return Context(cfg, Path(a.out or f"out/instruct-{name}"), name)
 
 
+def one_seed_context(a: InstructArgs, overrides: dict[str, str]):
+    """instruct_context for a command that trains one stage of one seed; a UserError saying how
+    to name one seed of a pipeline over seeds."""
+    ctx = instruct_context(a, overrides)
+    if ctx.cfg.seeds > 1:
+        raise UserError(f"a stage trains one seed; for seed S of this pipeline over "
+                        f"{ctx.cfg.seeds} seeds add --seeds=1 --seed=S --out={ctx.root}/seed-S")
+    return ctx
+
+
 def cmd_instruct(a: InstructArgs, overrides: dict[str, str]) -> None:
     from ..studies.instruct.pipeline import run_pipeline
-    print(f"report: {run_pipeline(instruct_context(a, overrides))}")
+    from ..studies.instruct.seeded import run_seeds
+    ctx = instruct_context(a, overrides)
+    print(f"report: {(run_seeds if ctx.cfg.seeds > 1 else run_pipeline)(ctx)}")
 
 
 def cmd_sft(a: SizeArgs, overrides: dict[str, str]) -> None:
     from ..studies.instruct.sft import run_sft
-    ctx = instruct_context(a, overrides)
+    ctx = one_seed_context(a, overrides)
     print(run_sft(ctx, a.size or ctx.cfg.policy_size))
 
 
 def cmd_rm(a: SizeArgs, overrides: dict[str, str]) -> None:
     from ..studies.instruct.rm import run_rm
-    ctx = instruct_context(a, overrides)
+    ctx = one_seed_context(a, overrides)
     print(run_rm(ctx, a.size or ctx.cfg.sizes()[-1]))
 
 
 def cmd_ppo(a: PpoArgs, overrides: dict[str, str]) -> None:
     from ..studies.instruct.ppo import run_ppo
-    ctx = instruct_context(a, overrides)
+    ctx = one_seed_context(a, overrides)
     print(run_ppo(ctx, a.rm_size or ctx.cfg.sizes()[-1], a.variant))
 
 
 def cmd_dpo(a: InstructArgs, overrides: dict[str, str]) -> None:
     from ..studies.instruct.dpo import run_dpo
-    print(run_dpo(instruct_context(a, overrides)))
+    print(run_dpo(one_seed_context(a, overrides)))
 
 
 def cmd_chat(a: ChatArgs) -> None:

@@ -7,7 +7,7 @@ those that test the reward model, from the held-out plays.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -140,6 +140,12 @@ SETTINGS = "instruct.json"  # the settings a pipeline folder was made with, for 
 
 def save_settings(ctx: Context) -> None:
     write_json(ctx.root / SETTINGS, {"preset": ctx.name, **asdict(ctx.cfg)})
+
+
+def seed_contexts(ctx: Context) -> list[Context]:
+    """The one-seed pipeline of each training seed of a seeded one, in <out>/seed-<s>/."""
+    return [Context(replace(ctx.cfg, seed=seed, seeds=1), ctx.root / f"seed-{seed}", ctx.name)
+            for seed in ctx.cfg.seed_list()]
 
 
 def recorded_context(root: Path, preset: str = "") -> Context:

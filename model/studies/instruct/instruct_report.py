@@ -294,17 +294,22 @@ def score_table(results: dict) -> list[str]:
                     f"the mean over answers of {estimator}."]
 
 
+def tax_steps(ctx: Context) -> list[tuple[str, str, str]]:
+    """(stage, model before, model after) of each stage whose held-out loss rise is its tax."""
+    largest = ctx.cfg.sizes()[-1]
+    ppo = f"PPO (RM {largest})"
+    return [("SFT: base → SFT", "base", "SFT"), (f"PPO: SFT → {ppo}", "SFT", ppo),
+            ("DPO: SFT → DPO", "SFT", "DPO"),
+            (f"ptx: {ppo} → PPO-ptx", ppo, f"PPO-ptx (RM {largest})")]
+
+
 def tax_lines(ctx: Context, results: dict) -> list[str]:
     """The alignment tax, the rise in held-out loss, split into SFT's part and PPO's."""
-    m, largest = results["models"], ctx.cfg.sizes()[-1]
-    ppo = f"PPO (RM {largest})"
-    steps = [("SFT: base → SFT", "base", "SFT"), (f"PPO: SFT → {ppo}", "SFT", ppo),
-             ("DPO: SFT → DPO", "SFT", "DPO"),
-             (f"ptx: {ppo} → PPO-ptx", ppo, f"PPO-ptx (RM {largest})")]
-    total = m[ppo]["held_out_loss"] - m["base"]["held_out_loss"]
+    m = results["models"]
+    total = m[f"PPO (RM {ctx.cfg.sizes()[-1]})"]["held_out_loss"] - m["base"]["held_out_loss"]
     lines = ["| stage | held-out loss before | after | rise (the stage's tax) | share of base → PPO's "
              "rise |", "|---|---|---|---|---|"]
-    for name, a, b in steps:
+    for name, a, b in tax_steps(ctx):
         before, after = m[a]["held_out_loss"], m[b]["held_out_loss"]
         share = f"{(after - before) / total:.0%}" if name[:4] in ("SFT:", "PPO:") else "—"
         lines.append(f"| {name} | {before:.4f} | {after:.4f} | {after - before:+.4f} | {share} |")
@@ -313,15 +318,22 @@ def tax_lines(ctx: Context, results: dict) -> list[str]:
                     "interval over training seeds."]
 
 
-def differences(ctx: Context, results: dict) -> list[str]:
-    m, largest = results["models"], ctx.cfg.sizes()[-1]
+def difference_pairs(ctx: Context) -> list[tuple[str, str, str]]:
+    """(name, model, model it is compared with) of every difference the reports read."""
+    largest = ctx.cfg.sizes()[-1]
     ppo = f"PPO (RM {largest})"
-    rows = [("SFT − base", "SFT", "base"), (f"{ppo} − SFT", ppo, "SFT"), ("DPO − SFT", "DPO", "SFT"),
-            (f"PPO-ptx − {ppo}", f"PPO-ptx (RM {largest})", ppo)]
-    rows += [(f"PPO sweep (RM {s}) − SFT", f"PPO sweep (RM {s})", "SFT") for s in ctx.cfg.sizes()]
+    return [("SFT − base", "SFT", "base"), (f"{ppo} − SFT", ppo, "SFT"),
+            ("DPO − SFT", "DPO", "SFT"), (f"DPO − {ppo}", "DPO", ppo),
+            (f"PPO-ptx − {ppo}", f"PPO-ptx (RM {largest})", ppo),
+            *[(f"PPO sweep (RM {s}) − SFT", f"PPO sweep (RM {s})", "SFT")
+              for s in ctx.cfg.sizes()]]
+
+
+def differences(ctx: Context, results: dict) -> list[str]:
+    m = results["models"]
     lines = ["| difference | labeller score, paired [95% CI] | keyword, paired |",
              "|---|---|---|"]
-    for name, a, b in rows:
+    for name, a, b in difference_pairs(ctx):
         lines.append(f"| {name} | {paired(m[a]['score'], m[b]['score'])} | "
                      f"{paired(m[a]['keyword'], m[b]['keyword'])} |")
     return lines

@@ -23,6 +23,8 @@ class InstructConfig:
     policy_size: str = "4x104"       # the model SFT, PPO and DPO fine-tune
     rm_sizes: str = "2x48,3x56,4x104"  # reward models, smallest to largest (comma-separated)
     seed: int = 1337                 # draws the prompts, batches and rollouts
+    seeds: int = 1                   # training seeds seed, seed+1, ...: over 1, each retrains
+                                     # every stage in <out>/seed-<s>/ and the report pools them
     # prompts (task.py): training prompts come from the training plays, the rest from held-out ones
     sft_prompts: int = 3000          # demonstrations for SFT
     rm_prompts: int = 2000           # prompts whose K samples the labeller ranks for the RM
@@ -81,6 +83,10 @@ class InstructConfig:
                             f"1,2,4,8,16; got {self.bon_n!r}")
         return ns
 
+    def seed_list(self) -> list[int]:
+        """The training seeds: seed, seed+1, ... (seeds of them)."""
+        return [self.seed + i for i in range(self.seeds)]
+
     def validate(self) -> "InstructConfig":
         check_values(asdict(self), RULES)
         for size in [self.policy_size, *self.sizes()]:
@@ -97,7 +103,7 @@ class InstructConfig:
 
 RULES = {
     **{k: (whole, "a whole number, at least 1") for k in (
-        "sft_prompts", "rm_prompts", "eval_prompts", "eval_samples", "max_new_tokens",
+        "seeds", "sft_prompts", "rm_prompts", "eval_prompts", "eval_samples", "max_new_tokens",
         "sft_steps", "sft_batch", "rm_epochs", "rm_batch", "ppo_iters", "ppo_batch",
         "ppo_epochs", "ppo_minibatch", "ptx_batch", "ppo_eval_every", "ppo_eval_prompts",
         "dpo_steps", "dpo_batch", "eval_every", "val_batches")},
