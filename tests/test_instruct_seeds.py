@@ -97,3 +97,17 @@ def test_quick_pipeline_over_two_seeds_resumes_and_reports(tmp_path, capsys, mon
 def test_a_stage_of_a_pipeline_over_seeds_is_one_line(capsys):
     assert main(["sft", "--preset=quick", "--seeds=3"]) == 2
     assert "add --seeds=1 --seed=S --out=out/instruct-quick/seed-S" in capsys.readouterr().err
+
+
+def test_the_seeded_preset_is_the_laptop_one_at_three_seeds():
+    """What its comment promises: the laptop settings (so its seed 1337 is `make instruct`'s
+    run) at 3 seeds, 256 held-out prompts x 4 answers, 3 reward-model sizes, n up to 16."""
+    from dataclasses import replace
+
+    from model.studies.instruct.settings import load_instruct
+
+    seeded, laptop = (load_instruct(name, {})[0] for name in ("laptop-seeds", "laptop"))
+    assert seeded.seed_list() == [1337, 1338, 1339]
+    assert (seeded.eval_prompts, seeded.eval_samples) == (256, 4)
+    assert len(seeded.sizes()) == 3 and seeded.bon_ns() == [1, 2, 4, 8, 16]
+    assert replace(seeded, seeds=1, description="") == replace(laptop, description="")
