@@ -120,11 +120,16 @@ def over_seeds(fits: list[GaoFit]) -> GaoFit:
                   sum(f.n for f in fits), len(fits))
 
 
-def overoptimised(fit: GaoFit) -> str:
-    """"Gold peaks and then falls" ⇔ β > 0: holds when β's interval lies above 0, does not hold
-    when it lies below, undetermined when it spans 0."""
-    lo, hi = fit.beta_ci
+def above_zero(ci: CI) -> str:
+    """"The quantity is > 0" read from its interval: holds when the interval lies above 0, does
+    not hold when it lies below, undetermined when it spans 0."""
+    lo, hi = ci
     return "holds" if lo > 0 else "does not hold" if hi < 0 else "undetermined"
+
+
+def overoptimised(fit: GaoFit) -> str:
+    """"Gold peaks and then falls" ⇔ β > 0, read from β's interval."""
+    return above_zero(fit.beta_ci)
 
 
 def pushed_out(fits: list[GaoFit]) -> str:

@@ -20,7 +20,7 @@ from ...train.runlog import fmt_time
 from ..common.figures import save
 from .bon import best_of_n, bon_curve
 from .context import Context, seed_contexts
-from .gao import over_seeds
+from .gao import above_zero, over_seeds
 from .instruct_report import (FORMS_TEXT, SOURCES, Fits, bon_data, curves, difference_pairs,
                               fit_or_none, fit_table, gao_points, gold_panel, per_prompt, sources,
                               tax_steps)
@@ -49,21 +49,29 @@ def over(seeds: list[Seed], value: Callable[[Seed], np.ndarray | float]) -> Seed
     return seed_mean([np.atleast_1d(value(s)) for s in seeds])
 
 
-def prompt_means(label: str, key: str = "score", of=lambda v: v):
-    """A seed's per-prompt mean of of(answers' key) for one model."""
+def same(v: np.ndarray) -> np.ndarray:
+    return v
+
+
+def prompt_means(label: str, key: str = "score", of=same) -> Callable[[Seed], np.ndarray]:
+    """A seed's per-prompt mean of of(answers' key) for one model: a prompt's answers are
+    averaged first, as the one unit they are."""
     return lambda s: of(per_prompt(s.results["models"][label][key])).mean(1)
 
 
 def cell(m: SeedMean, fmt: str = ".3f") -> str:
+    """The mean over seeds and its 95% interval."""
     lo, hi = m.ci
     return f"{m.mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
 def each(m: SeedMean, fmt: str = ".3f") -> str:
+    """Every seed's value, so a reader sees the spread the interval is made of."""
     return " / ".join(f"{v:{fmt}}" for v in m.values)
 
 
 def score_lines(seeds: list[Seed]) -> list[str]:
+    """Every model's scores: the labeller's with intervals, its parts and the costs as means."""
     first = seeds[0].results
     lines = ["| model | labeller score, mean [95% CI] | each seed | share of answers scoring ≥ 0.9 "
              "[95% CI] | keyword part | keyword once, share of answers | keyword at all, share "
@@ -73,8 +81,8 @@ def score_lines(seeds: list[Seed]) -> list[str]:
     for label in first["models"]:
         score = over(seeds, prompt_means(label))
         means = [over(seeds, prompt_means(label, key, of)).mean for key, of in (
-            ("keyword", lambda v: v), ("keyword", lambda v: v == 1), ("keyword", lambda v: v > 0),
-            ("length", lambda v: v), ("words", lambda v: v), ("variety", lambda v: v))]
+            ("keyword", same), ("keyword", lambda v: v == 1), ("keyword", lambda v: v > 0),
+            ("length", same), ("words", same), ("variety", same))]
         extra = [over(seeds, prompt_means(label, k)).mean for k in ("reward", "kl")]
         loss = np.mean([s.results["models"][label]["held_out_loss"] for s in seeds])
         lines.append(f"| {label} | {cell(score)} | {each(score)} | "
@@ -85,6 +93,7 @@ def score_lines(seeds: list[Seed]) -> list[str]:
 
 
 def difference_lines(seeds: list[Seed]) -> list[str]:
+    """Each paired difference over seeds, with the two noises its interval is made of."""
     lines = ["| difference | labeller score, mean [95% CI] | each seed | SD between seeds | SE "
              "within a seed (its prompts) | keyword part, mean [95% CI] |",
              "|---|---|---|---|---|---|"]
@@ -98,6 +107,7 @@ def difference_lines(seeds: list[Seed]) -> list[str]:
 
 
 def loss(label: str) -> Callable[[Seed], float]:
+    """A seed's held-out loss of one model."""
     return lambda s: s.results["models"][label]["held_out_loss"]
 
 
@@ -120,6 +130,7 @@ def tax_lines(seeds: list[Seed]) -> list[str]:
 
 
 def rm_lines(seeds: list[Seed]) -> list[str]:
+    """Each reward model's held-out accuracy over seeds, and whether it grows with size."""
     sizes = seeds[0].ctx.cfg.sizes()
     acc = {size: over(seeds, lambda s, z=size: s.ctx.finished(f"rm-{z}")["test_accuracy"])
            for size in sizes}
@@ -130,10 +141,9 @@ def rm_lines(seeds: list[Seed]) -> list[str]:
         lines.append(f"| {size} | {n:,} | {cell(m)} | {each(m)} |")
     gain = over(seeds, lambda s: (s.ctx.finished(f"rm-{sizes[-1]}")["test_accuracy"]
                                   - s.ctx.finished(f"rm-{sizes[0]}")["test_accuracy"]))
-    grows = "holds" if gain.ci[0] > 0 else "does not hold" if gain.ci[1] < 0 else "undetermined"
     return lines + ["", f"Accuracy on each seed's held-out ranked prompts (pairs the labeller ties "
                     f"left out). Largest − smallest: {cell(gain, '+.3f')}; larger reward models "
-                    f"are more accurate (Gao et al.): **{grows}**."]
+                    f"are more accurate (Gao et al.): **{above_zero(gain.ci)}**."]
 
 
 def bon_bands(seeds: list[Seed], size: str) -> tuple[np.ndarray, list[SeedMean]]:
@@ -149,6 +159,7 @@ def picked_proxy(seed: Seed, size: str, n: int) -> np.ndarray:
 
 
 def bon_lines(seeds: list[Seed]) -> list[str]:
+    """Best-of-n's gold score at each n against each reward model, over seeds."""
     sizes = seeds[0].ctx.cfg.sizes()
     bands = {size: bon_bands(seeds, size) for size in sizes}
     ns = bon_data(seeds[0].ctx)["n"]
@@ -205,11 +216,12 @@ def plot_gold(seeds: list[Seed], fits: Fits, folder: Path) -> None:
 
 
 def plot_scores(seeds: list[Seed], folder: Path) -> None:
+    """Every model's labeller score over seeds, each seed's mean beside it."""
     labels = list(seeds[0].results["models"])
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for i, label in enumerate(labels):
         m = over(seeds, prompt_means(label))
-        ax.plot([i] * len(m.values), m.values, ".", color="0.6")
+        ax.plot([i + 0.15] * len(m.values), m.values, ".", color="0.5")  # (beside the bar)
         ax.errorbar(i, m.mean, yerr=[[m.mean - m.ci[0]], [m.ci[1] - m.mean]], fmt="o", capsize=4)
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     ax.set_ylabel("labeller score, held-out prompts")
@@ -219,6 +231,7 @@ def plot_scores(seeds: list[Seed], folder: Path) -> None:
 
 
 def timing_lines(seeds: list[Seed]) -> list[str]:
+    """Each stage's wall time per seed, as each seed's timings.json kept it."""
     timings = [read_json(s.ctx.root / "timings.json") for s in seeds]
     lines = ["| stage | " + " | ".join(f"seed {s.ctx.cfg.seed}" for s in seeds) + " |",
              "|---|" + "---|" * len(seeds)]
@@ -250,6 +263,7 @@ def method_lines(ctx: Context, seeds: list[Seed]) -> list[str]:
 
 
 def gao_method(fits: Fits) -> list[str]:
+    """How the fits are pooled over seeds and how a verdict is read."""
     return [
         f"Gao et al.'s forms, {FORMS_TEXT}, fitted by least squares to each seed's points on "
         "their own (" + "; ".join(fits) + "), then pooled over the seeds: α, β and the start are "
@@ -260,7 +274,8 @@ def gao_method(fits: Fits) -> list[str]:
         "peak intervals of every pair of sizes (disjoint 95% intervals: a cautious test).", ""]
 
 
-def write_seeded_report(ctx: Context, command: str = "") -> Path:
+def write_seeded_report(ctx: Context) -> Path:
+    """report.md, scores and overoptimisation figures of the pipeline over seeds at ctx.root."""
     seeds = finished_seeds(ctx)
     cfg, fits = ctx.cfg, pooled_fits(seeds)
     plot_scores(seeds, ctx.root)
@@ -273,7 +288,7 @@ def write_seeded_report(ctx: Context, command: str = "") -> Path:
            *bon_lines(seeds), ""] if "best-of-n" in fits else []
     lines = [
         f"# The third act over {len(seeds)} training seeds ({ctx.name} preset)", "",
-        f"Command: `{command or f'tinygpt instruct --preset={ctx.name}'}`; `tinygpt report "
+        f"Command: `tinygpt instruct --preset={ctx.name}`; `tinygpt report "
         f"{ctx.root}` redraws it. Machine: {machine()}.",
         f"Policy {cfg.policy_size}, reward models {cfg.rm_sizes}; seeds "
         f"{', '.join(map(str, done))}" + (f" (not finished, left out: "
