@@ -220,7 +220,7 @@ def test_fewshot_points_split_by_the_copy_loss_at_each_evaluation():
 
 @pytest.mark.parametrize("argv,message", [
     (["study", "--preset=emergence-quick"], "is an emergence plan: run it with tinygpt emergence"),
-    (["emergence", "--preset=quick"], "is a scaling plan (no kind = \"emergence\"): run it with "
+    (["emergence", "--preset=quick"], "is a scaling plan: run it with "
                                       "tinygpt study --preset=quick"),
 ])
 def test_each_study_has_its_own_verb_and_a_plan_given_to_the_other_is_one_line(

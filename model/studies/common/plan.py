@@ -115,15 +115,26 @@ def read_plan(preset_or_path: str) -> tuple[Path, dict]:
     return path, read_toml(str(path), "study plan")
 
 
-def load_plan(preset_or_path: str) -> StudyPlan:
-    path, raw = read_plan(preset_or_path)
-    if raw.get("kind") == "emergence":
-        raise UserError(f"{path} is an emergence plan: run it with tinygpt emergence --preset="
-                        f"{preset_or_path}")
-    unknown = set(raw) - set(PLAN_VALUES)
+# Each study's own verb, by the plan's kind (a scaling plan names none)
+VERBS = {"scaling": "study", "emergence": "emergence"}
+
+
+def check_plan_keys(path: Path, raw: dict, kind: str, valid: dict, name: str) -> None:
+    """One line for a plan of the other study (naming the verb that runs it, with `name` as
+    the preset to give it) or for a key the plan does not know (naming the valid ones)."""
+    found = raw.get("kind", "scaling")
+    if found != kind and found in VERBS:
+        raise UserError(f"{path} is {'an' if found[0] in 'aeiou' else 'a'} {found} plan: run it "
+                        f"with tinygpt {VERBS[found]} --preset={name}")
+    unknown = set(raw) - set(valid)
     if unknown:
         raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
-                        + ", ".join(sorted(PLAN_VALUES)))
+                        + ", ".join(sorted(valid)))
+
+
+def load_plan(preset_or_path: str) -> StudyPlan:
+    path, raw = read_plan(preset_or_path)
+    check_plan_keys(path, raw, "scaling", PLAN_VALUES, preset_or_path)
     if isinstance(raw.get("tokens"), int):
         raw["tokens"] = [raw["tokens"]]
     check_values(raw, PLAN_VALUES, f"{path}: ")

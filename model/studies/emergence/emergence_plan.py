@@ -15,6 +15,7 @@ from ...data import shapes
 from ...errors import (UserError, check_values, fraction, plain_name, positive, seeds, whole,
                        whole_or_zero)
 from ...train.train_config import TrainConfig
+from ..common.plan import check_plan_keys
 from ..common.tasks import KS, TASKS
 
 
@@ -147,13 +148,9 @@ VALUES = {
 
 def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
     """The plan in raw (the parsed TOML of path), every value checked before training."""
+    check_plan_keys(path, raw, "emergence", VALUES, path.stem)
     if raw.get("kind") != "emergence":
-        raise UserError(f"{path} is a scaling plan (no kind = \"emergence\"): run it with "
-                        f"tinygpt study --preset={path.stem}")
-    unknown = set(raw) - set(VALUES)
-    if unknown:
-        raise UserError(f"unknown key {sorted(unknown)[0]!r} in {path}; valid: "
-                        + ", ".join(sorted(VALUES)))
+        raise UserError(f'{path}: an emergence plan says kind = "emergence"')
     check_values(raw, VALUES, f"{path}: ")
     check_keys(raw.get("train", {}), f"[train] of {path}", TrainConfig)
     plan = EmergencePlan(**{"name": path.stem, **raw})
