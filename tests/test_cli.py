@@ -159,3 +159,16 @@ def test_help_into_a_pipe_closed_early_is_no_traceback():
     proc.stdout.close()  # long before the command has imported torch and printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and err == ""
+
+
+def test_the_command_keeps_numpy_blas_to_one_thread_unless_told():
+    """OpenBLAS threads spin beside training runs (the report's fits ran 10x slower): importing
+    the command sets one thread, and a user's own value is kept."""
+    code = "import os, model.cli, numpy; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, expected in ((None, "1"), ("3", "3")):
+        run_env = {**env, "PYTHONPATH": str(ROOT),
+                   **({"OPENBLAS_NUM_THREADS": given} if given else {})}
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_env, timeout=120,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == expected
