@@ -243,7 +243,7 @@ def rule_learning(runs: list[dict], plan: dict) -> str:
              "nats/char above the same prompts with the demonstrations' answers shuffled among "
              "them, in every seed of a model)")
     found = {}  # (model, task) -> each seed's gain over the shuffled control
-    for model, rs in by_model(shaped(runs)).items():
+    for rs in by_model(shaped(runs)).values():
         for task in rule_tasks(plan):
             gains = [g[0] for r in rs if (g := rule_gains(r, task)) is not None]
             if gains:
