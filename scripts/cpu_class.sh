@@ -8,8 +8,8 @@
 # avx2 limits oneDNN, ATen (and the code inductor generates) and MKL to the kernels of an
 # AVX2-only CPU, which has no bf16 units: bf16 is then emulated, as on an AMD EPYC of that
 # class. The clock, caches and memory stay this machine's, so name both the machine and the
-# limit beside its figures. PARTS (default "test speedrun study"; "emergence" is a fourth)
-# picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
+# limit beside its figures. PARTS (default "test speedrun study"; "emergence" and "data-axis",
+# the Chinchilla preset of issue #30, are the others) picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CLASS=${1:-native}
@@ -46,3 +46,5 @@ timed speedrun bash -c "make .venv/bin/.installed && .venv/bin/tinygpt bench --s
   && cp out/speedrun/result.json $RESULTS/speedrun.json"
 timed study bash -c "make study && cp out/study-laptop/report.md $RESULTS/study-report.md"
 timed emergence bash -c "make emergence && cp out/emergence/report.md $RESULTS/emergence-report.md"
+timed data-axis bash -c "make .venv/bin/.installed && .venv/bin/tinygpt study --preset=data-axis \
+  && cp out/study-data-axis/report.md $RESULTS/data-axis-report.md"
