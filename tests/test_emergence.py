@@ -140,7 +140,28 @@ def test_plans_from_before_the_new_fields_keep_their_fingerprint():
     assert plan.fingerprint() == saved["fingerprint"]
 
 
+def test_extra_seeds_join_a_trained_study_and_keep_its_fingerprint():
+    """More seeds for the model a claim rests on, added after the study trained: the committed
+    text ladder's folder must still resume (same fingerprint) and train only the new runs."""
+    from model.studies.common.plan import read_plan
+    from model.studies.emergence.emergence_plan import load_emergence_plan
+
+    saved = json.loads((ROOT / "docs/emergence/text/plan.json").read_text())
+    path, raw = read_plan("emergence-text")
+    plan = load_emergence_plan(path, {**raw, "extra_seeds": [[2, 64, 1341], [2, 64, 1340]]})
+    assert plan.fingerprint() == saved["fingerprint"]
+    names = [r.name for r in plan.runs()]
+    assert names[-2:] == ["2x64-s1341", "2x64-s1340"] and len(names) == len(set(names)) == 32
+    assert [plan.seed_rank(s) for s in (1337, 1339, 1341, 1340)] == [0, 2, 3, 4]
+    cfg = plan.train_config(plan.runs()[-1], Path("x"))
+    assert cfg.seed == 1340 and cfg.synthetic == 0.5 and cfg.n_layer == 2 and cfg.n_embd == 64
+
+
 @pytest.mark.parametrize("line,message", [
+    ("extra_seeds = [[3, 16, 5]]", "extra_seeds \\[3, 16, 5\\] must name a model of the grid"),
+    ("extra_seeds = [[2, 16, 1337]]", "and a seed not in seeds \\[1337\\]"),
+    ("extra_seeds = [[2, 16]]", "extra_seeds must be a list of \\[depth, width, seed\\] triples"),
+    ("extra_seeds = [[2, 16, 5], [2, 16, 5]]", "extra_seeds names one run twice"),
     ("steps = 45", "steps \\(45\\) must be a multiple of eval_every"),
     ("widths = []", "widths must be a non-empty list of widths"),
     ("synthetic = 2", "synthetic must be a fraction from 0 to 1"),

@@ -55,6 +55,9 @@ class EmergencePlan:
     natural_controls: list[list[int]] = field(default_factory=list)  # [depth, width] pairs
     leave_out: list[list[int]] = field(default_factory=list)  # [depth, width] not trained
     seeds: list[int] = field(default_factory=lambda: [1337])
+    # [depth, width, seed]: more seeds for one model of the grid, where a claim rests on it;
+    # left out of the fingerprint, so they can join a study already trained
+    extra_seeds: list[list[int]] = field(default_factory=list)
     repeat_spans: float = 0.0     # the data shape (model/data/shapes.py)
     synthetic: float = 1.0
     unique_copies: float = 0.0
@@ -75,8 +78,14 @@ class EmergencePlan:
                 if [d, w] not in self.leave_out]
         grid += [(d, w, True) for d in self.smeared_depths for w in self.widths]
         runs = [GridRun(d, w, s, seed) for seed in self.seeds for d, w, s in grid]
-        return runs + [GridRun(d, w, False, seed, natural=True) for seed in self.seeds
-                       for d, w in self.natural_controls]
+        runs += [GridRun(d, w, False, seed, natural=True) for seed in self.seeds
+                 for d, w in self.natural_controls]
+        return runs + [GridRun(d, w, False, seed) for d, w, seed in self.extra_seeds]
+
+    def seed_rank(self, seed: int) -> int:
+        """Where a seed comes in training order: the plan's seeds, then its extra seeds."""
+        order = self.seeds + [s for *_, s in self.extra_seeds if s not in self.seeds]
+        return order.index(seed)
 
     def fewshot_steps(self) -> set[int]:
         """Evaluation steps at which the few-shot tasks run (rounded to an evaluation)."""
@@ -103,8 +112,11 @@ class EmergencePlan:
     def fingerprint(self) -> str:
         """A short hash of everything that shapes the results (not the few-shot schedule's
         presentation): a changed plan does not silently reuse finished runs."""
-        # a field added since, at its default, is left out: older studies keep their hash
-        d = {k: v for k, v in asdict(self).items() if k not in ("name", "description")
+        # a field added since, at its default, is left out: older studies keep their hash.
+        # Extra seeds add runs without changing any other run's recipe (each run's own config
+        # hash refuses a changed one), so they never change it
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("name", "description", "extra_seeds")
              and not (k in ("unique_copies", "synthetic_until", "probe_every") and v == 0)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -133,6 +145,9 @@ VALUES = {
         isinstance(p, list) and len(p) == 2 and _wholes(p) for p in v),
         "a list of [depth, width] pairs"),
     "seeds": (seeds, "a list of whole numbers from 0 to 2**63 - 1"),
+    "extra_seeds": (lambda v: isinstance(v, list) and all(
+        isinstance(t, list) and len(t) == 3 and _wholes(t[:2]) and seeds(t[2:]) for t in v),
+        "a list of [depth, width, seed] triples"),
     "name": (plain_name, "a plain name (letters, digits, . _ + -), not a path"),
     "fewshot_at": (lambda v: isinstance(v, list) and all(map(fraction, v)),
                    "a list of fractions of the run"),
@@ -163,6 +178,13 @@ def load_emergence_plan(path: Path, raw: dict) -> EmergencePlan:
     if plan.synthetic_until >= plan.steps:
         raise UserError(f"{path}: synthetic_until ({plan.synthetic_until}) must be below steps "
                         f"({plan.steps}): the runs would never reach their data shape")
+    grid = [[d, w] for d in plan.depths for w in plan.widths if [d, w] not in plan.leave_out]
+    for d, w, seed in plan.extra_seeds:
+        if [d, w] not in grid or seed in plan.seeds:
+            raise UserError(f"{path}: extra_seeds [{d}, {w}, {seed}] must name a model of the "
+                            f"grid (depths x widths) and a seed not in seeds {plan.seeds}")
+    if len(set(r.name for r in plan.runs())) < len(plan.runs()):
+        raise UserError(f"{path}: extra_seeds names one run twice")
     for run in plan.runs()[:1]:  # a bad shape (width vs head_dim, arch) fails here, not later
         plan.train_config(run, Path("out")).gpt_config(84)
     return plan

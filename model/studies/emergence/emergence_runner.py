@@ -77,7 +77,7 @@ def run_emergence(plan: EmergencePlan, root: Path, wandb: str = "disabled",
 
     # A seed at a time, so a study trained in parts has whole ladders to report; within it the
     # widest and deepest first: the last to finish is then a small run, not a big one alone
-    order = sorted(todo, key=lambda r: (plan.seeds.index(r.seed), -r.n_layer * r.n_embd ** 2))
+    order = sorted(todo, key=lambda r: (plan.seed_rank(r.seed), -r.n_layer * r.n_embd ** 2))
     if jobs == 1:
         for run in order:
             started(configs[run.name])
