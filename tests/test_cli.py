@@ -172,3 +172,24 @@ def test_the_command_keeps_numpy_blas_to_one_thread_unless_told():
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_env, timeout=120,
                              capture_output=True, text=True, check=True).stdout.strip()
         assert out == expected
+
+
+def test_a_cpu_held_to_smaller_kernels_gets_its_own_compile_cache():
+    """torch.compile's cache is not keyed on the ISA-limiting variables (kernels cached under the
+    full ISA went NaN under ATEN_CPU_CAPABILITY=avx2): with any of them set, the command gives
+    the cache a folder named for them; without them, or with the user's own folder, it leaves
+    the setting alone."""
+    code = "import os, model.cli; print(os.environ.get('TORCHINDUCTOR_CACHE_DIR', '-'))"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TORCHINDUCTOR_CACHE_DIR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                        "MKL_ENABLE_INSTRUCTIONS")}
+
+    def cache_dir(**given: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120,
+                              env={**env, "PYTHONPATH": str(ROOT), **given}, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert cache_dir() == "-"
+    avx2 = cache_dir(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    assert avx2.endswith("_isa_avx2_AVX2_") and avx2 != cache_dir(ATEN_CPU_CAPABILITY="avx512")
+    assert cache_dir(ATEN_CPU_CAPABILITY="avx2", TORCHINDUCTOR_CACHE_DIR="/x") == "/x"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +19,16 @@ from typing import Callable
 # run the report's small fits took 4:53 with them against 28 s without; alone, redrawing
 # docs/scaling/data-axis took 29.0 s with them and 28.2 s without. A user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+# Variables that hold a CPU to a smaller one's kernels (docs/cpu-class stands in for an AVX2 CPU
+# with them). torch.compile's on-disk kernel cache is not keyed on them: 3x56 compiled under the
+# full ISA, then rerun from that cache with them set, went NaN within 100 steps, where the same
+# run on a cache of its own trains to 1.5613. So each setting of them gets its own cache.
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+if any(os.environ.get(k) for k in ISA_LIMITS) and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _tag = re.sub(r"[^A-Za-z0-9]+", "_", "-".join(os.environ.get(k, "") for k in ISA_LIMITS))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{os.getuid()}_isa_{_tag}")
 
 from ..args import parse, positional, typed
 from ..errors import UserError, check_values, exits_cleanly, one_of
