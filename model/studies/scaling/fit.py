@@ -147,9 +147,11 @@ def _estimate(logX: np.ndarray, logL: np.ndarray, delta: float):
 
 
 def _natural(theta: np.ndarray) -> np.ndarray:
-    """(a_1, alpha_1, ..., E) -> (A_1, alpha_1, ..., E): exponentiate the a entries."""
+    """(a_1, alpha_1, ..., E) -> (A_1, alpha_1, ..., E): exponentiate the a entries. A refit
+    that ran off to log A > 709 gets A = inf: unbounded, as its interval's upper end says."""
     out = np.array(theta, dtype=float)
-    out[..., 0:-1:2] = np.exp(out[..., 0:-1:2])
+    with np.errstate(over="ignore"):
+        out[..., 0:-1:2] = np.exp(out[..., 0:-1:2])
     return out
 
 
@@ -206,20 +208,22 @@ class PowerLawFit:
         return self.E + self.A * np.asarray(N, dtype=float) ** (-self.alpha)
 
     def curves(self, N: np.ndarray) -> np.ndarray:
-        """(refits, len(N)): the fitted curve of every bootstrap refit (A, alpha, E)."""
+        """(refits, len(N)): the fitted curve of every bootstrap refit (A, alpha, E); NaN where
+        a refit's A is inf and N^-alpha underflows to 0 (no curve: the bands leave it out)."""
         N = np.asarray(N, dtype=float)
-        return self.boot[:, 2:3] + self.boot[:, 0:1] * N[None, :] ** (-self.boot[:, 1:2])
+        with np.errstate(invalid="ignore"):
+            return self.boot[:, 2:3] + self.boot[:, 0:1] * N[None, :] ** (-self.boot[:, 1:2])
 
     def band(self, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise 95% band of the fitted curve over the bootstrap refits."""
-        lo, hi = np.percentile(self.curves(N), [2.5, 97.5], axis=0)
+        lo, hi = np.nanpercentile(self.curves(N), [2.5, 97.5], axis=0)
         return lo, hi
 
     def prediction_interval(self, N: float, seed: int = 0) -> CI:
         """95% interval for a new measurement at N: a refit's curve times its own log-noise."""
         rng = np.random.default_rng(seed)
         draws = self.curves([N])[:, 0] * np.exp(self.noise * rng.standard_normal(len(self.noise)))
-        lo, hi = np.percentile(draws, [2.5, 97.5])
+        lo, hi = np.nanpercentile(draws, [2.5, 97.5])
         return float(lo), float(hi)
 
 
