@@ -8,8 +8,9 @@
 # avx2 limits oneDNN, ATen (and the code inductor generates) and MKL to the kernels of an
 # AVX2-only CPU, which has no bf16 units: bf16 is then emulated, as on an AMD EPYC of that
 # class. The clock, caches and memory stay this machine's, so name both the machine and the
-# limit beside its figures. PARTS (default "test speedrun study"; "emergence" and "data-axis",
-# the Chinchilla preset of issue #30, are the others) picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
+# limit beside its figures. PARTS (default "test speedrun study"; "emergence", "data-axis",
+# the Chinchilla preset of issue #30, and "instruct", the InstructGPT pipeline with its base
+# models, are the others) picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CLASS=${1:-native}
@@ -48,3 +49,4 @@ timed study bash -c "make study && cp out/study-laptop/report.md $RESULTS/study-
 timed emergence bash -c "make emergence && cp out/emergence/report.md $RESULTS/emergence-report.md"
 timed data-axis bash -c "make .venv/bin/.installed && .venv/bin/tinygpt study --preset=data-axis \
   && cp out/study-data-axis/report.md $RESULTS/data-axis-report.md"
+timed instruct bash -c "make instruct && cp out/instruct-laptop/report.md out/instruct-laptop/timings.json $RESULTS/"
