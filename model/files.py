@@ -94,10 +94,37 @@ def read_json(path: Path, fix: str = REDO, keys: tuple[str, ...] = (),
     raise UserError(f"{path} is damaged ({problem}); {fix}")
 
 
+def cpu_name() -> str:
+    """The processor's model name from /proc/cpuinfo, or the architecture where there is none."""
+    fallback = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), fallback)
+    except OSError:
+        return fallback
+
+
+def cpu_class() -> str:
+    """The CPU's class as timings differ by it: the kernels torch's ATen uses (lowered by
+    ATEN_CPU_CAPABILITY), any oneDNN limit, and whether bf16 has hardware units."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        flags = []
+    units = ("AMX" if "amx_bf16" in flags else "AVX-512 bf16" if "avx512_bf16" in flags
+             else "none" if flags else "unknown")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    limit = f", oneDNN limited to {isa}" if isa else ""
+    return f"{torch.backends.cpu.get_cpu_capability()} kernels{limit}, bf16 units: {units}"
+
+
 def machine() -> str:
+    """The machine a figure was measured on, class included, for summaries and reports."""
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} threads{gpu}, "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    return (f"{cpu_name()} ({cpu_class()}), {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} threads{gpu}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
 
 
 def preset_file(kind: str, preset: str, what: str) -> Path:

@@ -285,6 +285,8 @@ print("capability", torch.backends.cpu.get_cpu_capability())
 print("auto", pick_dtype("cpu", "auto"), "muon", fastest_matmul_dtype("cpu"))
 print("peaks", sorted(peaks), "|", "; ".join(described))
 print("mfu_peak_is_fp32", mfu_peak("cpu", torch.bfloat16) == peak_flops("cpu", torch.float32))
+from model.files import machine
+print("machine", machine())
 """
 
 
@@ -301,3 +303,5 @@ def test_limited_to_avx2_kernels_the_choice_is_fp32_and_bf16_reads_as_emulated()
     assert lines["peaks"].startswith("['fp32'] |") and "bf16 emulated" in lines["peaks"]
     assert lines["mfu_peak_is_fp32"] == "True"
     assert float(lines["seconds"]) < 10  # a single 2048³ bf16 product alone takes ~10 s here
+    # every summary and report names the class its figures come from, the limit included
+    assert "(AVX2 kernels, oneDNN limited to AVX2, bf16 units: " in lines["machine"]

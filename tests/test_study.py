@@ -391,15 +391,18 @@ def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(f'dataset = "{corpus}"\ntokens = 8_000\nblock_size = 32\nbatch_size = 2\n'
                     '[train]\ndtype = "float32"\neval_batches = 2\n'
-                    '[sweep]\ntokens = 8_000\nfactors = [0.01, 1.0]\nextend = 1\n'
+                    '[sweep]\ntokens = 2_000\nfactors = [0.01, 1.0]\nextend = 1\n'
                     '[lr]\n"2x24" = 1e-2\n"2x32" = 1e-2\n"2x48" = 1e-2\n')
-    result = run_sweep(load_plan(str(path)), tmp_path / "sweep", jobs=2, threads=1)
+    # at the study's budget, not the preset's [sweep] one: how a rate is re-checked
+    result = run_sweep(load_plan(str(path)), tmp_path / "sweep", tokens=8_000, jobs=2, threads=1)
+    assert result["tokens"] == 8_000
     assert set(result["sizes"]) == {"2x24", "2x32", "2x48"}
     for row in result["sizes"].values():  # 1e-4 is far too low: the grid grows past 1e-2
         assert len(row["val_loss"]) == 3 and row["best_lr"] > 1e-4
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
-    # the first grid runs two at a time; each extension is one run, on its own
-    assert len(summaries) == 9 and {s["jobs"] for s in summaries} == {1, 2}
+    # each round trains every size's missing rates together, two at a time: the extensions too
+    assert len(summaries) == 9 and {s["jobs"] for s in summaries} == {2}
+    assert {s["tokens"] for s in summaries} == {8_000}
 
 
 def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys):

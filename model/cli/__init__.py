@@ -205,13 +205,23 @@ def cmd_emergence(a: EmergenceArgs) -> None:
     print(f"report: {write_report(root, command=study_command(a, 'emergence'))}")
 
 
-def cmd_sweep(a: StudyArgs) -> None:
+@dataclass
+class SweepArgs(StudyArgs):
+    tokens: int = 0          # tokens a run (default: the preset's [sweep] tokens); e.g. the
+                             # study's own budget, to check rates chosen at a smaller one
+
+    def validate(self) -> None:
+        super().validate()
+        check_values(vars(self), {"tokens": (lambda v: v >= 0, "0 (the preset's) or more")})
+
+
+def cmd_sweep(a: SweepArgs) -> None:
     from ..studies.common.plan import load_plan
     from ..studies.scaling.sweep import run_sweep
 
     plan = load_plan(a.preset)
-    run_sweep(plan, study_root(plan, a, "out/sweep-{name}"), wandb=a.wandb, threads=a.threads,
-              jobs=a.jobs)
+    run_sweep(plan, study_root(plan, a, "out/sweep-{name}"), tokens=a.tokens, wandb=a.wandb,
+              threads=a.threads, jobs=a.jobs)
 
 
 @dataclass
@@ -359,7 +369,7 @@ COMMANDS: dict[str, Command] = {
     "emergence": Command(cmd_emergence, "the in-context copying study: depths and widths over "
                                         "seeds, its verdicts and report", EmergenceArgs),
     "sweep": Command(cmd_sweep, "the learning-rate sweep behind a study preset's [lr] table",
-                     StudyArgs),
+                     SweepArgs),
     "report": Command(cmd_report, "fits, plots and report of a study or instruct folder, again",
                       ReportArgs),
     "fewshot": Command(cmd_fewshot, "few-shot tasks and in-context instruments of checkpoints",

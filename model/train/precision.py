@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +26,7 @@ import torch
 from ..data.fetch import cache_dir
 from ..data.prepare import Batches, prepare
 from ..errors import UserError
-from ..files import read_json, write_json
+from ..files import cpu_name, read_json, write_json
 from ..nn.gpt import GPT, flops_per_token
 from .device import pick_device, pick_dtype, set_threads
 from .optim import fused_adamw
@@ -63,16 +62,9 @@ def faster_cpu_dtype(model: torch.nn.Module, cfg: TrainConfig, micro: list[Batch
 def machine_key() -> str:
     """What makes two CPUs time alike: the processor, the kernels torch may use on it (which
     ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA can lower), torch's version, the threads."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
-    return (f"{cpu} | {torch.backends.cpu.get_cpu_capability()} {isa} | torch {torch.__version__}"
-            f" | {torch.get_num_threads()} threads")
+    return (f"{cpu_name()} | {torch.backends.cpu.get_cpu_capability()} {isa} | "
+            f"torch {torch.__version__} | {torch.get_num_threads()} threads")
 
 
 def shape_key(model: torch.nn.Module, cfg: TrainConfig) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...files import read_json, write_json
+from ...files import machine, read_json, write_json
 from .context import Context
 from .models import frozen, load_policy, load_scalar
 from .ppo import ppo_name
@@ -57,6 +57,6 @@ def run_evaluation(ctx: Context) -> dict:
     data = {"prompts": [{"prompt": it.prompt.lstrip("\n"), "keyword": it.keyword,
                          "demonstration": it.line} for it in ctx.eval_items],
             "parts": list(PARTS), "reward_model": largest, "kl_estimator": "k3",
-            "models": results}
+            "machine": machine(), "models": results}
     write_json(path, data)
     return data

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ...files import machine, read_json, write_atomic
+from ...files import read_json, write_atomic
 from ...train.runlog import fmt_time, read_metrics
 from ..common.figures import save  # also selects the file-only Agg backend
 from ..common.task_scoring import bootstrap_ci, mean_ci, wilson
@@ -370,6 +370,11 @@ def samples(results: dict) -> list[str]:
     return lines
 
 
+def measured_on(results: dict) -> str:
+    """The machine the evaluation ran on, as results.json recorded it (older files did not)."""
+    return results.get("machine", "not recorded")
+
+
 def write_report(ctx: Context, command: str = "") -> Path:
     results = read_json(ctx.root / "results.json")
     timings = read_json(ctx.root / "timings.json")
@@ -382,7 +387,8 @@ def write_report(ctx: Context, command: str = "") -> Path:
     fine_tuning = sum(t for stage, t in timings.items() if not stage.startswith("base-"))
     lines = [
         f"# The third act: SFT, reward models, PPO and DPO ({ctx.name} preset)", "",
-        f"Command: `{command or f'tinygpt instruct --preset={ctx.name}'}`. Machine: {machine()}.",
+        f"Command: `{command or f'tinygpt instruct --preset={ctx.name}'}`. "
+        f"Machine: {measured_on(results)}.",
         f"Policy {cfg.policy_size}, reward models {cfg.rm_sizes}; seed {cfg.seed}. "
         f"Pipeline from the trained base models: **{fmt_time(fine_tuning)}** "
         f"(per stage below; each time is that of the session that finished the stage).", "",

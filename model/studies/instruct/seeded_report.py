@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from ...errors import UserError
-from ...files import machine, read_json, write_atomic
+from ...files import read_json, write_atomic
 from ...train.runlog import fmt_time
 from ..common.figures import save
 from .bon import best_of_n, bon_curve
@@ -23,7 +23,7 @@ from .context import Context, seed_contexts
 from .gao import above_zero, over_seeds
 from .instruct_report import (FORMS_TEXT, SOURCES, Fits, bon_data, curves, difference_pairs,
                               fit_or_none, fit_table, gao_points, gold_panel, per_prompt, sources,
-                              tax_steps)
+                              measured_on, tax_steps)
 from .seed_stats import SeedMean, seed_mean
 
 
@@ -289,7 +289,7 @@ def write_seeded_report(ctx: Context) -> Path:
     lines = [
         f"# The third act over {len(seeds)} training seeds ({ctx.name} preset)", "",
         f"Command: `tinygpt instruct --preset={ctx.name}`; `tinygpt report "
-        f"{ctx.root}` redraws it. Machine: {machine()}.",
+        f"{ctx.root}` redraws it. Machine: {measured_on(seeds[0].results)}.",
         f"Policy {cfg.policy_size}, reward models {cfg.rm_sizes}; seeds "
         f"{', '.join(map(str, done))}" + (f" (not finished, left out: "
                                           f"{', '.join(map(str, left))})" if left else "")

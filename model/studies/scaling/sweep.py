@@ -16,35 +16,45 @@ from ..common.plan import RunSpec, StudyPlan
 from ..common.runner import ready, run_specs
 
 
-def sweep_size(plan: StudyPlan, size: str, root: Path, tokens: int, factors: list[float],
-               extend: int, **kw) -> dict[float, float]:
-    """{lr: final val loss} for one size, the grid extended until its best is interior."""
+def past_edge(results: dict[float, float], step: float) -> list[float]:
+    """The next rate out when the best of `results` sits at an edge of its grid; none inside."""
+    ordered = sorted(results)
+    best = min(results, key=results.get)
+    if best == ordered[0]:
+        return [ordered[0] / step]
+    return [ordered[-1] * step] if best == ordered[-1] else []
+
+
+def sweep_sizes(plan: StudyPlan, root: Path, tokens: int, factors: list[float], extend: int,
+                **kw) -> dict[str, dict[float, float]]:
+    """{size: {lr: final val loss}}, each size's grid extended until its best is interior.
+    A round trains every size's missing rates together, so the jobs stay busy across sizes
+    (a size's three rates alone would leave one of two jobs idle half the time)."""
     step = factors[-1] / factors[-2] if len(factors) > 1 else 2.0
-    lrs = [plan.lr[size] * f for f in factors]
-    results: dict[float, float] = {}
+    results: dict[str, dict[float, float]] = {size: {} for size in plan.lr}
+    todo = {size: [lr * f for f in factors] for size, lr in plan.lr.items()}
     for _ in range(extend + 1):
-        todo = [RunSpec(size, lr, tokens, plan.seeds[0]) for lr in lrs if lr not in results]
-        for spec, summary in zip(todo, run_specs(plan, todo, root, **kw)):
-            results[spec.lr] = summary["val_loss"]
-        ordered = sorted(results)
-        best = min(results, key=results.get)
-        if best == ordered[0]:
-            lrs = [ordered[0] / step]
-        elif best == ordered[-1]:
-            lrs = [ordered[-1] * step]
-        else:
+        specs = [RunSpec(size, lr, tokens, plan.seeds[0]) for size, lrs in todo.items()
+                 for lr in lrs]
+        if not specs:
             break
+        for spec, summary in zip(specs, run_specs(plan, specs, root, **kw)):
+            results[spec.size][spec.lr] = summary["val_loss"]
+        todo = {size: past_edge(res, step) for size, res in results.items()}
     return results
 
 
-def run_sweep(plan: StudyPlan, root: Path, **kw) -> dict:
-    """Sweep every size of the plan; writes root/sweep.json and returns it."""
+def run_sweep(plan: StudyPlan, root: Path, tokens: int = 0, **kw) -> dict:
+    """Sweep every size of the plan at its [sweep] tokens (or `tokens`, where given: e.g. the
+    study's own budget, to check rates chosen at a smaller one); writes root/sweep.json and
+    sweep.md and returns it."""
     ready(plan)
-    cfg = {"tokens": 1_000_000, "factors": [0.5, 1.0, 2.0], "extend": 2, **plan.sweep}
+    cfg = {"tokens": 1_000_000, "factors": [0.5, 1.0, 2.0], "extend": 2, **plan.sweep,
+           **({"tokens": tokens} if tokens else {})}
     swept = replace(plan, evals=5)  # a sweep only needs the final loss
     table = {}
-    for size in plan.lr:
-        res = sweep_size(swept, size, root, cfg["tokens"], cfg["factors"], cfg["extend"], **kw)
+    found = sweep_sizes(swept, root, cfg["tokens"], cfg["factors"], cfg["extend"], **kw)
+    for size, res in found.items():
         best = min(res, key=res.get)
         table[size] = {"best_lr": best, "edge": best in (min(res), max(res)),
                        "val_loss": {f"{lr:.3g}": loss for lr, loss in sorted(res.items())}}
