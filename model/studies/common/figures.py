@@ -18,9 +18,16 @@ def save(fig, folder: Path, stem: str) -> list[Path]:
     paths = [folder / f"{stem}.{ext}" for ext in ("png", "svg")]
     try:
         for path in paths:
-            write_atomic(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=130,
-                                                     bbox_inches="tight"),
+            write_atomic(path, lambda f: _savefig(fig, f, path.suffix[1:]),
                          "figure", "run the command again")
     finally:
         plt.close(fig)
     return paths
+
+
+def _savefig(fig, f, fmt: str) -> None:
+    # An SVG carries the time it was drawn and element ids salted at random: both fixed, so
+    # that `tinygpt report` redraws a committed figure byte for byte (a PNG has neither)
+    extra = {"metadata": {"Date": None}} if fmt == "svg" else {}
+    with plt.rc_context({"svg.hashsalt": "tinygpt"}):
+        fig.savefig(f, format=fmt, dpi=130, bbox_inches="tight", **extra)
