@@ -20,3 +20,14 @@ def test_a_figure_is_saved_byte_for_byte_twice(tmp_path):
     assert first == second
     assert b"<dc:date>" not in first[1]
 
+
+def test_a_committed_copy_names_no_fewshot_command_on_its_own_folder(tmp_path):
+    """A copy in docs/ keeps no checkpoints: `tinygpt fewshot docs/X/*/` would find none."""
+    from model.studies.scaling.scaling_report import fewshot_section
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "docs" / "runs").mkdir(parents=True)
+    assert "Not measured yet: `tinygpt fewshot " in "\n".join(fewshot_section(tmp_path / "out"))
+    text = "\n".join(fewshot_section(tmp_path / "docs"))
+    assert "not their checkpoints" in text and str(tmp_path) not in text
+

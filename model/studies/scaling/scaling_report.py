@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,6 +382,11 @@ def method_notes(a: dict) -> list[str]:
 def fewshot_section(root: Path) -> list[str]:
     """The few-shot study's findings, when `tinygpt fewshot` has written them under root/fewshot."""
     md = root / "fewshot" / "fewshot.md"
+    if not md.exists() and runs_folder(root) != root:  # a committed copy: no checkpoints
+        return ["## Few-shot and in-context learning", "",
+                "Not measured for these runs: this copy keeps their summaries and metrics, not "
+                "their checkpoints; `tinygpt fewshot <study>/*/ --out <study>/fewshot` measures "
+                "them in the folder the study trained in.", ""]
     if not md.exists():
         return ["## Few-shot and in-context learning", "",
                 f"Not measured yet: `tinygpt fewshot {root}/*/ --out {root}/fewshot`.", ""]
@@ -427,8 +431,9 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
             f"{', '.join(meta['held_out'][:6])}{' ...' if len(meta['held_out']) > 6 else ''}",
             f"- Machine: {runs[0]['machine']}",
             f"- Command: `{command or 'tinygpt study --preset ' + plan.name}`",
-            f"- Training wall time, all runs: {wall}; report written "
-            f"{time.strftime('%Y-%m-%d %H:%M')}", "", "## Findings", "", *findings(a),
+            # no date written: the report is a function of the folder alone, so that
+            # `tinygpt report` redraws a committed one byte for byte
+            f"- Training wall time, all runs: {wall}", "", "## Findings", "", *findings(a),
             precision_finding(runs), "",
             "## Fits", "", *fit_table(a), "", *method_notes(a), "",
             "n-gram baselines on the same split (" + unit + "): "
