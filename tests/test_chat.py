@@ -15,8 +15,7 @@ import torch
 from model.cli import main
 from model.data.tokenizer import CharTokenizer
 from model.infer.generate import generate
-from model.nn.config import GPTConfig
-from model.nn.gpt import GPT
+from model.nn.gpt import GPT, GPTConfig
 from model.studies.instruct.chat import ChatArgs, chat, context, instruct_model
 from model.studies.instruct.task import PROMPT_FORMAT, Instruction
 from model.train import checkpoint

@@ -11,7 +11,7 @@ import pytest
 from model.args import field_type
 from model.cli import COMMANDS, main
 from model.cli.usage import comments
-from model.nn.config import GPTConfig
+from model.nn.gpt import GPTConfig
 from model.train.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import torch
 from model.cli import main
 from model.data.tokenizer import CharTokenizer, GPT2Tokenizer
 from model.infer.generate import generate
-from model.nn.config import ARCHS, GPTConfig
-from model.nn.gpt import GPT
+from model.nn.config import ARCHS
+from model.nn.gpt import GPT, GPTConfig
 from model.train import checkpoint
 
 from conftest import make_text
@@ -140,7 +140,7 @@ def test_an_option_the_export_does_not_list_is_refused_by_name():
     import dataclasses
 
     from model.export.hf_folder import refusal
-    from model.nn.config import GPTConfig
+    from model.nn.gpt import GPTConfig
 
     @dataclasses.dataclass(frozen=True)
     class WithKvHeads(GPTConfig):

@@ -15,8 +15,7 @@ import torch
 
 from model.cli import main
 from model.data.tokenizer import CharTokenizer
-from model.nn.config import GPTConfig
-from model.nn.gpt import GPT
+from model.nn.gpt import GPT, GPTConfig
 from model.studies.common.icl import (copy_probe, halves_loss, icl_positions, icl_score,
                                       induction_probe, loss_by_position, prefix_matching,
                                       prefix_targets, probe_pool, text_repeat_loss)

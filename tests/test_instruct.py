@@ -202,8 +202,7 @@ def test_a_killed_stage_resumes_exactly(tmp_path, monkeypatch):
 def tiny_stage(out: Path, crash_at: int = -1, steps: int = 20) -> tuple[dict, list[dict]]:
     """A 1-layer GPT with dropout trained through loop.run on tokens from torch's generator:
     every step draws from it, as dropout does, and so does every evaluation."""
-    from model.nn.config import GPTConfig
-    from model.nn.gpt import GPT
+    from model.nn.gpt import GPT, GPTConfig
     from model.studies.instruct import loop
     from model.train.runlog import read_metrics
     torch.manual_seed(0)
@@ -242,8 +241,7 @@ def test_a_killed_stage_drawing_from_torchs_generator_resumes_bitwise(tmp_path):
 
 def test_the_stages_train_with_the_trainers_schedule_and_optimizer_under_their_settings():
     """Warmup over 10 steps, cosine to 10% of the peak; AdamW with β2 0.95 and no decay."""
-    from model.nn.config import GPTConfig
-    from model.nn.gpt import GPT
+    from model.nn.gpt import GPT, GPTConfig
     from model.studies.instruct import loop
     from model.train.optim import lr_at
     rates = [lr_at(s, loop.schedule(110), 2.0) for s in (0, 9, 10, 60, 110)]

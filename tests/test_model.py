@@ -7,9 +7,10 @@ import torch.nn.functional as F
 
 from model.infer.generate import generate
 from model.nn import decode
-from model.nn.config import GPTConfig, named
+from model.nn.config import named
 from model.nn.decode import Decoder
-from model.nn.gpt import GPT, attention, flops_per_token, n_nonemb_formula, rotary_tables
+from model.nn.gpt import (GPT, GPTConfig, attention, flops_per_token, n_nonemb_formula,
+                          rotary_tables)
 from model.train.train_config import TrainConfig
 from model.train.precision import faster_cpu_dtype
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from model.errors import UserError
-from model.nn.config import GPTConfig
+from model.nn.gpt import GPTConfig
 from model.train.train_config import load_config
 
 

@@ -19,8 +19,8 @@ from ..data.prepare import Batches, prepare
 from ..errors import UserError, check_values, one_of
 from ..files import configs_dir
 from ..infer.generate import generate
-from ..nn.config import LADDER, GPTConfig, named
-from ..nn.gpt import GPT, flops_per_token
+from ..nn.config import LADDER, named
+from ..nn.gpt import GPT, GPTConfig, flops_per_token
 from ..train.device import device_name, pick_device, pick_dtype, set_threads
 from ..train.optim import fused_adamw
 from ..train.train_config import RULES as TRAIN_RULES

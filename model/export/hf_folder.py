@@ -19,8 +19,7 @@ import torch
 
 from ..errors import UserError
 from ..files import read_json, write_atomic, write_json
-from ..nn.config import GPTConfig
-from ..nn.gpt import GPT
+from ..nn.gpt import GPT, GPTConfig
 from ..train import checkpoint
 from .tokenizer_files import read_tokenizer, tokenizer_files
 

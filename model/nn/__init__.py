@@ -1,2 +1,2 @@
-"""The network: GPTConfig and the named sizes (config), the GPT and its counts (gpt), the
-decoder with a KV cache (decode)."""
+"""The network: GPTConfig, the GPT and its counts (gpt), the named sizes and architectures
+(config), the decoder with a KV cache (decode)."""

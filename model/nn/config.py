@@ -1,47 +1,14 @@
-"""GPTConfig and the registry of named sizes and architectures.
+"""The registry of named sizes and architectures.
 
-One dataclass says everything about a network's shape; sizes and architecture
-variants are named here so that configs, the scaling ladder and the benchmark
-all refer to the same definitions (litgpt's registry idea).
+Sizes and architecture variants are named here so that configs, the scaling ladder and the
+benchmark all refer to the same definitions (litgpt's registry idea); the network's one
+dataclass, GPTConfig, lives with the network in gpt.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-
-@dataclass(frozen=True)
-class GPTConfig:
-    # Each field's comment is also its option's help in `tinygpt train --help` (TrainConfig
-    # takes every field but vocab_size as an option).
-    vocab_size: int = 65      # tokens in the vocabulary (the prepared data decides it)
-    block_size: int = 256     # context length in tokens
-    n_layer: int = 4          # transformer blocks
-    n_head: int = 4           # attention heads per block
-    n_embd: int = 128         # width of the residual stream
-    dropout: float = 0.0      # dropout probability (0 for these small models)
-    bias: bool = False        # biases in the linear layers and norms
-    pos: str = "learned"      # "learned" (GPT-2) | "rope" (rotary)
-    norm: str = "layernorm"   # "layernorm" (GPT-2) | "rmsnorm"
-    qk_norm: bool = False     # normalise queries and keys per head
-    mlp: str = "gelu"         # "gelu" (GPT-2) | "relu2" (squared ReLU)
-    zero_init: bool = False   # residual output projections start at zero
-    softcap: float = 0.0      # tanh cap on the logits; 0 means off
-    smear_keys: bool = False  # each key mixed with the previous position's (Olsson et al. 2022)
-
-    def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
-            raise ValueError("rotary positions need an even head size (n_embd / n_head)")
-        for name, value, allowed in (("pos", self.pos, POS), ("norm", self.norm, NORMS),
-                                     ("mlp", self.mlp, MLPS)):
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-
-
-POS = ("learned", "rope")
-NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "relu2")
+from .gpt import GPTConfig
 
 # Architecture presets. "gpt2" is the plain baseline block every comparison is
 # made against; "modern" switches on the cheap options measured to help at tiny

@@ -1,18 +1,53 @@
-"""The GPT: attention, MLP, block, model; parameter and FLOP counts.
+"""The GPT: its config, attention, MLP, block, model; parameter and FLOP counts.
 
-Read top to bottom. The default is GPT-2's pre-norm block; each option of
-GPTConfig (rotary, RMSNorm, QK-norm, ReLU², zero-init, softcap) changes one
-small thing and is named where it acts.
+Read top to bottom. One dataclass, GPTConfig, says everything about the network's shape (kept
+here, beside the code that reads it, as nanoGPT keeps it in model.py: a new option is a field
+and the code it switches). The default is GPT-2's pre-norm block; each option (rotary,
+RMSNorm, QK-norm, ReLU², zero-init, softcap) changes one small thing and is named where it acts.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import GPTConfig
+
+@dataclass(frozen=True)
+class GPTConfig:
+    # Each field's comment is also its option's help in `tinygpt train --help` (TrainConfig
+    # takes every field but vocab_size as an option).
+    vocab_size: int = 65      # tokens in the vocabulary (the prepared data decides it)
+    block_size: int = 256     # context length in tokens
+    n_layer: int = 4          # transformer blocks
+    n_head: int = 4           # attention heads per block
+    n_embd: int = 128         # width of the residual stream
+    dropout: float = 0.0      # dropout probability (0 for these small models)
+    bias: bool = False        # biases in the linear layers and norms
+    pos: str = "learned"      # "learned" (GPT-2) | "rope" (rotary)
+    norm: str = "layernorm"   # "layernorm" (GPT-2) | "rmsnorm"
+    qk_norm: bool = False     # normalise queries and keys per head
+    mlp: str = "gelu"         # "gelu" (GPT-2) | "relu2" (squared ReLU)
+    zero_init: bool = False   # residual output projections start at zero
+    softcap: float = 0.0      # tanh cap on the logits; 0 means off
+    smear_keys: bool = False  # each key mixed with the previous position's (Olsson et al. 2022)
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError("rotary positions need an even head size (n_embd / n_head)")
+        for name, value, allowed in (("pos", self.pos, POS), ("norm", self.norm, NORMS),
+                                     ("mlp", self.mlp, MLPS)):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+POS = ("learned", "rope")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "relu2")
 
 
 class RMSNorm(nn.RMSNorm):

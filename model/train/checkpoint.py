@@ -19,8 +19,7 @@ import torch.nn as nn
 from ..data.tokenizer import Tokenizer, from_meta, vocab_hash
 from ..errors import UserError
 from ..files import write_atomic
-from ..nn.config import GPTConfig
-from ..nn.gpt import GPT
+from ..nn.gpt import GPT, GPTConfig
 from .optim import load_keeping_rates
 
 FORMAT = 1

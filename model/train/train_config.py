@@ -17,7 +17,9 @@ from pathlib import Path
 
 from ..args import parse, typed
 from ..errors import UserError, check_values, one_of
-from ..nn.config import ARCHS, SIZES, GPTConfig
+from ..files import configs_dir
+from ..nn.config import ARCHS, SIZES
+from ..nn.gpt import GPTConfig
 
 
 @dataclass
@@ -185,7 +187,6 @@ def recipe_file(path: str) -> Path:
     p = Path(path)
     if p.exists():
         return p
-    from ..files import configs_dir  # (files imports torch; this file stays light otherwise)
     shipped = configs_dir() / Path(p.name).with_suffix(".toml")
     return shipped if shipped.is_file() else p
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ...nn.config import GPTConfig
-from ...nn.gpt import GPT
+from ...nn.gpt import GPT, GPTConfig
 from ...train import checkpoint
 
 
