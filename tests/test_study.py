@@ -403,6 +403,11 @@ def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
     # each round trains every size's missing rates together, two at a time: the extensions too
     assert len(summaries) == 9 and {s["jobs"] for s in summaries} == {2}
     assert {s["tokens"] for s in summaries} == {8_000}
+    # at the study's own budget the report sets the ladder at its rates beside the best ones
+    report = (tmp_path / "sweep" / "sweep.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| 2x")][3:]
+    assert len(rows) == 3 and all(float(r.split("|")[-2]) >= 0 for r in rows)  # given up ≥ 0
+    assert "| at the best rates here | " in report and "(no interval: 3 sizes)" in report
 
 
 def test_a_finished_run_of_another_recipe_is_named_when_skipped(tmp_path, capsys):

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ...files import write_json
+import numpy as np
+
+from ...files import read_json, write_json
 from ..common.plan import RunSpec, StudyPlan
 from ..common.runner import ready, run_specs
+from .fit import fit_power_law
 
 
 def past_edge(results: dict[float, float], step: float) -> list[float]:
@@ -69,5 +72,37 @@ def run_sweep(plan: StudyPlan, root: Path, tokens: int = 0, **kw) -> dict:
         flag = " (edge)" if row["edge"] else ""
         lines.append(f"| {size} | {row['best_lr']:.3g}{flag} | {losses} |")
         print(f"{size:>6}  best lr {row['best_lr']:.3g}{flag}  {losses}")
+    if cfg["tokens"] in plan.tokens:
+        lines += at_own_budget(plan, found, root, cfg["tokens"])
     (root / "sweep.md").write_text("\n".join(lines) + "\n")
     return result
+
+
+def at_own_budget(plan: StudyPlan, found: dict[str, dict[float, float]], root: Path,
+                  tokens: int) -> list[str]:
+    """A sweep at the study's own budget holds the study's ladder (its first seed at the plan's
+    rates): that ladder beside the one at the best rates found, the loss each size gives up,
+    and L(N) fitted to both, as the scaling report fits one seed (residual-noise bootstrap)."""
+    seed, sizes = plan.seeds[0], list(found)
+    N = np.array([read_json(root / RunSpec(s, plan.lr[s], tokens, seed).name
+                            / "summary.json")["n_nonemb"] for s in sizes], dtype=float)
+    own = np.array([found[s][plan.lr[s]] for s in sizes])
+    best = np.array([min(found[s].values()) for s in sizes])
+    lines = ["", "## The study's ladder at its own rates and at the best found here", "",
+             f"The runs at the plan's rates are the study's own (seed {seed}, the same budget "
+             "and recipe).", "", "| size | plan's lr | val loss | best lr here | val loss | "
+             "given up at the plan's lr |", "|---|---:|---:|---:|---:|---:|"]
+    for s, a, b in zip(sizes, own, best):
+        lines.append(f"| {s} | {plan.lr[s]:.3g} | {a:.4f} | "
+                     f"{min(found[s], key=found[s].get):.3g} | {b:.4f} | {a - b:+.4f} |")
+    lines += ["", "| ladder | alpha [95% CI] | E' [95% CI] |", "|---|---|---|"]
+    for label, L in (("at the plan's rates", own), ("at the best rates here", best)):
+        f = fit_power_law(N, L)
+        lines.append(f"| {label} | {f.alpha:.3f} {interval(f.alpha_ci)} | "
+                     f"{f.E:.3f} {interval(f.E_ci)} |")
+    return lines
+
+
+def interval(ci: tuple[float, float]) -> str:
+    """[lo, hi], or why there is none (3 sizes: the curve passes through every point)."""
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if np.isfinite(ci).all() else "(no interval: 3 sizes)"
