@@ -42,7 +42,7 @@ demo: $(BIN)/.installed
 	$(BIN)/tinygpt sample --out_dir=out/shakespeare-char --num_samples=2 --max_new_tokens=300
 
 test: $(BIN)/.installed-hf
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) out data

@@ -56,6 +56,15 @@ def isolated(monkeypatch, tmp_path, shared_cache):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts on one thread, whatever the test before it set (a command's --threads
+    sets torch's process-wide): with a worker a core (make test), a second spinning thread
+    costs the other worker its core, and the suite ran no faster on two workers than on one."""
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture
 def corpus(tmp_path):
     """A folder of three small 'works': two for training, the last held out."""

@@ -143,7 +143,7 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
     """tinygpt instruct on the quick preset: every stage, the results and the report; a second
     call finds everything finished."""
     out, base = tmp_path / "instruct", tmp_path / "base"
-    run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}", "--threads=2"])
+    run(["instruct", "--preset=quick", f"--out={out}", f"--base={base}", "--threads=1"])
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == ["base", "SFT", "PPO (RM 2x32)", "PPO-ptx (RM 2x32)", "DPO",
                                        "PPO sweep (RM 2x24)", "PPO sweep (RM 2x32)"]
