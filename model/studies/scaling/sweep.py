@@ -17,6 +17,7 @@ from ...files import read_json, write_json
 from ..common.plan import RunSpec, StudyPlan
 from ..common.runner import ready, run_specs
 from .fit import fit_power_law
+from .scaling_report import ci
 
 
 def past_edge(results: dict[float, float], step: float) -> list[float]:
@@ -98,11 +99,8 @@ def at_own_budget(plan: StudyPlan, found: dict[str, dict[float, float]], root: P
     lines += ["", "| ladder | alpha [95% CI] | E' [95% CI] |", "|---|---|---|"]
     for label, L in (("at the plan's rates", own), ("at the best rates here", best)):
         f = fit_power_law(N, L)
-        lines.append(f"| {label} | {f.alpha:.3f} {interval(f.alpha_ci)} | "
-                     f"{f.E:.3f} {interval(f.E_ci)} |")
+        # through 3 sizes the curve passes through every point: no noise to draw intervals from
+        alpha, E = ((ci(f.alpha_ci), ci(f.E_ci)) if np.isfinite(f.alpha_ci).all()
+                    else ("(no interval: 3 sizes)",) * 2)
+        lines.append(f"| {label} | {f.alpha:.3f} {alpha} | {f.E:.3f} {E} |")
     return lines
-
-
-def interval(ci: tuple[float, float]) -> str:
-    """[lo, hi], or why there is none (3 sizes: the curve passes through every point)."""
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if np.isfinite(ci).all() else "(no interval: 3 sizes)"
