@@ -9,8 +9,8 @@ from model.infer.generate import generate
 from model.nn import decode
 from model.nn.config import named
 from model.nn.decode import Decoder
-from model.nn.gpt import (GPT, GPTConfig, attention, flops_per_token, n_nonemb_formula,
-                          rotary_tables)
+from model.nn.gpt import (GPT, MLP, GPTConfig, SquaredReLU, apply_rotary, attention,
+                          flops_per_token, n_nonemb_formula, rotary_tables)
 from model.train.train_config import TrainConfig
 from model.train.precision import faster_cpu_dtype
 
@@ -256,3 +256,26 @@ def test_attention_maps_are_the_probabilities_attention_applies(arch):
         v = attn.qkv_heads(x, rotary)[2]
         rebuilt = attn.proj((seen[0] @ v).transpose(1, 2).reshape(3, 12, 32))
     assert torch.allclose(rebuilt, out, atol=1e-5)
+
+
+def test_rotary_turns_each_pair_by_its_positions_angle():
+    """apply_rotary's folded tables give the rotation written out: pair i of a head at
+    position t, (x_i, x_{i+hd/2}), turned by t / 10000^(2i/hd)."""
+    hd, T = 8, 5
+    x = torch.randn(2, 3, T, hd, dtype=torch.float64)
+    cos, sin = rotary_tables(hd, T)
+    angle = torch.arange(T).double()[:, None] / 10000 ** (torch.arange(0, hd, 2).double() / hd)
+    x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
+    turned = torch.cat((x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()),
+                       dim=-1)
+    assert torch.allclose(apply_rotary(x, cos, sin), turned, atol=1e-6)
+
+
+def test_squared_relu_has_the_gradient_of_relu_squared():
+    x = torch.randn(4, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(SquaredReLU.apply, (x,))
+    assert torch.equal(SquaredReLU.apply(x), torch.relu(x).square())
+    with torch.no_grad():  # the evaluation's in-place path gives the same values
+        mlp = MLP(GPTConfig(n_layer=1, n_head=2, n_embd=16, mlp="relu2"))
+        h = torch.randn(3, 16)
+        assert torch.allclose(mlp(h), mlp.proj(torch.relu(mlp.fc(h)).square()))

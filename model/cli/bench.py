@@ -21,7 +21,7 @@ from ..files import configs_dir
 from ..infer.generate import generate
 from ..nn.config import LADDER, named
 from ..nn.gpt import GPT, GPTConfig, flops_per_token
-from ..train.device import device_name, pick_device, pick_dtype, set_threads
+from ..train.device import device_name, keep_freed_memory, pick_device, pick_dtype, set_threads
 from ..train.optim import fused_adamw
 from ..train.train_config import RULES as TRAIN_RULES
 from ..train.train_config import TrainConfig, load_config
@@ -234,6 +234,7 @@ def main(a: BenchArgs) -> None:
         recipe = a.recipe or str(configs_dir() / "shakespeare_char.toml")
         return fixed_time_comparison(a.fixed_minutes, recipe, ["gpt2", "modern"], a.threads,
                                      a.compile)
+    keep_freed_memory()  # as a training run does (trainer.setup)
     device = pick_device(a.device)
     dtype = pick_dtype(device, a.dtype)
     shape = SHAPES[a.config]

@@ -22,7 +22,8 @@ from ..data.tokenizer import check_same_vocab
 from ..errors import UserError, make_dir
 from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
-from .device import device_name, fastest_matmul_dtype, pick_device, set_threads
+from .device import (device_name, fastest_matmul_dtype, keep_freed_memory, pick_device,
+                     set_threads)
 from .lock import owns_out_dir
 from .optim import fused_adamw, lr_at, make_optimizer, optimizer_settings, schedule_of, set_rates
 from .train_config import TrainConfig, as_dict
@@ -137,6 +138,7 @@ def setup(cfg: TrainConfig, auto: Choice | None = None
     if dist.enabled and device == "cuda":
         device = f"cuda:{dist.local_rank}"
     set_threads(cfg.threads)
+    keep_freed_memory()
     batches = open_data(cfg, dist)
     gcfg = cfg.gpt_config(batches.tokenizer.vocab_size)
     state = resume_state(cfg, Path(cfg.out_dir) / "ckpt.pt", dataclasses.asdict(gcfg), device,
