@@ -308,8 +308,6 @@ def test_limited_to_avx2_kernels_the_choice_is_fp32_and_bf16_reads_as_emulated()
     assert "(AVX2 kernels, oneDNN limited to AVX2, bf16 units: " in lines["machine"]
 
 
-
-
 STEPS = """
 import resource, sys, torch
 from model.nn.config import named

@@ -201,7 +201,7 @@ class MLP(nn.Module):
             return self.proj(SquaredReLU.apply(h))
         # in place where no backward needs h: an evaluation's h is the largest activation
         # (16 MiB a layer at the speedrun's 128 windows a pass), and two fresh copies of it cost
-        # 0.3 s of the speedrun's 5.3 s whole-split evaluation in fp32 (AVX2 kernels)
+        # 0.14-0.28 s of the speedrun's 5.1-5.3 s whole-split evaluation in fp32 (AVX2 kernels)
         return self.proj(torch.relu_(h).square_())
 
 
