@@ -108,11 +108,26 @@ def config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def read_plan(preset_or_path: str) -> tuple[Path, dict]:
+def read_plan(preset_or_path: str, _seen: tuple[Path, ...] = ()) -> tuple[Path, dict]:
     """The plan file of a preset name or path, and its parsed TOML. A file that says
-    kind = "emergence" is an emergence plan (model/studies/emergence/emergence_plan.py)."""
+    kind = "emergence" is an emergence plan (model/studies/emergence/emergence_plan.py).
+
+    extends = "<preset>" starts from that plan: a key the file sets replaces the other's, a
+    table ([train], [lr], ...) is merged key by key. So a variant (more seeds, another budget)
+    says only what differs, and cannot drift from the plan it varies."""
     path = preset_file("study", preset_or_path, "study plan")
-    return path, read_toml(str(path), "study plan")
+    raw = read_toml(str(path), "study plan")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return path, raw
+    if not isinstance(parent, str) or path.resolve() in _seen:
+        raise UserError(f"{path}: extends must name another plan, and plans cannot extend "
+                        f"each other in a loop (got {parent!r})")
+    _, base = read_plan(parent, (*_seen, path.resolve()))
+    for key, value in raw.items():
+        both_tables = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = {**base[key], **value} if both_tables else value
+    return path, base
 
 
 # Each study's own verb, by the plan's kind (a scaling plan names none)

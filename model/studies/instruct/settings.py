@@ -17,8 +17,8 @@ class InstructConfig:
     # the preset
     description: str = ""            # a line on what the preset is for (a note in the file)
     # where the base models come from: the runs of a scaling study (trained if missing)
-    base: str = "out/study-laptop"   # folder of the study's runs, <size>-...-s<seed>/ckpt.pt
-    base_preset: str = "laptop"      # the study plan that trains a missing base model
+    base: str = "out/study-laptop-4M"  # folder of the study's runs, <size>-...-s<seed>/ckpt.pt
+    base_preset: str = "laptop-4M"   # the study plan that trains a missing base model
     base_seed: int = 1337            # the seed of the base runs used
     policy_size: str = "4x104"       # the model SFT, PPO and DPO fine-tune
     rm_sizes: str = "2x48,3x56,4x104"  # reward models, smallest to largest (comma-separated)
