@@ -91,6 +91,42 @@ def test_bad_plan_is_named(tmp_path):
         load_plan("nope")
 
 
+def test_a_plan_extends_another_and_says_only_what_differs(tmp_path):
+    """laptop-seeds and laptop-4M are the laptop ladder with one key changed; a loop is named."""
+    laptop, seeds, four = (load_plan(n) for n in ("laptop", "laptop-seeds", "laptop-4M"))
+    assert seeds.seeds == [1337, 1338] and four.tokens == [4_000_000] != laptop.tokens
+    assert seeds.lr == four.lr == laptop.lr and seeds.train == four.train == laptop.train
+    base, child, loop = (tmp_path / f"{n}.toml" for n in ("base", "child", "loop"))
+    base.write_text('tokens = 1000\n[train]\nbeta2 = 0.99\ncompile = true\n[lr]\n"2x24" = 1e-3\n')
+    child.write_text(f'extends = "{base}"\n[train]\nbeta2 = 0.9\n')
+    plan = load_plan(str(child))
+    assert plan.name == "child" and plan.tokens == [1000]
+    assert plan.train == {"beta2": 0.9, "compile": True}  # a table merged key by key
+    loop.write_text(f'extends = "{loop}"\n')
+    with pytest.raises(UserError, match="in a loop"):
+        load_plan(str(loop))
+
+
+def test_the_report_fits_only_the_runs_of_its_plan(tmp_path, capsys):
+    """A folder that still holds the 4M ladder's runs when the 2M ladder trains into it: the
+    report fits the plan's runs (any seed) and names the others it leaves out."""
+    from model.studies.scaling.scaling_report import runs_of_plan
+
+    plan = load_plan("laptop-seeds")
+    plan.vocab_size = 84
+    old = [s for s in load_plan("laptop-4M").runs()]
+    for spec in plan.runs() + old:
+        run = tmp_path / spec.name
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps(
+            {"name": spec.name, "n_nonemb": 1, "tokens": spec.tokens, "seed": spec.seed,
+             "steps": 2}))
+        (run / "metrics.jsonl").write_text("")
+    kept = runs_of_plan(tmp_path, plan)
+    assert sorted(r["name"] for r in kept) == sorted(s.name for s in plan.runs())
+    assert f"leaving out {len(old)} runs of another plan than 'laptop-seeds'" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("line,message", [
     ('tokens = "many"', "tokens must be a list of token counts"),
     ("tokens = 0", "tokens must be a list of token counts"),

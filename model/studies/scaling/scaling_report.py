@@ -53,6 +53,20 @@ def load_runs(root: Path) -> list[dict]:
     return sorted(runs, key=lambda r: (r["n_nonemb"], r["tokens"], r["seed"]))
 
 
+def runs_of_plan(root: Path, plan: StudyPlan) -> list[dict]:
+    """The folder's finished runs of the plan's sizes, budgets and rates, of any seed (a second
+    seed trained into the folder joins its ladder). Runs another plan left in the folder, such
+    as the 4M-token ladder's before the default became 2M, are named and left out: fitted,
+    they would stand in for this plan's."""
+    wanted = {spec.name.rsplit("-s", 1)[0] for spec in plan.runs()}
+    runs = load_runs(root)
+    others = [r["name"] for r in runs if r["name"].rsplit("-s", 1)[0] not in wanted]
+    if others:
+        print(f"report: leaving out {len(others)} runs of another plan than {plan.name!r} "
+              f"({', '.join(others[:3])}{' ...' if len(others) > 3 else ''})", flush=True)
+    return [r for r in runs if r["name"] not in others]
+
+
 def ladder_runs(runs: list[dict]) -> list[dict]:
     """The runs at the largest token budget every size shares: the L(N) ladder's runs."""
     per_size = defaultdict(set)
@@ -403,14 +417,15 @@ def write_report(root: Path, plan: StudyPlan | None = None, command: str = "") -
             plan = StudyPlan(**read_json(root / "plan.json", fix))
         except TypeError as e:  # JSON, but not a plan's fields
             raise UserError(f"{root / 'plan.json'} is damaged ({str(e)[:80]}); {fix}") from None
-    runs = load_runs(root)
+    folder = dataset_dir(plan.dataset, plan.tokenizer)
+    meta = json.loads((folder / "meta.json").read_text())
+    plan.vocab_size = meta["tokenizer"]["vocab_size"]  # a FLOP budget's token count needs it
+    runs = runs_of_plan(root, plan)
     if len({r["n_nonemb"] for r in runs}) < 3:
         raise UserError(f"{root} has {len(runs)} finished runs; a fit needs at least 3 sizes")
     if not any(r["curve"] for r in runs):  # (a plan from before study checked its evaluations)
         raise UserError(f"no run in {root} was evaluated before its last step, so there is no "
                         "learning curve to fit; rerun the study with evals = 2 or more")
-    folder = dataset_dir(plan.dataset, plan.tokenizer)
-    meta = json.loads((folder / "meta.json").read_text())
     tr = np.fromfile(folder / "train.bin", dtype=np.uint16)
     va = np.fromfile(folder / "val.bin", dtype=np.uint16)
     base = baselines(tr, va, meta["tokenizer"]["vocab_size"])
