@@ -1,9 +1,10 @@
 # The README's commands. Each sets up .venv on first use (python3 and pip are
 # all a fresh machine needs), then runs.
-#   make study  the scaling study (laptop preset): 8 sizes, fits, plots, report
+#   make study  the scaling study (laptop preset): 8 sizes at 2M tokens, fits, plots, report
 #   make test   the test suite (what CI runs), with the [hf] and [eval] extras its export tests load
-#   make emergence  in-context copying on text: 1x64 vs 2x64, 2 seeds (~22 min, AVX2 class)
-#   make instruct   the third act: SFT, reward models, PPO and DPO on laptop-study base models
+#   make emergence  in-context copying on text: 1x64 vs 2x64, 2 seeds (~22 min on AVX2 kernels of an AMX CPU)
+#   make instruct   the third act: SFT, reward models, PPO and DPO on base models of the
+#               4M-token laptop ladder (preset laptop-4M, trained first if missing)
 #   make demo   prepare the corpus, train the default char model (~2 min), print samples
 #               (run again, it reuses the trained model and only samples)
 # TORCH pins this machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch test`.

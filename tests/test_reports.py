@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # every committed folder `tinygpt report` draws; the scaling ones read the prepared corpus's
 # split for their n-gram baselines
-REPORTS = ["docs/scaling/laptop", "docs/scaling/laptop-seeds", "docs/scaling/data-axis",
+REPORTS = ["docs/scaling/laptop-2M", "docs/scaling/laptop-2M-seeds", "docs/scaling/laptop",
+           "docs/scaling/laptop-seeds", "docs/scaling/data-axis",
            "docs/emergence", "docs/emergence/text", "docs/instruct",
            "docs/instruct/seed-1337", "docs/instruct/seed-1338", "docs/instruct/seed-1339"]
 DRAWN = (".md", ".png", ".svg")

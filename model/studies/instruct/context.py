@@ -95,7 +95,7 @@ class Context:
 
     def base(self, size: str) -> Path:
         """The base model of a size: the finished run of the base study, trained now if the
-        study folder lacks it (the study's own recipe, so `make study` would reuse it)."""
+        study folder lacks it (the study's own recipe, so `tinygpt study` of that plan reuses it)."""
         from ..common.runner import ready, run_specs
         plan = self.plan
         ready(plan)
