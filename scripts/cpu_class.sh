@@ -3,12 +3,14 @@
 # and `make emergence`, each in its own fresh clone of this checkout (its venv set up on the
 # way, an empty torch.compile cache), each timed by the wall clock.
 #
-#   bash scripts/cpu_class.sh [native|avx2] [RESULTS]   (defaults: native, out/cpu-class)
+#   bash scripts/cpu_class.sh [native|avx2|avx512] [RESULTS]   (defaults: native, out/cpu-class)
 #
 # avx2 limits oneDNN, ATen (and the code inductor generates) and MKL to the kernels of an
 # AVX2-only CPU, which has no bf16 units: bf16 is then emulated, as on an AMD EPYC of that
-# class. The clock, caches and memory stay this machine's, so name both the machine and the
-# limit beside its figures. PARTS (default "test speedrun study"; "emergence", "data-axis",
+# class. avx512 limits them to AVX-512 with its bf16 instructions and no AMX (on an Intel
+# Xeon those bf16 kernels measure slower than fp32, unlike what is reported for AMD's AVX-512
+# bf16 CPUs, so it stands in for that class's fp32 only). The clock, caches and memory stay
+# this machine's, so name both the machine and the limit beside its figures. PARTS (default "test speedrun study"; "emergence", "data-axis",
 # the Chinchilla preset of issue #30, and "instruct", the InstructGPT pipeline with its base
 # models, are the others) picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
 set -uo pipefail
@@ -19,7 +21,9 @@ PARTS=${PARTS:-test speedrun study}
 case $CLASS in
   native) ;;
   avx2) export ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
-  *) echo "error: the class is native or avx2, not $CLASS" >&2; exit 2 ;;
+  avx512) export ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 ATEN_CPU_CAPABILITY=avx512 \
+    MKL_ENABLE_INSTRUCTIONS=AVX512 ;;
+  *) echo "error: the class is native, avx2 or avx512, not $CLASS" >&2; exit 2 ;;
 esac
 mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1

@@ -273,6 +273,27 @@ def test_peaks_are_measured_quickly_and_mfu_reads_against_the_faster_one():
     assert peaks["fp32"] == fp32 and described[0].startswith("fp32 ")
 
 
+@pytest.mark.parametrize("bf16,fp32,chosen,words", [
+    (117e9, 205e9, torch.float32, "bf16 slower than fp32 here (117 GFLOP/s, though the CPU has"),
+    (2100e9, 330e9, torch.bfloat16, "bf16 2,100 GFLOP/s"),
+])
+def test_muon_orthogonalises_in_bf16_only_where_its_units_are_measured_faster(
+        monkeypatch, bf16, fp32, chosen, words):
+    """bf16 units need not make bf16 faster: oneDNN's AVX-512 bf16 kernels on an Intel Xeon
+    measured 117 GFLOP/s against fp32's 205 (one thread), and Muon in bf16 there cost the
+    speedrun 0.6 s. The peaks decide, and the bench says which case it is."""
+    from model.train import device, timing
+
+    peaks = {torch.bfloat16: bf16, torch.float32: fp32}
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(timing, "peak_flops", lambda dev, dtype, budget=0.5: peaks[dtype])
+    assert device.fastest_matmul_dtype("cpu") == chosen
+    described = timing.hardware_peaks("cpu", [torch.float32, torch.bfloat16])[1]
+    assert described[1].startswith(words)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)  # no units: emulated, not asked
+    assert device.fastest_matmul_dtype("cpu") == torch.float32
+
+
 # Run in a fresh process: oneDNN and ATen read these variables once, at start.
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 UNDER_AVX2 = """

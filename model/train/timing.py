@@ -88,19 +88,29 @@ def mfu_peak(device: str, dtype: torch.dtype) -> float:
 
 def hardware_peaks(device: str, dtypes: list[torch.dtype]) -> tuple[dict[str, float], list[str]]:
     """The measured peaks of dtypes by short name ("fp32", "bf16"), and a description of each
-    for people: a precision slower than float32 is named emulated, with no MFU against it."""
+    for people: a precision slower than float32 is named emulated (or, where the CPU has units
+    for it, slower), with no MFU against it."""
     peaks, described = {}, []
     fp32 = peak_flops(device, torch.float32)
     for dtype in dtypes:
         name = SHORT[dtype]
         peak = peak_flops(device, dtype)
-        if dtype != torch.float32 and peak < fp32:
+        if dtype != torch.float32 and peak < fp32 and has_units(device, dtype):
+            described.append(f"{name} slower than fp32 here ({peak / 1e9:,.0f} GFLOP/s, though "
+                             f"the CPU has {name} units)")
+        elif dtype != torch.float32 and peak < fp32:
             described.append(f"{name} emulated (no {name} units: {peak / 1e9:,.1f} GFLOP/s, "
                              f"slower than fp32)")
         else:
             peaks[name] = peak
             described.append(f"{name} {peak / 1e9:,.0f} GFLOP/s")
     return peaks, described
+
+
+def has_units(device: str, dtype: torch.dtype) -> bool:
+    """Whether a CPU's kernels have native units for dtype (only bf16 is asked about)."""
+    from .device import cpu_has_bf16
+    return device == "cpu" and dtype == torch.bfloat16 and cpu_has_bf16()
 
 
 SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
