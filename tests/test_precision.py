@@ -282,24 +282,24 @@ def test_muon_orthogonalises_in_bf16_only_where_its_units_are_measured_faster(
     """bf16 units need not make bf16 faster: oneDNN's AVX-512 bf16 kernels on an Intel Xeon
     measured 117 GFLOP/s against fp32's 205 (one thread), and Muon in bf16 there cost the
     speedrun 0.6 s. The peaks decide, and the bench says which case it is."""
-    from model.train import device, timing
+    from model.train import timing
 
     peaks = {torch.bfloat16: bf16, torch.float32: fp32}
-    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(timing, "cpu_has_bf16", lambda: True)
     monkeypatch.setattr(timing, "peak_flops", lambda dev, dtype, budget=0.5: peaks[dtype])
-    assert device.fastest_matmul_dtype("cpu") == chosen
+    assert timing.fastest_matmul_dtype("cpu") == chosen
     described = timing.hardware_peaks("cpu", [torch.float32, torch.bfloat16])[1]
     assert described[1].startswith(words)
-    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)  # no units: emulated, not asked
-    assert device.fastest_matmul_dtype("cpu") == torch.float32
+    monkeypatch.setattr(timing, "cpu_has_bf16", lambda: False)  # no units: emulated, not asked
+    assert timing.fastest_matmul_dtype("cpu") == torch.float32
 
 
 # Run in a fresh process: oneDNN and ATen read these variables once, at start.
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 UNDER_AVX2 = """
 import time, torch
-from model.train.device import fastest_matmul_dtype, pick_dtype
-from model.train.timing import hardware_peaks, mfu_peak, peak_flops
+from model.train.device import pick_dtype
+from model.train.timing import fastest_matmul_dtype, hardware_peaks, mfu_peak, peak_flops
 t0 = time.perf_counter()
 peaks, described = hardware_peaks("cpu", [torch.float32, torch.bfloat16])
 print("seconds", time.perf_counter() - t0)

@@ -1,8 +1,8 @@
 """Device and precision: which device to run on, in which dtype, with how many CPU threads.
 
-Timing (the matmul peak MFU is reported against, medians of alternating measurements)
-lives in timing.py; autocast and the loss scaler, in runtime.py; the probe that times
-both precisions on a CPU with bf16 units, in step.py.
+Timing (the matmul peak MFU is reported against, medians of alternating measurements, the
+precision measured fastest for matmuls) lives in timing.py; autocast and the loss scaler, in
+runtime.py; the probe that times both precisions on a CPU with bf16 units, in step.py.
 """
 from __future__ import annotations
 
@@ -39,22 +39,6 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def fastest_matmul_dtype(device: str) -> torch.dtype:
-    """bf16 where the device's bf16 matmuls are faster than fp32's, else fp32: the precision
-    for work that tolerates bf16's rounding and needs only speed (Muon's orthogonalisation).
-    On a CPU without bf16 units bf16 is emulated, several times slower than fp32; with units
-    it is not always faster either (AVX-512 bf16 kernels on an Intel Xeon: 117 GFLOP/s
-    against fp32's 205, one thread), so there the measured peaks decide (cached, about a
-    second once per process)."""
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device != "cpu" or not cpu_has_bf16():
-        return torch.float32
-    from .timing import peak_flops
-    faster = peak_flops("cpu", torch.bfloat16) > peak_flops("cpu", torch.float32)
-    return torch.bfloat16 if faster else torch.float32
 
 
 def pick_dtype(device: str, name: str = "auto") -> torch.dtype:

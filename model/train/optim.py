@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .device import fastest_matmul_dtype
+from .timing import fastest_matmul_dtype
 from .train_config import TrainConfig
 
 

@@ -1,5 +1,5 @@
-"""Timing: device synchronisation, medians of measurements taken in turn, and the
-measured matmul peak that MFU is reported against.
+"""Timing: device synchronisation, medians of measurements taken in turn, the measured
+matmul peak that MFU is reported against, and the precision those peaks make fastest.
 
 MFU against a hard-coded A100 number says nothing on a laptop. We time a large
 matmul on the device in use, in the precision in use, and divide by that.
@@ -12,6 +12,8 @@ import time
 from typing import Callable
 
 import torch
+
+from .device import cpu_has_bf16
 
 
 def in_turn(measures: list[Callable[[], float]], rounds: int) -> list[list[float]]:
@@ -109,8 +111,22 @@ def hardware_peaks(device: str, dtypes: list[torch.dtype]) -> tuple[dict[str, fl
 
 def has_units(device: str, dtype: torch.dtype) -> bool:
     """Whether a CPU's kernels have native units for dtype (only bf16 is asked about)."""
-    from .device import cpu_has_bf16
     return device == "cpu" and dtype == torch.bfloat16 and cpu_has_bf16()
+
+
+def fastest_matmul_dtype(device: str) -> torch.dtype:
+    """bf16 where the device's bf16 matmuls are faster than fp32's, else fp32: the precision
+    for work that tolerates bf16's rounding and needs only speed (Muon's orthogonalisation).
+    On a CPU without bf16 units bf16 is emulated, several times slower than fp32; with units
+    it is not always faster either (AVX-512 bf16 kernels on an Intel Xeon: 117 GFLOP/s
+    against fp32's 205, one thread), so there the measured peaks decide (cached, about a
+    second once per process)."""
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device != "cpu" or not cpu_has_bf16():
+        return torch.float32
+    faster = peak_flops("cpu", torch.bfloat16) > peak_flops("cpu", torch.float32)
+    return torch.bfloat16 if faster else torch.float32
 
 
 SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}

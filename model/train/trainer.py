@@ -22,8 +22,7 @@ from ..data.tokenizer import check_same_vocab
 from ..errors import UserError, make_dir
 from ..nn.gpt import GPT, flops_per_token
 from . import checkpoint, distributed
-from .device import (device_name, fastest_matmul_dtype, keep_freed_memory, pick_device,
-                     set_threads)
+from .device import device_name, keep_freed_memory, pick_device, set_threads
 from .lock import owns_out_dir
 from .optim import fused_adamw, lr_at, make_optimizer, optimizer_settings, schedule_of, set_rates
 from .train_config import TrainConfig, as_dict
@@ -31,7 +30,7 @@ from .precision import Choice, fresh_run_precision
 from .runlog import Progress, RunLog
 from .runtime import Runtime
 from .step import Compiled, micro_batches, train_step
-from .timing import mfu_peak
+from .timing import fastest_matmul_dtype, mfu_peak
 
 
 @torch.no_grad()
