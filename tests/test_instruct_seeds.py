@@ -111,3 +111,15 @@ def test_the_seeded_preset_is_the_laptop_one_at_three_seeds():
     assert (seeded.eval_prompts, seeded.eval_samples) == (256, 4)
     assert len(seeded.sizes()) == 3 and seeded.bon_ns() == [1, 2, 4, 8, 16]
     assert replace(seeded, seeds=1, description="") == replace(laptop, description="")
+
+
+def test_the_laptop_pipeline_builds_on_the_4m_ladder_its_report_was_made_on():
+    """docs/instruct was made on the 4M-token ladder's models; make study's ladder is 2M now, so
+    the pipeline names the 4M plan and the folder `tinygpt study` gives that plan."""
+    from model.studies.common.plan import load_plan
+    from model.studies.instruct.settings import load_instruct
+
+    cfg = load_instruct("laptop", {})[0]
+    plan = load_plan(cfg.base_preset)
+    assert plan.tokens == [4_000_000] and cfg.base == f"out/study-{plan.name}"
+    assert all(size in plan.lr for size in cfg.sizes())
