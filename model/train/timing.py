@@ -97,21 +97,16 @@ def hardware_peaks(device: str, dtypes: list[torch.dtype]) -> tuple[dict[str, fl
     for dtype in dtypes:
         name = SHORT[dtype]
         peak = peak_flops(device, dtype)
-        if dtype != torch.float32 and peak < fp32 and has_units(device, dtype):
+        if dtype != torch.float32 and peak < fp32:
+            units = device == "cpu" and dtype == torch.bfloat16 and cpu_has_bf16()
             described.append(f"{name} slower than fp32 here ({peak / 1e9:,.0f} GFLOP/s, though "
-                             f"the CPU has {name} units)")
-        elif dtype != torch.float32 and peak < fp32:
-            described.append(f"{name} emulated (no {name} units: {peak / 1e9:,.1f} GFLOP/s, "
+                             f"the CPU has {name} units)" if units else
+                             f"{name} emulated (no {name} units: {peak / 1e9:,.1f} GFLOP/s, "
                              f"slower than fp32)")
         else:
             peaks[name] = peak
             described.append(f"{name} {peak / 1e9:,.0f} GFLOP/s")
     return peaks, described
-
-
-def has_units(device: str, dtype: torch.dtype) -> bool:
-    """Whether a CPU's kernels have native units for dtype (only bf16 is asked about)."""
-    return device == "cpu" and dtype == torch.bfloat16 and cpu_has_bf16()
 
 
 def fastest_matmul_dtype(device: str) -> torch.dtype:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +58,14 @@ def runs_of_plan(root: Path, plan: StudyPlan) -> list[dict]:
     seed trained into the folder joins its ladder). Runs another plan left in the folder, such
     as the 4M-token ladder's before the default became 2M, are named and left out: fitted,
     they would stand in for this plan's."""
-    wanted = {spec.name.rsplit("-s", 1)[0] for spec in plan.runs()}
     runs = load_runs(root)
-    others = [r["name"] for r in runs if r["name"].rsplit("-s", 1)[0] not in wanted]
+    seeds = {r["seed"] for r in runs}
+    wanted = {replace(spec, seed=seed).name for spec in plan.runs() for seed in seeds}
+    others = [r["name"] for r in runs if r["name"] not in wanted]
     if others:
         print(f"report: leaving out {len(others)} runs of another plan than {plan.name!r} "
               f"({', '.join(others[:3])}{' ...' if len(others) > 3 else ''})", flush=True)
-    return [r for r in runs if r["name"] not in others]
+    return [r for r in runs if r["name"] in wanted]
 
 
 def ladder_runs(runs: list[dict]) -> list[dict]:
