@@ -1,7 +1,9 @@
 # The README's commands. Each sets up .venv on first use (python3 and pip are
 # all a fresh machine needs), then runs.
 #   make study  the scaling study (laptop preset): 8 sizes at 2M tokens, fits, plots, report
-#   make test   the test suite (what CI runs), with the [hf] and [eval] extras its export tests load
+#   make test   the test suite less its long checks and the tests of the [hf] and [eval]
+#               extras: a few minutes on any 2-core CPU (issue #26)
+#   make test-all  every test, the extras installed first (what CI runs)
 #   make emergence  in-context copying on text: 1x64 vs 2x64, 2 seeds (~22 min on AVX2 kernels of an AMX CPU)
 #   make instruct   the third act: SFT, reward models, PPO and DPO on base models of the
 #               4M-token laptop ladder (preset laptop-4M, trained first if missing)
@@ -14,7 +16,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study emergence instruct demo test clean
+.PHONY: study emergence instruct demo test test-all clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +44,13 @@ demo: $(BIN)/.installed
 	$(BIN)/tinygpt train configs/shakespeare_char.toml --init_from=auto
 	$(BIN)/tinygpt sample --out_dir=out/shakespeare-char --num_samples=2 --max_new_tokens=300
 
-test: $(BIN)/.installed-hf
+# The markers are pyproject.toml's: `long` (whole studies and pipelines, redraws of committed
+# reports, calibrations over many fits: about 60% of the suite's time) and `extras`.
+test: $(BIN)/.installed
+	@echo "make test: every test but those marked long or extras (make test-all runs them too)"
+	$(BIN)/python -m pytest -q -n auto -m "not long and not extras"
+
+test-all: $(BIN)/.installed-hf
 	$(BIN)/python -m pytest -q -n auto
 
 clean:

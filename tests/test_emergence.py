@@ -188,6 +188,7 @@ def test_bad_emergence_plans_are_named(tmp_path, line, message):
         load_emergence_plan(*read_plan(str(path)))
 
 
+@pytest.mark.long
 def test_quick_emergence_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     from model.cli import main
 

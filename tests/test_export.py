@@ -61,6 +61,7 @@ def same_as_transformers(model: GPT, folder, ids: list[int]) -> float:
     return worst
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize("bias", [False, True])
 def test_char_model_runs_the_same_in_transformers(tmp_path, capsys, bias):
     tok = CharTokenizer.fit(TEXT)
@@ -74,6 +75,7 @@ def test_char_model_runs_the_same_in_transformers(tmp_path, capsys, bias):
     print(f"char, bias={bias}: max |logit difference| {worst:.2e}")
 
 
+@pytest.mark.extras
 def test_gpt2_bpe_model_runs_the_same_in_transformers(tmp_path, capsys):
     tok = GPT2Tokenizer()
     model, folder = exported(tmp_path, tok, capsys)

@@ -49,6 +49,7 @@ def test_leave_largest_out_is_exact_on_clean_data():
     assert held.loglog_error < held.local_error < 0
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("floor", [E_TRUE, 0.0])
 def test_power_law_intervals_cover_a_known_law(floor):
     # 30 synthetic studies of 7 sizes with 1% log-noise, each fitted with 60 parametric
@@ -267,6 +268,7 @@ def test_chinchilla_recovers_alpha_beta_and_the_compute_optimal_exponents():
     assert lo[0] < fit.optimal_n(1e12)[0] < hi[0]
 
 
+@pytest.mark.long
 def test_chinchilla_intervals_cover_a_known_law_on_the_data_axis_design():
     # The preset's shape: 4 sizes a decade apart, 4 budgets 2 decades apart, with the seed
     # noise measured on the laptop ladder (SD of log L 0.004). 20 draws of 30 refits each (few

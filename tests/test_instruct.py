@@ -139,6 +139,7 @@ def run(argv):
     assert main(argv) == 0
 
 
+@pytest.mark.long
 def test_quick_pipeline_end_to_end(tmp_path, capsys):
     """tinygpt instruct on the quick preset: every stage, the results and the report; a second
     call finds everything finished."""

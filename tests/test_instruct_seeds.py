@@ -52,6 +52,7 @@ def test_a_mean_over_seeds_by_hand():
         seed_mean([np.array([0.5])])
 
 
+@pytest.mark.long
 def test_quick_pipeline_over_two_seeds_resumes_and_reports(tmp_path, capsys, monkeypatch):
     """Two seeds of the quick preset, each a whole pipeline in its own folder: cut short in the
     second seed's DPO, the pooled report refuses one seed; run again, the first seed and the

@@ -45,6 +45,7 @@ def test_a_committed_copy_names_no_fewshot_command_on_its_own_folder(tmp_path):
     assert "not their checkpoints" in text and str(tmp_path) not in text
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("folder", REPORTS)
 def test_every_committed_report_redraws_identically(tmp_path, folder):
     from model.cli import main

@@ -222,6 +222,7 @@ def alive(pid: int) -> bool:
         return f.read().split(") ")[-1][0] != "Z"
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; workers die with "
                     "their parent by prctl, which only Linux has")
 def test_quick_study_survives_kill_9_of_its_parent_and_reports(tmp_path):
@@ -420,6 +421,7 @@ def test_report_says_when_the_floor_is_not_bounded_away_from_zero():
         "1.3000 | [1.2, 1.4]")
 
 
+@pytest.mark.long
 def test_a_sweep_runs_side_by_side_and_picks_an_interior_rate(corpus, tmp_path):
     """tinygpt sweep: each size's grid of rates, two runs at a time, extended past an edge."""
     from model.studies.scaling.sweep import run_sweep
