@@ -351,8 +351,9 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
 def test_freed_activations_are_reused_rather_than_faulted_in_afresh():
     """Training keeps freed blocks (keep_freed_memory): the speedrun's block at 3 layers (its
-    depth when this was measured), forward and backward on 64 windows, takes its activations' memory back without a page fault per 4 KiB,
-    which glibc's default costs on every step (39k-63k faults in 10 steps, against 2k-5k)."""
+    depth when this was measured), forward and backward on 64 windows, takes its activations'
+    memory back without a page fault per 4 KiB, which glibc's default costs on every step
+    (39k-63k faults in 10 steps, against 2k-5k)."""
     faults = {}
     for mode in ("default", "keep"):
         out = subprocess.run([sys.executable, "-c", STEPS, mode], cwd=ROOT,
