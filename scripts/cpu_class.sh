@@ -10,7 +10,8 @@
 # class. avx512 limits them to AVX-512 with its bf16 instructions and no AMX (on an Intel
 # Xeon those bf16 kernels measure slower than fp32, unlike what is reported for AMD's AVX-512
 # bf16 CPUs, so it stands in for that class's fp32 only). The clock, caches and memory stay
-# this machine's, so name both the machine and the limit beside its figures. PARTS (default "test speedrun study"; "emergence", "data-axis",
+# this machine's, so name both the machine and the limit beside its figures.
+# PARTS (default "test speedrun study"; "emergence", "data-axis",
 # the Chinchilla preset of issue #30, and "instruct", the InstructGPT pipeline with its base
 # models, are the others) picks the parts. OpenMP threads busy-wait: run nothing else meanwhile.
 set -uo pipefail

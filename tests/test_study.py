@@ -114,7 +114,7 @@ def test_the_report_fits_only_the_runs_of_its_plan(tmp_path, capsys):
 
     plan = load_plan("laptop-seeds")
     plan.vocab_size = 84
-    old = [s for s in load_plan("laptop-4M").runs()]
+    old = load_plan("laptop-4M").runs()
     for spec in plan.runs() + old:
         run = tmp_path / spec.name
         run.mkdir()
